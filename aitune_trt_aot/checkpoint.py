@@ -1,0 +1,107 @@
+"""The backend's entry in an AITune ``.ait`` checkpoint, and reading entries AITune's built-in backend wrote.
+
+AITune resolves a checkpoint entry to a class by its ``"type"`` name among the direct subclasses of
+``Backend`` that exist when the checkpoint is read. Our entries carry a :class:`CheckpointWriter`
+object; unpickling it imports ``aitune_trt_aot``, which registers this package's backend before
+AITune looks the name up. So ``ait.load`` picks this backend for checkpoints it wrote even where the
+user did not import the package, and fails with "No module named 'aitune_trt_aot'" where it is not
+installed, instead of handing the entry to the built-in class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from aitune.torch.checkpoint.artifact import ArtifactPath
+
+from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
+from aitune_trt_aot.shapes import ShapeGuard
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CheckpointWriter:
+    """Marks a checkpoint entry as written by this package, in format ``version``."""
+
+    package: str = "aitune_trt_aot"
+    version: int = FORMAT_VERSION
+
+
+@dataclass
+class BackendState:
+    """Everything the backend needs to run again from a checkpoint.
+
+    Attributes:
+        config: The config the engines were built with.
+        artifact: The compiled model file.
+        artifact_format: Name of the format of that file (see ``aitune_trt_aot.formats``).
+        device: The device the engines were built on.
+        shape_guard: Input ranges to check calls against, None when unknown (built-in checkpoints).
+        precision: How the precision was obtained (``fp32``, ``autocast(float16)``, ...).
+
+    """
+
+    config: TorchTensorRTAotBackendConfig
+    artifact: ArtifactPath
+    artifact_format: str
+    device: torch.device | None
+    shape_guard: ShapeGuard | None
+    precision: str
+
+    def to_dict(self, type_name: str) -> dict[str, Any]:
+        """The checkpoint entry (``type_name`` is the backend class name AITune looks up)."""
+        return {
+            "type": type_name,
+            "writer": CheckpointWriter(),
+            "config": self.config.to_dict(),
+            "artifact": self.artifact,
+            "artifact_format": self.artifact_format,
+            "device": self.device,
+            "shape_guard": None if self.shape_guard is None else self.shape_guard.to_dict(),
+            "precision": self.precision,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BackendState:
+        """Read an entry written by this package or by AITune's built-in ``TorchTensorRTAotBackend``."""
+        writer = data.get("writer")
+        if isinstance(writer, CheckpointWriter):
+            if writer.version > FORMAT_VERSION:
+                raise ValueError(
+                    f"This checkpoint entry was written by a newer aitune-trt-aot (format {writer.version}; this "
+                    f"version reads up to {FORMAT_VERSION}). Upgrade aitune-trt-aot to load it."
+                )
+            guard = data.get("shape_guard")
+            return cls(
+                config=TorchTensorRTAotBackendConfig.from_dict(data["config"]),
+                artifact=_artifact(data, "artifact"),
+                artifact_format=data["artifact_format"],
+                device=data.get("device"),
+                shape_guard=None if guard is None else ShapeGuard.from_dict(guard),
+                precision=data.get("precision", "unknown"),
+            )
+        if "exported_model_path" in data:
+            # AITune's built-in backend: an ExportedProgram from torch_tensorrt.save, no config, no ranges.
+            return cls(
+                config=TorchTensorRTAotBackendConfig(),
+                artifact=_artifact(data, "exported_model_path"),
+                artifact_format="exported_program",
+                device=data.get("device"),
+                shape_guard=None,
+                precision="unknown (written by AITune's built-in backend)",
+            )
+        raise ValueError(
+            "This checkpoint entry is named TorchTensorRTAotBackend but has neither aitune-trt-aot's fields nor "
+            f"those of AITune's built-in backend (keys: {sorted(data)}). The checkpoint is damaged or was written "
+            "by another tool."
+        )
+
+
+def _artifact(data: dict[str, Any], key: str) -> ArtifactPath:
+    value = data.get(key)
+    if not isinstance(value, ArtifactPath):
+        raise ValueError(f"Checkpoint entry field {key!r} should be an ArtifactPath, got {type(value).__name__}.")
+    return value

@@ -1,0 +1,134 @@
+"""``TorchTensorRTAotBackendConfig``: what the user asks the backend to build."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+from aitune.torch.backend.backend import BackendConfig
+
+from aitune_trt_aot.settings import (
+    CompilationSettings,
+    is_compilation_settings,
+    normalize_precisions,
+    settings_from_dict,
+    settings_to_dict,
+)
+
+IRS = ("dynamo", "ts", "fx")
+IR_ALIASES = {"torchscript": "ts", "torch_script": "ts", "export": "dynamo"}
+PRECISION_ROUTES = ("auto", "autocast", "cast_module")
+TS_CAPTURES = ("trace", "script")
+
+
+def normalize_ir(ir: Any) -> str:
+    """Return the canonical IR name, or raise a ``ValueError`` naming the allowed values."""
+    name = str(ir).strip().lower() if isinstance(ir, str) else ir
+    name = IR_ALIASES.get(name, name)
+    if name not in IRS:
+        raise ValueError(f"Unknown ir {ir!r}: use one of {', '.join(map(repr, IRS))} ('torchscript' means 'ts').")
+    return name
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"Unknown {name} {value!r}: use one of {', '.join(map(repr, allowed))}.")
+
+
+@dataclass
+class TorchTensorRTAotBackendConfig(BackendConfig):
+    """Configuration of :class:`aitune_trt_aot.TorchTensorRTAotBackend`.
+
+    Attributes:
+        ir: Compile path: ``"dynamo"`` (torch.export + ``torch_tensorrt.dynamo.compile``, the default),
+            ``"ts"`` (TorchScript frontend; ``"torchscript"`` is accepted) or ``"fx"`` (FX frontend).
+        compile_config: Torch-TensorRT ``CompilationSettings``. Reduced precision is asked for the usual
+            way, ``enabled_precisions={torch.float16}`` (or bfloat16); the backend turns it into settings
+            the installed Torch-TensorRT accepts (see ``precision_route``).
+        precision_route: How fp16/bf16 is obtained. ``"autocast"``: Torch-TensorRT's rule-based autocast
+            (inputs and outputs stay fp32, sensitive layers stay fp32). ``"cast_module"``: the module's
+            weights are cast and floating inputs/outputs are cast at the engine boundary (the whole network
+            runs in reduced precision, as eager ``module.half()`` would). ``"auto"`` (default): autocast,
+            and cast_module when autocast fails for the model, with a warning.
+        ts_capture: How the TorchScript frontend captures the module: ``"trace"`` (default) or ``"script"``.
+        check_shapes: Check every call's tensor shapes and dtypes against the ranges the engines were built
+            for and raise a clear error outside them (default True).
+        pickle_protocol: Pickle protocol used when saving the compiled artifact.
+
+    """
+
+    ir: str = "dynamo"
+    compile_config: Any = field(default_factory=CompilationSettings)
+    precision_route: str = "auto"
+    ts_capture: str = "trace"
+    check_shapes: bool = True
+    pickle_protocol: int = 5
+
+    def __post_init__(self) -> None:
+        """Validate the values and bring them to their canonical form."""
+        self.ir = normalize_ir(self.ir)
+        _check_choice("precision_route", self.precision_route, PRECISION_ROUTES)
+        _check_choice("ts_capture", self.ts_capture, TS_CAPTURES)
+        if not isinstance(self.check_shapes, bool):
+            raise ValueError(f"check_shapes must be True or False, got {self.check_shapes!r}.")
+        if (
+            not isinstance(self.pickle_protocol, int)
+            or isinstance(self.pickle_protocol, bool)
+            or not 2 <= self.pickle_protocol <= pickle.HIGHEST_PROTOCOL
+        ):
+            raise ValueError(
+                f"pickle_protocol must be an int from 2 to {pickle.HIGHEST_PROTOCOL}, got {self.pickle_protocol!r}."
+            )
+        if isinstance(self.compile_config, dict):
+            self.compile_config = settings_from_dict(self.compile_config)
+        if not is_compilation_settings(self.compile_config):
+            raise ValueError(
+                "compile_config must be torch_tensorrt.dynamo.CompilationSettings (or a dict of its fields), "
+                f"got {type(self.compile_config).__name__}."
+            )
+        self.compile_config = dataclasses.replace(
+            self.compile_config, enabled_precisions=normalize_precisions(self.compile_config.enabled_precisions)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict; ``compile_config`` holds only the settings that differ from the defaults."""
+        return {
+            "ir": self.ir,
+            "compile_config": settings_to_dict(self.compile_config),
+            "precision_route": self.precision_route,
+            "ts_capture": self.ts_capture,
+            "check_shapes": self.check_shapes,
+            "pickle_protocol": self.pickle_protocol,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TorchTensorRTAotBackendConfig:
+        """Rebuild a config from :meth:`to_dict` output (unknown keys are an error)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown TorchTensorRTAotBackendConfig fields {unknown}; known: {sorted(known)}.")
+        return cls(**data)
+
+    def describe(self) -> str:
+        """Only the fields that differ from the defaults, e.g. ``ir=ts,compile_config(enabled_precisions=...)``."""
+        mine, default = self.to_dict(), self.__class__().to_dict()
+        parts = []
+        for name, value in mine.items():
+            if name == "compile_config":
+                if value:
+                    inner = ",".join(f"{k}={_describe_value(v)}" for k, v in value.items())
+                    parts.append(f"compile_config({inner})")
+            elif value != default[name]:
+                parts.append(f"{name}={value}")
+        return ",".join(parts)
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, dict) and "set" in value:
+        return "{" + ",".join(_describe_value(v) for v in value["set"]) + "}"
+    if isinstance(value, dict) and len(value) == 1:
+        return str(next(iter(value.values())))
+    return str(value)

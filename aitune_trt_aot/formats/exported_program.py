@@ -1,0 +1,52 @@
+"""``exported_program``: the Dynamo frontend's graph with its engines, saved by ``torch_tensorrt.save``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch._export.verifier import SpecViolationError
+
+from aitune_trt_aot.formats.base import ArtifactFormat
+from aitune_trt_aot.frontends.base import CompiledModel
+from aitune_trt_aot.stack import require_torch_tensorrt
+
+logger = logging.getLogger(__name__)
+
+
+class ExportedProgramFormat(ArtifactFormat):
+    """An ``ExportedProgram`` archive holding the TensorRT engines; loaded with ``torch_tensorrt.load``."""
+
+    name = "exported_program"
+    suffix = ".pt2"
+
+    def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
+        """Serialise the graph as is; re-export it only when the graph fails the export verifier."""
+        torch_tensorrt = require_torch_tensorrt()
+        try:
+            torch_tensorrt.save(compiled.module, str(path), retrace=False, pickle_protocol=pickle_protocol)
+        except (SpecViolationError, KeyError, RuntimeError) as error:
+            # The graph-surgery path fails on some graphs (verifier errors; non-tensor inputs such as a float
+            # keyword raise KeyError in the serializer). Re-exporting from the recorded call handles them.
+            logger.warning(
+                "Saving without retrace failed (%s: %s); saving with retrace=True.", type(error).__name__, error
+            )
+            path.unlink(missing_ok=True)
+            args, kwargs = compiled.sample
+            torch_tensorrt.save(
+                compiled.module,
+                str(path),
+                retrace=True,
+                arg_inputs=list(args),
+                kwarg_inputs=kwargs or None,
+                dynamic_shapes=compiled.dynamic_shapes,
+                pickle_protocol=pickle_protocol,
+            )
+
+    def load(self, path: Path, device: torch.device) -> Callable[..., Any]:
+        """Load the program and return its module on ``device``."""
+        torch_tensorrt = require_torch_tensorrt()
+        return torch_tensorrt.load(str(path)).module().to(device)

@@ -1,0 +1,29 @@
+"""``torchscript``: a TorchScript module with embedded engines (``torch.jit.save``/``torch.jit.load``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aitune_trt_aot.formats.base import ArtifactFormat
+from aitune_trt_aot.frontends.base import CompiledModel
+from aitune_trt_aot.stack import require_torch_tensorrt
+
+
+class TorchScriptFormat(ArtifactFormat):
+    """TorchScript archive; loading needs the Torch-TensorRT runtime (imported here)."""
+
+    name = "torchscript"
+    suffix = ".ts"
+
+    def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
+        """Write the scripted module."""
+        torch.jit.save(compiled.module, str(path))
+
+    def load(self, path: Path, device: torch.device) -> Callable[..., Any]:
+        """Register the TensorRT engine class, then load the module onto ``device``."""
+        require_torch_tensorrt()
+        return torch.jit.load(str(path), map_location=device)

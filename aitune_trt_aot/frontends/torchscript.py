@@ -1,0 +1,82 @@
+"""``ir="ts"``: capture with TorchScript (trace or script), compile with Torch-TensorRT's TorchScript frontend."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from aitune.torch.utils.shapes import prepare_export_sample
+
+from aitune_trt_aot.frontends.base import CompiledModel, CompileRequest, Frontend, positional_tensor_inputs
+
+logger = logging.getLogger(__name__)
+
+# CompilationSettings fields the TorchScript frontend understands, under its own names.
+_TS_SETTINGS = {
+    "enabled_precisions": "enabled_precisions",
+    "workspace_size": "workspace_size",
+    "min_block_size": "min_block_size",
+    "require_full_compilation": "require_full_compilation",
+    "truncate_double": "truncate_long_and_double",
+    "disable_tf32": "disable_tf32",
+    "sparse_weights": "sparse_weights",
+    "num_avg_timing_iters": "num_avg_timing_iters",
+}
+
+
+def _capture(module: torch.nn.Module, example: tuple[torch.Tensor, ...], how: str) -> torch.jit.ScriptModule:
+    try:
+        with torch.no_grad():
+            if how == "script":
+                return torch.jit.script(module)
+            return torch.jit.trace(module, example, check_trace=False)
+    except Exception as error:
+        other = "script" if how == "trace" else "trace"
+        raise RuntimeError(
+            f"TorchScript capture with torch.jit.{how} failed for {type(module).__name__}: {error}. Try "
+            f"ts_capture={other!r}, or ir='dynamo'."
+        ) from error
+
+
+class TorchScriptFrontend(Frontend):
+    """Trace (default) or script the module, then ``torch_tensorrt.ts.compile`` with min/opt/max ranges."""
+
+    name = "ts"
+    feature = "torchscript_frontend"
+
+    def artifact_format(self, tensorrt_rtx: bool) -> str:
+        """A TorchScript archive."""
+        return "torchscript"
+
+    def compile(self, request: CompileRequest) -> CompiledModel:
+        """Capture the module as TorchScript and replace its convertible parts with TensorRT engines."""
+        torch_tensorrt = request.torch_tensorrt
+        positional_tensor_inputs(request, self.name)
+        # A batch of at least 2 keeps traced reshapes from baking in a batch of 1.
+        args, _ = prepare_export_sample(request.sample, request.graph_spec)
+        example = tuple(a.to(request.device) for a in args)
+        scripted = _capture(request.module, example, request.options.get("ts_capture", "trace"))
+        inputs = []
+        for locator, tensor_spec in request.graph_spec.input_spec.tensor_data:
+            min_shape, opt_shape, max_shape = request.graph_spec.get_effective_input_shapes(locator, tensor_spec)
+            inputs.append(
+                torch_tensorrt.Input(
+                    min_shape=min_shape, opt_shape=opt_shape, max_shape=max_shape, dtype=tensor_spec.dtype
+                )
+            )
+        options: dict[str, Any] = {
+            ts_name: getattr(request.settings, name)
+            for name, ts_name in _TS_SETTINGS.items()
+            if hasattr(request.settings, name)
+        }
+        executed_ops = getattr(request.settings, "torch_executed_ops", None)
+        if executed_ops:
+            options["torch_executed_ops"] = [str(op) for op in executed_ops]
+        compiled = torch_tensorrt.ts.compile(
+            scripted,
+            inputs=inputs,
+            device=torch_tensorrt.Device(gpu_id=request.device.index or 0),
+            **options,
+        )
+        return CompiledModel(module=compiled, sample=(example, {}))

@@ -1,0 +1,255 @@
+"""Torch-TensorRT ``CompilationSettings``: the class to use here, and a JSON-safe codec for it.
+
+Where ``torch_tensorrt`` imports, ``CompilationSettings`` is Torch-TensorRT's own class. Elsewhere it is
+a stand-in dataclass with the same field names and defaults, so configs can be declared, saved and
+read on any machine. Settings are stored as the fields that differ from the defaults ("overrides"),
+which keeps the stored form and the config key identical on both kinds of machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from enum import Enum
+from typing import Any
+
+import torch
+from torch.fx.node import _get_qualified_name
+
+from aitune_trt_aot.stack import torch_tensorrt_or_none
+
+_torch_tensorrt = torch_tensorrt_or_none()
+
+
+@dataclasses.dataclass
+class DeviceSpec:
+    """Stand-in for ``torch_tensorrt.Device`` on machines without Torch-TensorRT."""
+
+    device_type: str = "GPU"
+    gpu_id: int = 0
+    dla_core: int = -1
+    allow_gpu_fallback: bool = False
+
+
+@dataclasses.dataclass
+class StandInCompilationSettings:
+    """Stand-in for ``torch_tensorrt.dynamo.CompilationSettings`` (Torch-TensorRT 2.11 fields and defaults).
+
+    Used only where ``torch_tensorrt`` cannot be imported (no GPU driver, not installed). Building
+    needs the real class; a config holding this one is converted when the backend builds.
+    """
+
+    enabled_precisions: set = dataclasses.field(default_factory=lambda: {torch.float32})
+    workspace_size: int = 0
+    min_block_size: int = 5
+    torch_executed_ops: set = dataclasses.field(default_factory=set)
+    pass_through_build_failures: bool = False
+    max_aux_streams: int | None = None
+    version_compatible: bool = False
+    optimization_level: int | None = None
+    use_python_runtime: bool | None = False
+    truncate_double: bool = False
+    use_fast_partitioner: bool = True
+    enable_experimental_decompositions: bool = False
+    device: DeviceSpec | None = None
+    require_full_compilation: bool = False
+    disable_tf32: bool = False
+    assume_dynamic_shape_support: bool = False
+    sparse_weights: bool = False
+    engine_capability: str = "STANDARD"
+    num_avg_timing_iters: int = 1
+    dla_sram_size: int = 1048576
+    dla_local_dram_size: int = 1073741824
+    dla_global_dram_size: int = 536870912
+    dryrun: bool | str = False
+    hardware_compatible: bool = False
+    timing_cache_path: str = ""
+    lazy_engine_init: bool = False
+    cache_built_engines: bool = False
+    reuse_cached_engines: bool = False
+    use_explicit_typing: bool = True
+    use_fp32_acc: bool = False
+    refit_identical_engine_weights: bool = False
+    strip_engine_weights: bool = False
+    immutable_weights: bool = True
+    enable_weight_streaming: bool = False
+    enable_cross_compile_for_windows: bool = False
+    tiling_optimization_level: str = "none"
+    l2_limit_for_tiling: int = -1
+    use_distributed_mode_trace: bool = False
+    offload_module_to_cpu: bool = False
+    enable_autocast: bool = False
+    autocast_low_precision_type: torch.dtype | None = None
+    autocast_excluded_nodes: set = dataclasses.field(default_factory=set)
+    autocast_excluded_ops: set = dataclasses.field(default_factory=set)
+    autocast_max_output_threshold: float = 512
+    autocast_max_depth_of_reduction: int | None = None
+    autocast_calibration_dataloader: Any = None
+    enable_resource_partitioning: bool = False
+    cpu_memory_budget: int | None = None
+    dynamically_allocate_resources: bool = False
+    decompose_attention: bool = False
+    attn_bias_is_causal: bool = True
+
+
+if _torch_tensorrt is not None:
+    from torch_tensorrt.dynamo import CompilationSettings
+else:
+    CompilationSettings = StandInCompilationSettings  # type: ignore[misc,assignment]
+
+# Fields whose value is machine-local and not a compile choice: the stand-in leaves them empty.
+_MACHINE_LOCAL_FIELDS = {"timing_cache_path"}
+
+_PRECISION_NAMES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "int8": torch.int8,
+    "i8": torch.int8,
+    "fp8": torch.float8_e4m3fn,
+    "f8": torch.float8_e4m3fn,
+    "float8_e4m3fn": torch.float8_e4m3fn,
+}
+
+
+def is_compilation_settings(value: Any) -> bool:
+    """True for Torch-TensorRT's ``CompilationSettings`` or the stand-in."""
+    return isinstance(value, (CompilationSettings, StandInCompilationSettings))
+
+
+def to_torch_dtype(value: Any) -> torch.dtype:
+    """Turn a precision given as ``torch.dtype``, ``torch_tensorrt.dtype`` or a name into a ``torch.dtype``."""
+    if isinstance(value, torch.dtype):
+        return value
+    if isinstance(value, str):
+        key = value.lower().removeprefix("torch.")
+        if key in _PRECISION_NAMES:
+            return _PRECISION_NAMES[key]
+    to = getattr(value, "to", None)
+    if to is not None and _torch_tensorrt is not None and isinstance(value, _torch_tensorrt.dtype):
+        return to(torch.dtype)
+    raise ValueError(
+        f"Unknown precision {value!r}. Use torch dtypes such as torch.float32, torch.float16 or torch.bfloat16."
+    )
+
+
+def normalize_precisions(precisions: Iterable[Any] | None) -> set[torch.dtype]:
+    """Precisions as a set of ``torch.dtype`` (an empty or missing set means fp32)."""
+    normalized = {to_torch_dtype(p) for p in (precisions or ())}
+    return normalized or {torch.float32}
+
+
+def _default_settings() -> Any:
+    return CompilationSettings()
+
+
+def _encode(value: Any) -> Any:
+    """Encode one settings value as JSON-safe data, tagged where its type must come back."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.dtype):
+        return {"dtype": str(value).removeprefix("torch.")}
+    if _torch_tensorrt is not None and isinstance(value, _torch_tensorrt.dtype):
+        return _encode(to_torch_dtype(value))
+    if isinstance(value, DeviceSpec) or type(value).__name__ == "Device":
+        device_type = getattr(value, "device_type", "GPU")
+        return {
+            "device": {
+                "device_type": getattr(device_type, "name", str(device_type)).split(".")[-1],
+                "gpu_id": int(value.gpu_id),
+                "dla_core": int(value.dla_core),
+                "allow_gpu_fallback": bool(value.allow_gpu_fallback),
+            }
+        }
+    if isinstance(value, Enum):
+        return {"enum": value.name}
+    if isinstance(value, (set, frozenset)):
+        items = [_encode(v) for v in value]
+        return {"set": sorted(items, key=lambda item: json.dumps(item, sort_keys=True))}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if callable(value):
+        # Ops (OpOverload, Python functions) are stored by the qualified name Torch-TensorRT matches them by.
+        return _get_qualified_name(value)
+    raise ValueError(
+        f"Cannot store the Torch-TensorRT setting value {value!r} ({type(value).__name__}) in a config: only "
+        "plain values, dtypes, devices, enums, ops and collections of them can be saved. Leave that setting at "
+        "its default or pass a serialisable value."
+    )
+
+
+def _decode(value: Any, field_name: str) -> Any:
+    """Inverse of ``_encode`` for the installed ``CompilationSettings``."""
+    if isinstance(value, list):
+        return [_decode(v, field_name) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "dtype" in value:
+        return to_torch_dtype(value["dtype"])
+    if "set" in value:
+        return {_decode(v, field_name) for v in value["set"]}
+    if "device" in value:
+        spec = DeviceSpec(**value["device"])
+        if _torch_tensorrt is None:
+            return spec
+        if spec.device_type == "DLA":
+            return _torch_tensorrt.Device(
+                dla_core=spec.dla_core, gpu_id=spec.gpu_id, allow_gpu_fallback=spec.allow_gpu_fallback
+            )
+        return _torch_tensorrt.Device(gpu_id=spec.gpu_id, allow_gpu_fallback=spec.allow_gpu_fallback)
+    if "enum" in value:
+        default = getattr(_default_settings(), field_name, None)
+        enum_type = type(default) if isinstance(default, Enum) else None
+        return enum_type[value["enum"]] if enum_type is not None else value["enum"]
+    raise ValueError(f"Unreadable stored value for compile setting {field_name!r}: {value!r}")
+
+
+def settings_to_dict(settings: Any) -> dict[str, Any]:
+    """The fields of ``settings`` that differ from the defaults, JSON-safe, in field order."""
+    default = _default_settings()
+    overrides: dict[str, Any] = {}
+    for f in dataclasses.fields(settings):
+        if f.name in _MACHINE_LOCAL_FIELDS:
+            continue
+        value = getattr(settings, f.name)
+        if f.name == "enabled_precisions":
+            value = normalize_precisions(value)
+        default_value = getattr(default, f.name, None)
+        if f.name == "enabled_precisions":
+            default_value = normalize_precisions(default_value)
+        if f.name == "device" and (value is None or default_value is None):
+            # The stand-in has no default device; a real one defaults to the current GPU.
+            if value is None or _encode(value) == _encode(DeviceSpec()):
+                continue
+        encoded = _encode(value)
+        if encoded != _encode(default_value):
+            overrides[f.name] = encoded
+    return overrides
+
+
+def settings_from_dict(data: dict[str, Any]) -> Any:
+    """Build the installed ``CompilationSettings`` from stored overrides (or from a full field dict)."""
+    known = {f.name for f in dataclasses.fields(CompilationSettings)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"Stored compile settings name fields this Torch-TensorRT does not have: {unknown}. The config was "
+            "written by another Torch-TensorRT version; install that version or remove those settings."
+        )
+    values = {name: _decode(value, name) for name, value in data.items()}
+    if "enabled_precisions" in values:
+        values["enabled_precisions"] = normalize_precisions(values["enabled_precisions"])
+    return CompilationSettings(**values)
+
+
+def convert_settings(settings: Any) -> Any:
+    """Return ``settings`` as the installed ``CompilationSettings`` (converting a stand-in)."""
+    if isinstance(settings, CompilationSettings):
+        return settings
+    return settings_from_dict(settings_to_dict(settings))

@@ -1,0 +1,217 @@
+"""Input shape ranges taken from AITune's graph spec: engine profiles and the per-call guard.
+
+A TensorRT engine runs only inside the min..max shapes it was built for; outside them some runtimes
+return nothing and log a warning. ``ShapeGuard`` checks every call first and raises a clear error.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from aitune.torch.module.forward_signature import ForwardSignature
+from aitune.torch.module.graph_spec import GraphSpec
+from aitune.torch.module.locator import Locator
+
+from aitune_trt_aot.wrappers import rebind, reduced_signature
+
+
+class InputShapeError(ValueError):
+    """A call's input lies outside the shapes or dtypes the engines were built for."""
+
+
+@dataclass(frozen=True)
+class InputRange:
+    """The allowed shapes of one tensor input.
+
+    Attributes:
+        locator: Where the tensor sits in the forward call's bound arguments.
+        name: Readable name of that place (``x``, ``inputs[0]``, ``mask``).
+        min_shape: Smallest allowed size of each dimension.
+        opt_shape: Size TensorRT optimises for.
+        max_shape: Largest allowed size of each dimension.
+        dtype: The tensor's dtype.
+
+    """
+
+    locator: Locator
+    name: str
+    min_shape: tuple[int, ...]
+    opt_shape: tuple[int, ...]
+    max_shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    def violation(self, tensor: Any) -> str | None:
+        """Describe why ``tensor`` does not fit this range, or return None when it does."""
+        if not isinstance(tensor, torch.Tensor):
+            return f"expected a tensor, got {type(tensor).__name__}"
+        shape = tuple(tensor.shape)
+        if len(shape) != len(self.min_shape):
+            return f"has {len(shape)} dimensions {shape}, the engine takes {len(self.min_shape)}"
+        for axis, (size, low, high) in enumerate(zip(shape, self.min_shape, self.max_shape, strict=True)):
+            if not low <= size <= high:
+                return f"has shape {shape}: dimension {axis} is {size}, outside the built range {low}..{high}"
+        if tensor.dtype != self.dtype:
+            return f"has dtype {tensor.dtype}, the engine was built for {self.dtype}"
+        return None
+
+
+def input_ranges(graph_spec: GraphSpec) -> list[InputRange]:
+    """One :class:`InputRange` per tensor input recorded in the graph spec (user shape definitions first)."""
+    ranges = []
+    for locator, tensor_spec in graph_spec.input_spec.tensor_data:
+        min_shape, opt_shape, max_shape = graph_spec.get_effective_input_shapes(locator, tensor_spec)
+        ranges.append(
+            InputRange(
+                locator=locator,
+                name=locator.display_path,
+                min_shape=tuple(int(d) for d in min_shape),
+                opt_shape=tuple(int(d) for d in opt_shape),
+                max_shape=tuple(int(d) for d in max_shape),
+                dtype=tensor_spec.dtype,
+            )
+        )
+    return ranges
+
+
+class ShapeGuard:
+    """Prepares each call for the engines: checks tensors against the built ranges, checks and drops constants.
+
+    Constants are the plain-valued arguments (numbers, strings, booleans, None) of the call the engines
+    were captured from; they are built into the engines and taken out of the captured signature.
+    """
+
+    def __init__(
+        self,
+        signature: ForwardSignature,
+        ranges: list[InputRange],
+        constants: dict[str, Any],
+        defaults: dict[str, Any] | None = None,
+    ) -> None:
+        """Create a guard for calls of ``signature``.
+
+        Args:
+            signature: The module's forward signature as AITune records it.
+            ranges: The allowed shapes of each tensor input.
+            constants: Plain-valued arguments built into the engines, by parameter name.
+            defaults: The module's real default values of those parameters (AITune's recorded
+                signature knows only that a default exists), used when a call omits one.
+
+        """
+        self.signature = signature
+        self.ranges = ranges
+        self.constants = constants
+        self.defaults = dict(defaults or {})
+        self._full = inspect.Signature([p.to_parameter() for p in signature.parameters])
+        self._reduced = reduced_signature(self._full, set(constants))
+
+    def prepare(self, args: tuple, kwargs: dict[str, Any], check_shapes: bool = True) -> tuple[tuple, dict[str, Any]]:
+        """Return the call the engines take; raise :class:`InputShapeError` when the call does not fit them."""
+        if not self.constants and not check_shapes:
+            return args, kwargs
+        bound = self._full.bind(*args, **kwargs)
+        if check_shapes:
+            self._check_ranges(bound.arguments)
+        if not self.constants:
+            return args, kwargs
+        arguments = bound.arguments
+        for name, built in self.constants.items():
+            given = arguments[name] if name in arguments else self.defaults.get(name)
+            if type(given) is not type(built) or given != built:
+                raise InputShapeError(
+                    f"Argument {name!r} is {given!r} in this call, but the engine was built with {name}={built!r} "
+                    "and has that value built in. Call it with the tuned value, re-tune with this one, or pass "
+                    "it as a tensor."
+                )
+        reduced = rebind(self._reduced, {k: v for k, v in arguments.items() if k not in self.constants})
+        return reduced.args, reduced.kwargs
+
+    def strip_constants(self, sample: tuple[tuple, dict]) -> tuple[tuple, dict]:
+        """The recorded ``sample`` as the constants-free capture signature takes it (no checks)."""
+        return self.prepare(*sample, check_shapes=False)
+
+    def _check_ranges(self, arguments: dict[str, Any]) -> None:
+        for spec in self.ranges:
+            try:
+                value = spec.locator.get_value(arguments)
+            except (IndexError, KeyError, AttributeError):
+                raise InputShapeError(
+                    f"Input {spec.name!r} is missing from this call; the engine was built with it."
+                ) from None
+            problem = spec.violation(value)
+            if problem is not None:
+                raise InputShapeError(
+                    f"Input {spec.name!r} {problem}. The TensorRT engine accepts shapes from {spec.min_shape} to "
+                    f"{spec.max_shape} ({spec.dtype}). Re-tune with batch sizes (or AITune dynamic shapes) that "
+                    "cover this input, or split the call."
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for a checkpoint."""
+        return {
+            "forward_signature": self.signature.to_dict(),
+            "constants": dict(self.constants),
+            "defaults": dict(self.defaults),
+            "ranges": [
+                {
+                    "locator": r.locator,
+                    "name": r.name,
+                    "min_shape": list(r.min_shape),
+                    "opt_shape": list(r.opt_shape),
+                    "max_shape": list(r.max_shape),
+                    "dtype": str(r.dtype).removeprefix("torch."),
+                }
+                for r in self.ranges
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShapeGuard:
+        """Inverse of :meth:`to_dict`."""
+        ranges = [
+            InputRange(
+                locator=r["locator"],
+                name=r["name"],
+                min_shape=tuple(r["min_shape"]),
+                opt_shape=tuple(r["opt_shape"]),
+                max_shape=tuple(r["max_shape"]),
+                dtype=getattr(torch, r["dtype"]),
+            )
+            for r in data["ranges"]
+        ]
+        return cls(
+            ForwardSignature.from_dict(data["forward_signature"]),
+            ranges,
+            dict(data.get("constants", {})),
+            dict(data.get("defaults", {})),
+        )
+
+    @classmethod
+    def from_graph_spec(
+        cls, graph_spec: GraphSpec, sample: tuple[tuple, dict], forward: Callable[..., Any] | None = None
+    ) -> ShapeGuard:
+        """The guard for the graph AITune recorded; ``sample`` is the call the engines were captured from.
+
+        Top-level arguments that are plain values (numbers, strings, booleans, None) in that call are
+        built into the engines as constants; later calls must pass the same values. Pass the module's
+        ``forward`` so omitted arguments take their real defaults.
+        """
+        signature = (
+            inspect.signature(forward) if forward is not None else cls(graph_spec.forward_signature, [], {})._full
+        )
+        bound = signature.bind(*sample[0], **sample[1])
+        bound.apply_defaults()
+        constants = {
+            name: value
+            for name, value in bound.arguments.items()
+            if value is None or isinstance(value, (bool, int, float, str))
+        }
+        defaults = {
+            name: signature.parameters[name].default
+            for name in constants
+            if signature.parameters[name].default is not inspect.Parameter.empty
+        }
+        return cls(graph_spec.forward_signature, input_ranges(graph_spec), constants, defaults)

@@ -1,0 +1,142 @@
+"""Small models and their inputs, shared by the GPU tests, the subprocess scripts and the benchmark."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    """Three linear layers with GELU."""
+
+    def __init__(self, features: int = 64, hidden: int = 256) -> None:
+        """Build the layers."""
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(features, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 10)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Classify ``x`` of shape (batch, features)."""
+        return self.net(x)
+
+
+class SmallCNN(nn.Module):
+    """Two conv blocks with batch norm, global pooling and a linear head."""
+
+    def __init__(self) -> None:
+        """Build the layers."""
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Classify images ``x`` of shape (batch, 3, 32, 32)."""
+        return self.head(torch.flatten(self.features(x), 1))
+
+
+class TwoInputs(nn.Module):
+    """Two tensors sharing the batch dimension plus a keyword-only tensor and a keyword-only float."""
+
+    def __init__(self) -> None:
+        """Build the layers."""
+        super().__init__()
+        self.a = nn.Linear(32, 64)
+        self.b = nn.Linear(16, 64)
+        self.out = nn.Linear(64, 8)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, *, bias: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """Mix ``x`` (batch, 32) and ``y`` (batch, 16), add ``bias`` (batch, 64), scale."""
+        return self.out(torch.relu(self.a(x) + self.b(y) + bias)) * scale
+
+
+class Encoder(nn.Module):
+    """A small batch-first transformer encoder (fp16 autocast in Torch-TensorRT 2.11 fails on it)."""
+
+    def __init__(self, d_model: int = 64, layers: int = 2, seq: int = 16) -> None:
+        """Build the layers."""
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(d_model, nhead=4, dim_feedforward=128, batch_first=True, dropout=0.0)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.seq = seq
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Encode ``x`` of shape (batch, seq, d_model)."""
+        return self.encoder(x)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A model and how to make one call's inputs for a batch size."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    make_inputs: Callable[[int, torch.device], tuple[tuple, dict]]
+
+
+def _single(*shape: int) -> Callable[[int, torch.device], tuple[tuple, dict]]:
+    def make(batch: int, device: torch.device) -> tuple[tuple, dict]:
+        return (torch.randn(batch, *shape, device=device),), {}
+
+    return make
+
+
+def _two_inputs(batch: int, device: torch.device) -> tuple[tuple, dict]:
+    x, y, bias = (
+        torch.randn(batch, 32, device=device),
+        torch.randn(batch, 16, device=device),
+        torch.randn(batch, 64, device=device),
+    )
+    return (x, y), {"bias": bias, "scale": 0.5}
+
+
+CASES = {
+    "mlp": Case("mlp", MLP, _single(64)),
+    "cnn": Case("cnn", SmallCNN, _single(3, 32, 32)),
+    "two_inputs": Case("two_inputs", TwoInputs, _two_inputs),
+    "encoder": Case("encoder", Encoder, _single(16, 64)),
+}
+
+
+def build_model(name: str, seed: int = 0) -> nn.Module:
+    """A fresh model of case ``name`` with deterministic random weights, in eval mode."""
+    torch.manual_seed(seed)
+    return CASES[name].build().eval()
+
+
+def dataset(name: str, device: torch.device, samples: int = 4) -> list[dict[str, torch.Tensor]]:
+    """AITune tuning data for case ``name``: one dict of unbatched tensors per sample (see :func:`caller`).
+
+    Tensor arguments are named ``arg0``, ``arg1``, ... and keyword tensors keep their names: AITune
+    collates dict samples per key and passes them to the tuned callable as keywords.
+    """
+    items = []
+    for _ in range(samples):
+        args, kwargs = CASES[name].make_inputs(1, device)
+        item = {f"arg{i}": a[0] for i, a in enumerate(args)}
+        item.update({k: v[0] for k, v in kwargs.items() if isinstance(v, torch.Tensor)})
+        items.append(item)
+    return items
+
+
+def caller(name: str, module: Callable) -> Callable:
+    """A function taking one collated :func:`dataset` batch as keywords and calling ``module`` the usual way."""
+    _, fixed = CASES[name].make_inputs(1, torch.device("cpu"))
+    fixed = {k: v for k, v in fixed.items() if not isinstance(v, torch.Tensor)}
+
+    def call(**batch: torch.Tensor):
+        args = [batch.pop(f"arg{i}") for i in range(len([k for k in batch if k.startswith("arg")]))]
+        return module(*args, **batch, **fixed)
+
+    return call

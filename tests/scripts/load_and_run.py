@@ -1,0 +1,75 @@
+"""Fresh-process check: ``ait.load`` a checkpoint and run it, without any recompilation.
+
+Usage: python -m tests.scripts.load_and_run CASE CHECKPOINT EXPECTED.pt [--no-import]
+Prints one JSON line: load seconds, backend classes, max abs error per batch size.
+``--no-import`` skips ``import aitune_trt_aot`` (the checkpoint itself must bring the backend in).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import torch
+
+if "--no-import" not in sys.argv:
+    import aitune_trt_aot  # noqa: F401
+else:
+    import torch_tensorrt  # noqa: F401  (makes `tensorrt` importable for aitune on TensorRT-RTX hosts)
+
+import aitune.torch as ait  # noqa: E402
+import torch_tensorrt  # noqa: E402
+
+from tests.gpu_support import selected_backends, strategy_for  # noqa: E402
+from tests.models import build_model  # noqa: E402
+
+
+def _forbid(*_: object, **__: object) -> None:
+    raise AssertionError("ait.load recompiled the model")
+
+
+def main() -> None:
+    """Load, run every stored input, compare with the stored eager outputs."""
+    case, checkpoint, expected_path = sys.argv[1:4]
+    torch_tensorrt.dynamo.compile = _forbid
+    torch_tensorrt.compile = _forbid
+    torch_tensorrt.ts.compile = _forbid
+    expected = torch.load(expected_path)
+    model = build_model(case, seed=123)  # other weights: the engines must not depend on them
+    from aitune.torch.backend import TorchEagerBackend
+
+    start = time.perf_counter()
+    loaded = ait.load(ait.Module(model, case, strategy=strategy_for(TorchEagerBackend())), checkpoint)
+    load_seconds = time.perf_counter() - start
+    errors, errors_vs_eager = {}, {}
+    first_call = None
+    for batch, (args, kwargs, output, eager) in expected.items():
+        args = tuple(a.cuda() for a in args)
+        kwargs = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+        for _ in range(3):  # several calls: runtimes may switch kernels after the first call at a shape
+            start = time.perf_counter()
+            with torch.no_grad():
+                actual = loaded(*args, **kwargs)
+            torch.cuda.synchronize()
+            first_call = first_call if first_call is not None else time.perf_counter() - start
+            error = float((actual.float().cpu() - output.float()).abs().max())
+            error_vs_eager = float((actual.float().cpu() - eager.float()).abs().max())
+            errors[str(batch)] = max(errors.get(str(batch), 0.0), error)
+            errors_vs_eager[str(batch)] = max(errors_vs_eager.get(str(batch), 0.0), error_vs_eager)
+    backends = [f"{type(b).__module__}.{type(b).__name__}" for b in selected_backends(loaded)]
+    print(
+        json.dumps(
+            {
+                "load_seconds": load_seconds,
+                "first_call_seconds": first_call,
+                "backends": backends,
+                "errors": errors,
+                "errors_vs_eager": errors_vs_eager,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

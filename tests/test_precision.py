@@ -1,0 +1,226 @@
+"""CPU: how a requested precision becomes Torch-TensorRT settings, and the precision boundary module."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+
+import pytest
+import torch
+from torch import nn
+from torch.export import Dim
+
+from aitune_trt_aot import CompilationSettings
+from aitune_trt_aot.precision import PrecisionBoundary, cast_floating, output_dtypes, plan_precision, precision_boundary
+
+
+class Scaled(nn.Module):
+    """A linear layer with a keyword-only float, the signature torch.export must see through the boundary."""
+
+    def __init__(self) -> None:
+        """Build the layer."""
+        super().__init__()
+        self.linear = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:
+        """Project ``x`` of shape (batch, 8) and scale it."""
+        return self.linear(x) * scale
+
+
+class Several(nn.Module):
+    """Returns a floating tensor, an integer tensor and a plain number."""
+
+    def __init__(self) -> None:
+        """Build the layer."""
+        super().__init__()
+        self.linear = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Return the projection, its argmax and a constant."""
+        y = self.linear(x)
+        return y, y.argmax(dim=1), 3
+
+
+def _scaled() -> Scaled:
+    torch.manual_seed(0)
+    return Scaled().eval()
+
+
+# --- plan_precision ------------------------------------------------------------------------------------------
+
+
+def test_fp32_plan() -> None:
+    """Default settings give the fp32 route with fp32 as the only enabled precision."""
+    plan = plan_precision(CompilationSettings(), "auto", is_tensorrt_rtx=True)
+    assert (plan.route, plan.dtype, plan.describe()) == ("fp32", None, "fp32")
+    assert plan.settings.enabled_precisions == {torch.float32}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_reduced_precision_with_auto_route_uses_autocast(dtype: torch.dtype) -> None:
+    """fp16/bf16 with route auto becomes Torch-TensorRT autocast on a strongly typed fp32 network."""
+    user = CompilationSettings(enabled_precisions={dtype})
+    plan = plan_precision(user, "auto", is_tensorrt_rtx=True)
+    assert (plan.route, plan.dtype) == ("autocast", dtype)
+    assert plan.describe() == f"autocast({str(dtype).removeprefix('torch.')})"
+    assert plan.settings.enable_autocast is True
+    assert plan.settings.autocast_low_precision_type == dtype
+    assert plan.settings.enabled_precisions == {torch.float32}
+    assert plan.settings.use_explicit_typing is True
+    assert user.enabled_precisions == {dtype} and user.enable_autocast is False, "the user's settings were changed"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_cast_module_route(dtype: torch.dtype) -> None:
+    """Route cast_module keeps autocast off; the network is typed by the cast module instead."""
+    plan = plan_precision(CompilationSettings(enabled_precisions={dtype}), "cast_module", is_tensorrt_rtx=True)
+    assert (plan.route, plan.dtype) == ("cast_module", dtype)
+    assert plan.settings.enable_autocast is False
+    assert plan.settings.autocast_low_precision_type is None
+    assert plan.settings.enabled_precisions == {torch.float32}
+    assert plan.settings.use_explicit_typing is True
+
+
+def test_users_own_autocast_wins_over_route() -> None:
+    """Settings that already enable autocast are built with autocast, whatever the route."""
+    settings = CompilationSettings(enable_autocast=True, autocast_low_precision_type=torch.float16)
+    plan = plan_precision(settings, "cast_module", is_tensorrt_rtx=False)
+    assert (plan.route, plan.dtype) == ("autocast", torch.float16)
+
+
+def test_unsupported_precision_lists_supported_ones() -> None:
+    """int8 is refused with a message naming the precisions the backend builds."""
+    with pytest.raises(ValueError, match="int8") as error:
+        plan_precision(CompilationSettings(enabled_precisions={torch.int8}), "auto", is_tensorrt_rtx=False)
+    assert "fp32, fp16 and bf16" in str(error.value)
+
+
+def test_two_reduced_precisions_are_rejected() -> None:
+    """fp16 and bf16 together is ambiguous and refused, also when one comes from the autocast setting."""
+    both = CompilationSettings(enabled_precisions={torch.float16, torch.bfloat16})
+    with pytest.raises(ValueError, match="choose one reduced precision"):
+        plan_precision(both, "auto", is_tensorrt_rtx=False)
+    mixed = CompilationSettings(
+        enabled_precisions={torch.float16}, enable_autocast=True, autocast_low_precision_type=torch.bfloat16
+    )
+    with pytest.raises(ValueError, match="choose one reduced precision"):
+        plan_precision(mixed, "auto", is_tensorrt_rtx=False)
+
+
+def test_weak_typing_is_refused_with_tensorrt_rtx() -> None:
+    """use_explicit_typing=False cannot work with TensorRT-RTX, which is always strongly typed."""
+    settings = CompilationSettings(enabled_precisions={torch.float16}, use_explicit_typing=False)
+    with pytest.raises(ValueError, match="use_explicit_typing=False is not available with TensorRT-RTX"):
+        plan_precision(settings, "auto", is_tensorrt_rtx=True)
+
+
+def test_weak_typing_is_passed_through_with_standard_tensorrt() -> None:
+    """With standard TensorRT, weak typing keeps the user's settings exactly as given."""
+    settings = CompilationSettings(enabled_precisions={torch.float16}, use_explicit_typing=False)
+    plan = plan_precision(settings, "auto", is_tensorrt_rtx=False)
+    assert (plan.route, plan.dtype) == ("weak_typing", torch.float16)
+    assert plan.settings == settings
+    assert plan.settings.enabled_precisions == {torch.float16}
+
+
+@pytest.mark.parametrize("ir", ["ts", "fx"])
+def test_reduced_precision_with_non_dynamo_ir_on_tensorrt_rtx_is_refused(ir: str) -> None:
+    """The TorchScript/FX frontends cannot build fp16 on TensorRT-RTX; the error points to ir='dynamo'."""
+    settings = CompilationSettings(enabled_precisions={torch.float16})
+    with pytest.raises(ValueError, match="Use ir='dynamo'"):
+        plan_precision(settings, "auto", is_tensorrt_rtx=True, ir=ir)
+
+
+def test_reduced_precision_with_ts_on_standard_tensorrt_uses_builder_flags() -> None:
+    """On standard TensorRT, ir='ts' gets fp16 as a weakly typed builder flag next to fp32."""
+    settings = CompilationSettings(enabled_precisions={torch.float16})
+    plan = plan_precision(settings, "auto", is_tensorrt_rtx=False, ir="ts")
+    assert (plan.route, plan.dtype) == ("weak_typing", torch.float16)
+    assert plan.settings.enabled_precisions == {torch.float32, torch.float16}
+
+
+def test_fp32_with_ts_on_tensorrt_rtx_is_fine() -> None:
+    """fp32 has nothing to translate, so every IR accepts it on TensorRT-RTX."""
+    assert plan_precision(CompilationSettings(), "auto", is_tensorrt_rtx=True, ir="ts").route == "fp32"
+
+
+# --- precision boundary ----------------------------------------------------------------------------------------
+
+
+def test_boundary_has_the_wrapped_forward_signature() -> None:
+    """The wrapper's forward has the module's parameters, kinds, defaults and annotations."""
+    module = _scaled()
+    wrapper = precision_boundary(module, None, [torch.float32])
+    assert isinstance(wrapper, PrecisionBoundary)
+    assert inspect.signature(wrapper.forward) == inspect.signature(module.forward)
+    assert list(inspect.signature(wrapper.forward).parameters) == ["x", "scale"]
+
+
+def test_boundary_casts_inputs_and_outputs() -> None:
+    """Over a bf16 module, fp32 inputs are cast in, the module runs in bf16, outputs come back in fp32."""
+    module = _scaled()
+    seen: list[torch.dtype] = []
+    low = copy.deepcopy(module).to(torch.bfloat16)
+    low.linear.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].dtype))
+    wrapper = precision_boundary(low, torch.bfloat16, output_dtypes(module, ((torch.randn(2, 8),), {})))
+    x = torch.randn(5, 8)
+    with torch.no_grad():
+        actual, expected = wrapper(x, scale=2.0), module(x, scale=2.0)
+    assert seen == [torch.bfloat16]
+    assert actual.dtype == torch.float32
+    torch.testing.assert_close(actual, expected, rtol=5e-2, atol=5e-2)
+
+
+def test_boundary_exports_with_dynamic_batch() -> None:
+    """torch.export matches dynamic shapes by the module's argument names through the boundary."""
+    module = _scaled()
+    wrapper = precision_boundary(copy.deepcopy(module).to(torch.bfloat16), torch.bfloat16, [torch.float32])
+    batch = Dim("batch", min=1, max=16)
+    exported = torch.export.export(
+        wrapper, (torch.randn(3, 8),), {"scale": 2.0}, dynamic_shapes={"x": {0: batch}, "scale": None}
+    )
+    x = torch.randn(7, 8)
+    with torch.no_grad():
+        output = exported.module()(x, scale=2.0)
+    assert output.shape == (7, 4)
+    assert output.dtype == torch.float32
+    torch.testing.assert_close(output, module(x, scale=2.0), rtol=5e-2, atol=5e-2)
+    casts = [n for n in exported.graph.nodes if n.op == "call_function" and n.target == torch.ops.aten.to.dtype]
+    assert {n.args[1] for n in casts} == {torch.bfloat16, torch.float32}, "both casts belong to the exported graph"
+
+
+def test_plain_boundary_would_hide_the_signature_from_export() -> None:
+    """Without precision_boundary's signature, export sees only *args and rejects named dynamic shapes."""
+    plain = PrecisionBoundary(_scaled(), None, [torch.float32])
+    with pytest.raises(torch._dynamo.exc.UserError, match="top-level keys must be the arg names"):
+        torch.export.export(plain, (torch.randn(3, 8),), dynamic_shapes={"x": {0: Dim("batch", min=1, max=16)}})
+
+
+def test_output_dtypes_of_a_tuple() -> None:
+    """output_dtypes gives one entry per output leaf: the dtype of tensors, None for other values."""
+    torch.manual_seed(0)
+    module = Several().eval()
+    assert output_dtypes(module, ((torch.randn(2, 8),), {})) == [torch.float32, torch.int64, None]
+
+
+def test_boundary_casts_only_floating_outputs_back() -> None:
+    """A tuple output keeps its structure; floats return in fp32, integers and plain values are untouched."""
+    torch.manual_seed(0)
+    module = Several().eval()
+    sample = ((torch.randn(2, 8),), {})
+    wrapper = precision_boundary(copy.deepcopy(module).half(), torch.float16, output_dtypes(module, sample))
+    with torch.no_grad():
+        y, index, constant = wrapper(torch.randn(4, 8))
+    assert (y.dtype, y.shape) == (torch.float32, (4, 4))
+    assert index.dtype == torch.int64
+    assert constant == 3
+
+
+def test_cast_floating_keeps_structure_and_non_floats() -> None:
+    """cast_floating casts floating tensors anywhere in a nested structure and leaves the rest alone."""
+    data = {"a": [torch.ones(2), torch.arange(3)], "b": (torch.zeros(1, dtype=torch.float64), 1.5, "text")}
+    cast = cast_floating(data, torch.float16)
+    assert cast["a"][0].dtype == torch.float16
+    assert cast["a"][1].dtype == torch.int64
+    assert cast["b"][0].dtype == torch.float16
+    assert cast["b"][1:] == (1.5, "text")
