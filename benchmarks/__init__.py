@@ -1,0 +1,1 @@
+"""Benchmarks (GPU): python -m benchmarks.run."""

@@ -1,0 +1,291 @@
+"""Side-by-side benchmark on the GPU: eager, torch.compile, AITune's built-in backend and this backend.
+
+    python -m benchmarks.run [--models mlp resnet50 encoder] [--batches 1 8 32] [--out bench-out]
+
+Prints a markdown table and writes ``table.md``, ``results.json`` and ``chart.png`` (if matplotlib is
+installed) to ``--out``. Every contender is called the way users call it (AITune contenders through the
+tuned ``ait.Module``); "raw engine" calls this backend's loaded artifact directly, as the floor. Load
+seconds are measured by ``ait.load`` in one fresh process per model. Ratios are what to compare:
+absolute times vary between machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import aitune_trt_aot  # noqa: F401  (registers the backend, makes `tensorrt` importable)
+
+FEATURES, SEQ, D_MODEL = 512, 64, 512
+
+
+def build(name: str) -> tuple[nn.Module, Callable[[int], torch.Tensor]]:
+    """A model with random weights and a function making its input for a batch size."""
+    torch.manual_seed(0)
+    if name == "mlp":
+        layers: list[nn.Module] = []
+        for _ in range(6):
+            layers += [nn.Linear(FEATURES, FEATURES), nn.GELU()]
+        return nn.Sequential(*layers).eval(), lambda b: torch.randn(b, FEATURES, device="cuda")
+    if name == "resnet50":
+        import torchvision
+
+        return torchvision.models.resnet50(weights=None).eval(), lambda b: torch.randn(b, 3, 224, 224, device="cuda")
+    if name == "encoder":
+        layer = nn.TransformerEncoderLayer(D_MODEL, 8, 4 * D_MODEL, batch_first=True, dropout=0.0)
+        model = nn.TransformerEncoder(layer, 6, enable_nested_tensor=False).eval()
+        return model, lambda b: torch.randn(b, SEQ, D_MODEL, device="cuda")
+    raise ValueError(f"unknown model {name!r}")
+
+
+@dataclass
+class Row:
+    """One model x contender x batch size."""
+
+    model: str
+    contender: str
+    batch: int
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    throughput: float | None = None
+    tune_s: float | None = None
+    artifact_bytes: int | None = None
+    load_s: float | None = None
+    max_abs_err: float | None = None
+    note: str = ""
+    ratios: dict = field(default_factory=dict)
+
+
+def time_calls(call: Callable[[], object], warmup: int = 20, repeats: int = 100) -> tuple[float, float]:
+    """Median and p90 milliseconds of ``call`` (CUDA-synchronised per call)."""
+    with torch.no_grad():
+        for _ in range(warmup):
+            call()
+        torch.cuda.synchronize()
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            torch.cuda.synchronize()
+            samples.append((time.perf_counter() - start) * 1e3)
+    samples.sort()
+    return statistics.median(samples), samples[int(0.9 * (len(samples) - 1))]
+
+
+def tune_aitune(model_name: str, backend, batches: list[int], out: Path, label: str):
+    """Tune a fresh copy of the model with one backend through AITune; save it; return (module, seconds, bytes)."""
+    import aitune.torch as ait
+    from aitune.torch.module_registry import MODULE_REGISTRY
+
+    MODULE_REGISTRY.clear()
+    model, make = build(model_name)
+    model = model.cuda()
+    strategy = ait.OneBackendStrategy(backend=backend)
+    strategy.enable_find_max_batch_size(False)
+    strategy.enable_performance_validation(False)
+    tuned = ait.Module(model, f"{model_name}-{label}", strategy=strategy)
+    data = [make(1)[0] for _ in range(4)]
+    start = time.perf_counter()
+    ait.tune(tuned, data, batch_sizes=sorted({1, max(batches)}), device="cuda", ignore_failing_modules=False)
+    seconds = time.perf_counter() - start
+    path = out / f"{model_name}-{label}.ait"
+    ait.save(tuned, path)
+    return tuned, seconds, sum(p.stat().st_size for p in [path] if p.exists())
+
+
+def measure_model(model_name: str, batches: list[int], out: Path, contenders: list[str]) -> list[Row]:
+    """All contenders for one model."""
+    from aitune.torch.backend import TorchTensorRTAotBackend as BuiltIn
+
+    from aitune_trt_aot import CompilationSettings, TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
+
+    reference, make = build(model_name)
+    reference = reference.cuda()
+    inputs = {b: make(b) for b in batches}
+    with torch.no_grad():
+        expected = {b: reference(x) for b, x in inputs.items()}
+    rows: list[Row] = []
+
+    def add(contender: str, fn: Callable[[torch.Tensor], torch.Tensor], **extra) -> None:
+        for b in batches:
+            row = Row(model_name, contender, b, **extra)
+            try:
+                with torch.no_grad():
+                    row.max_abs_err = float((fn(inputs[b]).float() - expected[b]).abs().max())
+                row.median_ms, row.p90_ms = time_calls(lambda b=b: fn(inputs[b]))
+                row.throughput = b / (row.median_ms / 1e3)
+            except Exception as error:  # a contender failing is a result, not a crash of the benchmark
+                row.note = f"{type(error).__name__}: {str(error)[:120]}"
+            rows.append(row)
+
+    if "eager" in contenders:
+        add("eager fp32", reference)
+    if "eager-fp16" in contenders:
+        half = copy.deepcopy(reference).half()
+        add("eager fp16", lambda x: half(x.half()))
+    if "inductor" in contenders:
+        compiled = torch.compile(copy.deepcopy(reference), dynamic=True)
+        start = time.perf_counter()
+        with torch.no_grad():
+            compiled(inputs[batches[0]])
+        add("torch.compile fp32", compiled, tune_s=time.perf_counter() - start)
+
+    ours = {
+        "ours-fp32": ("aitune_trt_aot dynamo fp32", torch.float32),
+        "ours-fp16": ("aitune_trt_aot dynamo fp16", torch.float16),
+    }
+    for key, (label, dtype) in ours.items():
+        if key not in contenders:
+            continue
+        config = TorchTensorRTAotBackendConfig(compile_config=CompilationSettings(enabled_precisions={dtype}))
+        try:
+            tuned, seconds, size = tune_aitune(model_name, TorchTensorRTAotBackend(config), batches, out, key)
+        except Exception as error:
+            rows.append(Row(model_name, label, 0, note=f"tune failed: {type(error).__name__}: {str(error)[:160]}"))
+            continue
+        [backend] = list(tuned._self_wrapper.backends.values())
+        size = backend.artifact_path.stat().st_size
+        add(label, tuned, tune_s=seconds, artifact_bytes=size)
+        if key == "ours-fp32" or "raw" in contenders:
+            add(f"raw engine ({label.split()[-1]})", backend._runner, artifact_bytes=size)
+    if "builtin" in contenders:
+        try:
+            tuned, seconds, _ = tune_aitune(model_name, BuiltIn(), batches, out, "builtin")
+            [backend] = list(tuned._self_wrapper.backends.values())
+            size = backend._exported_model_artifact.path.stat().st_size
+            add("AITune built-in fp32", tuned, tune_s=seconds, artifact_bytes=size)
+        except Exception as error:
+            rows.append(Row(model_name, "AITune built-in fp32", 0, note=f"tune failed: {type(error).__name__}"))
+    return rows
+
+
+def load_seconds(model_name: str, out: Path) -> dict[str, float]:
+    """``ait.load`` seconds per saved checkpoint of the model, measured in one fresh process."""
+    code = f"""
+import json, time, sys
+import aitune_trt_aot, aitune.torch as ait, torch
+from benchmarks.run import build
+from pathlib import Path
+result = {{}}
+for path in sorted(Path({str(out)!r}).glob("{model_name}-*.ait")):
+    model, _ = build("{model_name}")
+    start = time.perf_counter()
+    ait.load(ait.Module(model, path.stem), path)
+    torch.cuda.synchronize()
+    result[path.stem.split("-", 1)[1]] = time.perf_counter() - start
+print(json.dumps(result))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        print(f"load timing for {model_name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return {}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def add_ratios(rows: list[Row]) -> None:
+    """Latency of each row relative to eager fp32 and to the built-in backend (same model and batch)."""
+    index = {(r.model, r.contender, r.batch): r for r in rows}
+    for row in rows:
+        for base in ("eager fp32", "AITune built-in fp32"):
+            other = index.get((row.model, base, row.batch))
+            if other and other.median_ms and row.median_ms:
+                row.ratios[f"vs {base.split()[0]}"] = row.median_ms / other.median_ms
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a markdown table."""
+    head = (
+        "| model | contender | batch | median ms | p90 ms | items/s | x eager | x built-in | tune s | MB | load s "
+        "| max abs err | note |"
+    )
+    lines = [head, "|" + "---|" * 13]
+    fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
+    for r in rows:
+        lines.append(
+            f"| {r.model} | {r.contender} | {r.batch or ''} | {fmt(r.median_ms, '.3f')} | {fmt(r.p90_ms, '.3f')} | "
+            f"{fmt(r.throughput, '.0f')} | {fmt(r.ratios.get('vs eager'), '.2f')} | "
+            f"{fmt(r.ratios.get('vs AITune'), '.2f')} | {fmt(r.tune_s, '.1f')} | "
+            f"{fmt(None if r.artifact_bytes is None else r.artifact_bytes / 1e6, '.1f')} | {fmt(r.load_s, '.1f')} | "
+            f"{fmt(r.max_abs_err, '.1e')} | {r.note} |"
+        )
+    return "\n".join(lines)
+
+
+def chart(rows: list[Row], path: Path) -> None:
+    """Bar chart of median latency relative to eager fp32, per model and batch size."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart", file=sys.stderr)
+        return
+    groups = sorted({(r.model, r.batch) for r in rows if r.batch})
+    contenders = sorted({r.contender for r in rows if r.ratios.get("vs eager")})
+    fig, ax = plt.subplots(figsize=(max(8, len(groups) * 1.2), 5))
+    width = 0.8 / max(1, len(contenders))
+    for i, contender in enumerate(contenders):
+        values = [
+            next((r.ratios.get("vs eager", 0) for r in rows if (r.model, r.batch, r.contender) == (*g, contender)), 0)
+            for g in groups
+        ]
+        ax.bar([x + i * width for x in range(len(groups))], values, width, label=contender)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(groups))], [f"{m}\nbs{b}" for m, b in groups])
+    ax.set_ylabel("median latency / eager fp32 (lower is better)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    """Run the benchmark and write its outputs."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["mlp", "resnet50", "encoder"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
+    parser.add_argument(
+        "--contenders",
+        nargs="+",
+        default=["eager", "eager-fp16", "inductor", "builtin", "ours-fp32", "ours-fp16"],
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench-out"))
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("ERROR: the benchmark needs an NVIDIA GPU (torch.cuda.is_available() is False).", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    for model_name in args.models:
+        model_rows = measure_model(model_name, args.batches, args.out, args.contenders)
+        loads = load_seconds(model_name, args.out)
+        names = {"ours-fp32": "aitune_trt_aot dynamo fp32", "ours-fp16": "aitune_trt_aot dynamo fp16"}
+        names["builtin"] = "AITune built-in fp32"
+        for row in model_rows:
+            for key, seconds in loads.items():
+                if names.get(key) == row.contender:
+                    row.load_s = seconds
+        rows += model_rows
+        print(f"done {model_name}", file=sys.stderr)
+    add_ratios(rows)
+    text = table(rows)
+    print(text)
+    (args.out / "table.md").write_text(text + "\n")
+    (args.out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    chart(rows, args.out / "chart.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
