@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,17 @@ def subprocess_env(repo_root: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(repo_root)) if p)
     return env
+
+
+def run_python(
+    repo_root: Path, *args: str, cwd: Path | None = None, timeout: int = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` in a fresh process that can import this checkout; capture its output as text."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd or repo_root,
+        env=env or subprocess_env(repo_root),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

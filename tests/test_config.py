@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import torch
 
 from aitune_trt_aot import CompilationSettings, TorchTensorRTAotBackendConfig
 from aitune_trt_aot.settings import DeviceSpec, normalize_precisions, settings_from_dict, to_torch_dtype
-from tests.conftest import subprocess_env
+from tests.conftest import run_python, subprocess_env
 
 _OPS = ("torch.ops.aten.relu.default", "torch.ops.aten.gelu.default", "torch.ops.aten.mm.default")
 
@@ -243,9 +241,7 @@ def test_key_is_stable_across_processes(repo_root: Path) -> None:
     """A fresh process with another hash seed computes the same key (set order must not leak into it)."""
     env = subprocess_env(repo_root) | {"PYTHONHASHSEED": "12345"}  # this process has a random seed
     code = "from tests.test_config import key_probe_config; print('KEY=' + key_probe_config().key())"
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=repo_root, env=env, capture_output=True, text=True, timeout=120
-    )
+    result = run_python(repo_root, "-c", code, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     keys = [line.removeprefix("KEY=") for line in result.stdout.splitlines() if line.startswith("KEY=")]
     assert keys == [key_probe_config().key()]

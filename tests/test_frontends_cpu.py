@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from aitune_trt_aot.formats import FORMATS, get_format
 from aitune_trt_aot.frontends import FRONTENDS, CompileRequest, get_frontend
 from aitune_trt_aot.frontends.base import positional_tensor_inputs
 from aitune_trt_aot.stack import require_cuda, require_torch_tensorrt, stack_description, torch_tensorrt_or_none
-from tests.conftest import subprocess_env
+from tests.conftest import run_python
 
 no_torch_tensorrt = pytest.mark.skipif(torch_tensorrt_or_none() is not None, reason="checks a machine without it")
 
@@ -134,14 +133,21 @@ def test_keyword_and_non_tensor_inputs_are_rejected() -> None:
 )
 def test_demo_exits_2_without_gpu(repo_root: Path, tmp_path: Path) -> None:
     """`python -m aitune_trt_aot.demo` on a GPU-less machine stops at once with exit code 2 and says why."""
-    result = subprocess.run(
-        [sys.executable, "-m", "aitune_trt_aot.demo", "--out", str(tmp_path / "demo")],
-        cwd=tmp_path,
-        env=subprocess_env(repo_root),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python(repo_root, "-m", "aitune_trt_aot.demo", "--out", str(tmp_path / "demo"), cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "No NVIDIA GPU" in result.stderr
     assert not (tmp_path / "demo").exists()
+
+
+@pytest.mark.skipif(
+    shutil.which("nvidia-smi") is not None or Path("/proc/driver/nvidia").exists(),
+    reason="checks the README's main-job command on a machine without an NVIDIA driver",
+)
+def test_demo_script_exits_2_without_gpu(repo_root: Path) -> None:
+    """`bash scripts/demo.sh` (the README's main job) refuses plainly, before installing anything."""
+    result = subprocess.run(
+        ["bash", str(repo_root / "scripts" / "demo.sh")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "No NVIDIA GPU" in result.stderr
+    assert not (repo_root / ".venv-gpu").exists()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import aitune.torch as ait
@@ -13,7 +11,7 @@ import torch
 
 from aitune_trt_aot import CompilationSettings, TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
 from aitune_trt_aot.stack import enabled_features
-from tests.conftest import subprocess_env
+from tests.conftest import run_python
 from tests.gpu_support import save_expected, tune_case
 
 pytestmark = pytest.mark.gpu
@@ -21,14 +19,7 @@ OURS = "aitune_trt_aot.backend.TorchTensorRTAotBackend"
 
 
 def _run(repo_root: Path, *args: str) -> dict:
-    result = subprocess.run(
-        [sys.executable, *args],
-        cwd=repo_root,
-        env=subprocess_env(repo_root),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_python(repo_root, *args, timeout=600)
     assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return json.loads(result.stdout.strip().splitlines()[-1]) if "load_and_run" in args[1] else {}
 

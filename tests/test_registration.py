@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from aitune_trt_aot.checkpoint import FORMAT_VERSION, CheckpointWriter
 from aitune_trt_aot.checkpoint import BackendState as EntryState
 from aitune_trt_aot.shapes import InputRange, ShapeGuard
 from aitune_trt_aot.stack import torch_tensorrt_or_none
-from tests.conftest import subprocess_env
+from tests.conftest import run_python
 from tests.models import MLP
 
 NAME = "TorchTensorRTAotBackend"
@@ -130,14 +128,7 @@ entry = torch.load(sys.argv[1], weights_only=False)
 print(json.dumps({"before": before, "imported_before": imported_before, "after": resolved(),
                   "writer": type(entry["writer"]).__module__}))
 """
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(path)],
-        cwd=tmp_path,
-        env=subprocess_env(repo_root),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python(repo_root, "-c", code, str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {
