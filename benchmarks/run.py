@@ -28,6 +28,12 @@ from torch import nn
 import aitune_trt_aot  # noqa: F401  (registers the backend, makes `tensorrt` importable)
 
 FEATURES, SEQ, D_MODEL = 512, 64, 512
+# Contenders tuned through AITune and saved as .ait: key (checkpoint name suffix) -> table label.
+AITUNE_LABELS = {
+    "ours-fp32": "aitune_trt_aot dynamo fp32",
+    "ours-fp16": "aitune_trt_aot dynamo fp16",
+    "builtin": "AITune built-in fp32",
+}
 
 
 def build(name: str) -> tuple[nn.Module, Callable[[int], torch.Tensor]]:
@@ -84,7 +90,7 @@ def time_calls(call: Callable[[], object], warmup: int = 20, repeats: int = 100)
 
 
 def tune_aitune(model_name: str, backend, batches: list[int], out: Path, label: str):
-    """Tune a fresh copy of the model with one backend through AITune; save it; return (module, seconds, bytes)."""
+    """Tune a fresh copy of the model with one backend through AITune; save it; return (module, seconds)."""
     import aitune.torch as ait
     from aitune.torch.module_registry import MODULE_REGISTRY
 
@@ -101,7 +107,7 @@ def tune_aitune(model_name: str, backend, batches: list[int], out: Path, label: 
     seconds = time.perf_counter() - start
     path = out / f"{model_name}-{label}.ait"
     ait.save(tuned, path)
-    return tuned, seconds, sum(p.stat().st_size for p in [path] if p.exists())
+    return tuned, seconds
 
 
 def measure_model(model_name: str, batches: list[int], out: Path, contenders: list[str]) -> list[Row]:
@@ -141,16 +147,13 @@ def measure_model(model_name: str, batches: list[int], out: Path, contenders: li
             compiled(inputs[batches[0]])
         add("torch.compile fp32", compiled, tune_s=time.perf_counter() - start)
 
-    ours = {
-        "ours-fp32": ("aitune_trt_aot dynamo fp32", torch.float32),
-        "ours-fp16": ("aitune_trt_aot dynamo fp16", torch.float16),
-    }
-    for key, (label, dtype) in ours.items():
+    for key, dtype in (("ours-fp32", torch.float32), ("ours-fp16", torch.float16)):
         if key not in contenders:
             continue
+        label = AITUNE_LABELS[key]
         config = TorchTensorRTAotBackendConfig(compile_config=CompilationSettings(enabled_precisions={dtype}))
         try:
-            tuned, seconds, size = tune_aitune(model_name, TorchTensorRTAotBackend(config), batches, out, key)
+            tuned, seconds = tune_aitune(model_name, TorchTensorRTAotBackend(config), batches, out, key)
         except Exception as error:
             rows.append(Row(model_name, label, 0, note=f"tune failed: {type(error).__name__}: {str(error)[:160]}"))
             continue
@@ -161,12 +164,12 @@ def measure_model(model_name: str, batches: list[int], out: Path, contenders: li
             add(f"raw engine ({label.split()[-1]})", backend._runner, artifact_bytes=size)
     if "builtin" in contenders:
         try:
-            tuned, seconds, _ = tune_aitune(model_name, BuiltIn(), batches, out, "builtin")
+            tuned, seconds = tune_aitune(model_name, BuiltIn(), batches, out, "builtin")
             [backend] = list(tuned._self_wrapper.backends.values())
             size = backend._exported_model_artifact.path.stat().st_size
-            add("AITune built-in fp32", tuned, tune_s=seconds, artifact_bytes=size)
+            add(AITUNE_LABELS["builtin"], tuned, tune_s=seconds, artifact_bytes=size)
         except Exception as error:
-            rows.append(Row(model_name, "AITune built-in fp32", 0, note=f"tune failed: {type(error).__name__}"))
+            rows.append(Row(model_name, AITUNE_LABELS["builtin"], 0, note=f"tune failed: {type(error).__name__}"))
     return rows
 
 
@@ -270,11 +273,9 @@ def main() -> int:
     for model_name in args.models:
         model_rows = measure_model(model_name, args.batches, args.out, args.contenders)
         loads = load_seconds(model_name, args.out)
-        names = {"ours-fp32": "aitune_trt_aot dynamo fp32", "ours-fp16": "aitune_trt_aot dynamo fp16"}
-        names["builtin"] = "AITune built-in fp32"
         for row in model_rows:
             for key, seconds in loads.items():
-                if names.get(key) == row.contender:
+                if AITUNE_LABELS.get(key) == row.contender:
                     row.load_s = seconds
         rows += model_rows
         print(f"done {model_name}", file=sys.stderr)
