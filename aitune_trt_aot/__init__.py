@@ -3,29 +3,55 @@
 Importing this package registers :class:`TorchTensorRTAotBackend` with AITune, so ``ait.load``
 resolves ``TorchTensorRTAotBackend`` checkpoint entries (this package's and AITune's built-in
 backend's) to it.
+
+On a deployment machine without AITune only the ``.pt2`` runtime is available:
+``aitune_trt_aot.load_pt2`` (``aitune_trt_aot.pt2_runtime``), which needs neither AITune nor the
+``torch_tensorrt`` Python package. Where AITune is installed but not wanted (a serving process that
+only runs ``.pt2`` packages), set ``AITUNE_TRT_AOT_RUNTIME_ONLY=1`` to skip importing it.
 """
 
-from aitune_trt_aot.stack import ensure_tensorrt_module
+import importlib.util
+import os
 
-ensure_tensorrt_module()  # aitune.torch imports `tensorrt`; TensorRT-RTX installs it as `tensorrt_rtx`
-
-from aitune_trt_aot.backend import BuildError, TorchTensorRTAotBackend, TorchTensorRTAotBuildStep  # noqa: E402
-from aitune_trt_aot.config import TorchTensorRTAotBackendConfig  # noqa: E402
-from aitune_trt_aot.frontends import UnsupportedInputsError  # noqa: E402
-from aitune_trt_aot.settings import CompilationSettings  # noqa: E402
-from aitune_trt_aot.shapes import InputShapeError  # noqa: E402
-from aitune_trt_aot.stack import MissingRequirementError  # noqa: E402
+from aitune_trt_aot.pt2_runtime import Pt2InputError, Pt2LoadError, Pt2Model, load_pt2
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BuildError",
-    "CompilationSettings",
-    "InputShapeError",
-    "MissingRequirementError",
-    "TorchTensorRTAotBackend",
-    "TorchTensorRTAotBackendConfig",
-    "TorchTensorRTAotBuildStep",
-    "UnsupportedInputsError",
-    "__version__",
-]
+__all__ = ["Pt2InputError", "Pt2LoadError", "Pt2Model", "__version__", "load_pt2"]
+
+
+
+def _aitune_wanted() -> bool:
+    if os.environ.get("AITUNE_TRT_AOT_RUNTIME_ONLY", "0") not in ("", "0"):
+        return False
+    try:
+        return importlib.util.find_spec("aitune") is not None
+    except (ImportError, ValueError):  # a process that blocks aitune on purpose
+        return False
+
+
+if _aitune_wanted():
+    from aitune_trt_aot.stack import ensure_tensorrt_module
+
+    ensure_tensorrt_module()  # aitune.torch imports `tensorrt`; TensorRT-RTX installs it as `tensorrt_rtx`
+
+    from aitune_trt_aot.backend import BuildError, TorchTensorRTAotBackend, TorchTensorRTAotBuildStep
+    from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
+    from aitune_trt_aot.frontends import UnsupportedInputsError
+    from aitune_trt_aot.pt2_export import Pt2ExportError, save_pt2
+    from aitune_trt_aot.settings import CompilationSettings
+    from aitune_trt_aot.shapes import InputShapeError
+    from aitune_trt_aot.stack import MissingRequirementError
+
+    __all__ += [
+        "BuildError",
+        "CompilationSettings",
+        "InputShapeError",
+        "MissingRequirementError",
+        "Pt2ExportError",
+        "TorchTensorRTAotBackend",
+        "TorchTensorRTAotBackendConfig",
+        "TorchTensorRTAotBuildStep",
+        "UnsupportedInputsError",
+        "save_pt2",
+    ]

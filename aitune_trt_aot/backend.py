@@ -28,8 +28,9 @@ from torch.utils._pytree import tree_leaves
 
 from aitune_trt_aot import checkpoint
 from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
+from aitune_trt_aot.cuda_graphs import CudaGraphRunner
 from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.formats import get_format
+from aitune_trt_aot.formats import ArtifactFormat, get_format
 from aitune_trt_aot.frontends import CompiledModel, CompileRequest, Frontend, UnsupportedInputsError, get_frontend
 from aitune_trt_aot.precision import PrecisionPlan, output_dtypes, plan_precision, precision_boundary
 from aitune_trt_aot.settings import convert_settings
@@ -53,6 +54,28 @@ SELF_CHECK_REPEATS = 3  # calls per shape
 
 class BuildError(RuntimeError):
     """Torch-TensorRT could not build the engines; the message names the IR, precision and stack."""
+
+
+def _refuse_dynamic_shapes_in_rtx_cpp_runtime(
+    frontend: Frontend, artifact_format: ArtifactFormat, guard: ShapeGuard
+) -> None:
+    """Refuse, before any work, engines that would give wrong results on TensorRT-RTX.
+
+    Torch-TensorRT 2.11's C++ runtime creates TensorRT-RTX execution contexts with the default lazy
+    shape-specialised kernels, which gave garbage for some shapes after the first calls (measured for the
+    TorchScript frontend and for AOTInductor packages; see docs/known-issues.md). Static shapes have no
+    specialised kernels.
+    """
+    dynamic = [r.name for r in guard.ranges if r.min_shape != r.max_shape]
+    if not (dynamic and is_tensorrt_rtx() and artifact_format.runtime == "cpp"):
+        return
+    raise MissingRequirementError(
+        f"ir={frontend.name!r} saving {artifact_format.name!r} with dynamic shapes (inputs {dynamic}) is refused on "
+        "TensorRT-RTX: those engines run in Torch-TensorRT's C++ runtime, whose TensorRT-RTX contexts switch to "
+        "shape-specialised kernels that gave wrong results after the first calls (docs/known-issues.md). Use "
+        "ir='dynamo' with output_format='auto' (Python runtime, generic kernels), or tune with a single batch size "
+        "(static shapes)."
+    )
 
 
 class TorchTensorRTAotBuildStep(BackendBuildStep):
@@ -93,6 +116,7 @@ class TorchTensorRTAotBackend(Backend):
         self._state: checkpoint.BackendState | None = None
         self._runner: Any = None
         self._guard: ShapeGuard | None = None
+        self._description: str | None = None
 
     @property
     def config(self) -> TorchTensorRTAotBackendConfig:
@@ -105,6 +129,11 @@ class TorchTensorRTAotBackend(Backend):
         return None if self._state is None else self._state.artifact.path
 
     @property
+    def artifact_format(self) -> str | None:
+        """Name of the artifact's format (``pickled_module``, ``aot_inductor``, ...), once built or loaded."""
+        return None if self._state is None else self._state.artifact_format
+
+    @property
     def precision(self) -> str | None:
         """How the engines got their precision (``fp32``, ``autocast(float16)``, ``cast_module(float16)``)."""
         return None if self._state is None else self._state.precision
@@ -114,8 +143,14 @@ class TorchTensorRTAotBackend(Backend):
         return f"{self.__class__.__name__}_{self._config.key()}"
 
     def describe(self) -> str:
-        """Class name and the config fields that differ from the defaults."""
-        return f"{self.__class__.__name__}({self._config.describe()})"
+        """Class name and the config fields that differ from the defaults.
+
+        Computed once: AITune calls it on every public method call, ``infer`` included, and encoding the
+        Torch-TensorRT settings each time cost more than running a small model's engines (benchmark.md).
+        """
+        if self._description is None:
+            self._description = f"{self.__class__.__name__}({self._config.describe()})"
+        return self._description
 
     def _build(self, module: nn.Module, graph_spec: GraphSpec, samples: SampleStore, cache_dir: Path) -> Backend:
         """Compile for the recorded shape ranges, save the artifact, then run what was saved."""
@@ -125,10 +160,12 @@ class TorchTensorRTAotBackend(Backend):
         require_cuda()
         settings = convert_settings(self._config.compile_config)
         plan = plan_precision(settings, self._config.precision_route, is_tensorrt_rtx(), frontend.name)
+        artifact_format = self._artifact_format(frontend)
 
         module = module.eval()
         move_module_to_device(module, self._device)
         guard = ShapeGuard.from_graph_spec(graph_spec, samples[0], module.forward)
+        _refuse_dynamic_shapes_in_rtx_cpp_runtime(frontend, artifact_format, guard)
         # Plain-valued arguments are specialised into the engines: capture a module without them.
         capture_module = bind_constants(module, guard.constants)
         capture_spec = dataclasses.replace(
@@ -140,14 +177,18 @@ class TorchTensorRTAotBackend(Backend):
             sample=guard.strip_constants(samples[0]),
             device=self._device,
             settings=settings,
-            options={"ts_capture": self._config.ts_capture, "tensorrt_rtx": is_tensorrt_rtx()},
+            options={
+                "ts_capture": self._config.ts_capture,
+                "tensorrt_rtx": is_tensorrt_rtx(),
+                "python_runtime": artifact_format.runtime == "python",
+            },
             torch_tensorrt=torch_tensorrt,
         )
         with self._track_build_step(TorchTensorRTAotBuildStep.COMPILE) as result:
             compiled, plan = self._compile(frontend, request, plan)
             result["precision"] = plan.describe()
 
-        artifact_format = get_format(frontend.artifact_format(is_tensorrt_rtx()))
+        compiled.constants = dict(guard.constants)
         artifact = ArtifactPath(cache_dir, f"model{artifact_format.suffix}")
         with self._track_build_step(TorchTensorRTAotBuildStep.ARTIFACT_SAVE) as result:
             write_atomically(
@@ -171,6 +212,29 @@ class TorchTensorRTAotBackend(Backend):
             self._check_against_eager(frontend, plan, module, samples)
         logger.info("Built %s with %s [%s] into %s.", self.describe(), plan.describe(), stack_description(), artifact)
         return self
+
+    def _artifact_format(self, frontend: Frontend) -> ArtifactFormat:
+        """The configured format, or for ``output_format="auto"`` the frontend's default.
+
+        The default is the Python-runtime ``pickled_module`` where CUDA graphs are asked for and the
+        frontend can write it: only Python-runtime engine calls can be captured (the C++ runtime's calls
+        invalidated the capture, measured on the GPU host).
+        """
+        name = self._config.output_format
+        if name == "auto":
+            name = frontend.artifact_format(is_tensorrt_rtx())
+            if self._config.cuda_graphs and "pickled_module" in frontend.other_formats:
+                name = "pickled_module"
+        elif name not in frontend.other_formats:
+            raise ValueError(f"ir={frontend.name!r} cannot write output_format={name!r}.")
+        artifact_format = get_format(name)
+        if self._config.cuda_graphs and artifact_format.runtime != "python":
+            raise ValueError(
+                f"cuda_graphs=True needs engines in Torch-TensorRT's Python runtime; ir={frontend.name!r} saves "
+                f"{name!r}, which runs in the C++ runtime, whose calls cannot be captured in a CUDA graph. Use "
+                "ir='dynamo' with output_format='auto', or cuda_graphs=False."
+            )
+        return artifact_format
 
     def _compile(
         self, frontend: Frontend, request: CompileRequest, plan: PrecisionPlan
@@ -277,7 +341,8 @@ class TorchTensorRTAotBackend(Backend):
                 path,
             )
         device = self._device or self._state.device or torch.device("cuda")
-        self._runner = get_format(self._state.artifact_format).load(path, device)
+        runner = get_format(self._state.artifact_format).load(path, device)
+        self._runner = CudaGraphRunner(runner, device) if self._config.cuda_graphs else runner
         self._guard = self._state.shape_guard
 
     def _infer(self, *args: Any, **kwargs: Any) -> Any:

@@ -21,6 +21,7 @@ IRS = ("dynamo", "ts", "fx")
 IR_ALIASES = {"torchscript": "ts", "torch_script": "ts", "export": "dynamo"}
 PRECISION_ROUTES = ("auto", "autocast", "cast_module")
 TS_CAPTURES = ("trace", "script")
+OUTPUT_FORMATS = ("auto", "aot_inductor")
 
 
 def normalize_ir(ir: Any) -> str:
@@ -53,6 +54,13 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             runs in reduced precision, as eager ``module.half()`` would). ``"auto"`` (default): autocast,
             and cast_module when autocast fails for the model, with a warning.
         ts_capture: How the TorchScript frontend captures the module: ``"trace"`` (default) or ``"script"``.
+        output_format: What the compiled artifact inside the ``.ait`` checkpoint is. ``"auto"`` (default): the
+            IR's own format (see docs/irs.md). ``"aot_inductor"`` (``ir="dynamo"`` only): a ``.pt2`` AOTInductor
+            package that also runs without AITune, in Python and C++; see ``aitune_trt_aot.save_pt2`` and
+            docs/pt2.md.
+        cuda_graphs: Run the engines through CUDA graphs, one captured per input shape on its first call
+            (default False). Cuts the host time per call, which dominates for small models; costs one graph's
+            memory per distinct shape. See docs/benchmark.md.
         check_shapes: Check every call's tensor shapes and dtypes against the ranges the engines were built
             for and raise a clear error outside them (default True).
         pickle_protocol: Pickle protocol used when saving the compiled artifact.
@@ -63,6 +71,8 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
     compile_config: Any = field(default_factory=CompilationSettings)
     precision_route: str = "auto"
     ts_capture: str = "trace"
+    output_format: str = "auto"
+    cuda_graphs: bool = False
     check_shapes: bool = True
     pickle_protocol: int = 5
 
@@ -71,8 +81,20 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
         self.ir = normalize_ir(self.ir)
         _check_choice("precision_route", self.precision_route, PRECISION_ROUTES)
         _check_choice("ts_capture", self.ts_capture, TS_CAPTURES)
-        if not isinstance(self.check_shapes, bool):
-            raise ValueError(f"check_shapes must be True or False, got {self.check_shapes!r}.")
+        _check_choice("output_format", self.output_format, OUTPUT_FORMATS)
+        for flag in ("cuda_graphs", "check_shapes"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
+        if self.output_format == "aot_inductor" and self.cuda_graphs:
+            raise ValueError(
+                "cuda_graphs=True does not work with output_format='aot_inductor': the package's engines run in "
+                "Torch-TensorRT's C++ runtime, whose calls cannot be captured in a CUDA graph. Choose one."
+            )
+        if self.output_format == "aot_inductor" and self.ir != "dynamo":
+            raise ValueError(
+                f"output_format='aot_inductor' needs ir='dynamo' (AOTInductor compiles torch.export graphs); "
+                f"ir={self.ir!r} cannot produce a .pt2 package."
+            )
         if (
             not isinstance(self.pickle_protocol, int)
             or isinstance(self.pickle_protocol, bool)
@@ -99,6 +121,8 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             "compile_config": settings_to_dict(self.compile_config),
             "precision_route": self.precision_route,
             "ts_capture": self.ts_capture,
+            "output_format": self.output_format,
+            "cuda_graphs": self.cuda_graphs,
             "check_shapes": self.check_shapes,
             "pickle_protocol": self.pickle_protocol,
         }

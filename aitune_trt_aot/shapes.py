@@ -59,6 +59,14 @@ class InputRange:
         return None
 
 
+def _range_error(spec: InputRange, problem: str) -> InputShapeError:
+    return InputShapeError(
+        f"Input {spec.name!r} {problem}. The TensorRT engine accepts shapes from {spec.min_shape} to "
+        f"{spec.max_shape} ({spec.dtype}). Re-tune with batch sizes (or AITune dynamic shapes) that "
+        "cover this input, or split the call."
+    )
+
+
 def input_ranges(graph_spec: GraphSpec) -> list[InputRange]:
     """One :class:`InputRange` per tensor input recorded in the graph spec (user shape definitions first)."""
     ranges = []
@@ -107,10 +115,29 @@ class ShapeGuard:
         self.defaults = dict(defaults or {})
         self._full = inspect.Signature([p.to_parameter() for p in signature.parameters])
         self._reduced = reduced_signature(self._full, set(constants))
+        self._by_position = self._positional_ranges()
+
+    def _positional_ranges(self) -> list[tuple[int, InputRange]] | None:
+        """``(argument index, range)`` when every call can be checked without binding: see :meth:`prepare`."""
+        parameters = list(self._full.parameters.values())
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if self.constants or not all(p.kind in positional for p in parameters):
+            return None
+        index = {p.name: i for i, p in enumerate(parameters)}
+        if not all(r.locator.depth == 1 and r.locator.root_name in index for r in self.ranges):
+            return None
+        return [(index[r.locator.root_name], r) for r in self.ranges]
 
     def prepare(self, args: tuple, kwargs: dict[str, Any], check_shapes: bool = True) -> tuple[tuple, dict[str, Any]]:
         """Return the call the engines take; raise :class:`InputShapeError` when the call does not fit them."""
         if not self.constants and not check_shapes:
+            return args, kwargs
+        if self._by_position is not None and not kwargs and len(args) == len(self._full.parameters):
+            # Every argument given positionally and each range names one: no signature binding needed.
+            for position, spec in self._by_position:
+                problem = spec.violation(args[position])
+                if problem is not None:
+                    raise _range_error(spec, problem)
             return args, kwargs
         bound = self._full.bind(*args, **kwargs)
         if check_shapes:
@@ -143,11 +170,7 @@ class ShapeGuard:
                 ) from None
             problem = spec.violation(value)
             if problem is not None:
-                raise InputShapeError(
-                    f"Input {spec.name!r} {problem}. The TensorRT engine accepts shapes from {spec.min_shape} to "
-                    f"{spec.max_shape} ({spec.dtype}). Re-tune with batch sizes (or AITune dynamic shapes) that "
-                    "cover this input, or split the call."
-                )
+                raise _range_error(spec, problem)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for a checkpoint."""

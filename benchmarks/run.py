@@ -1,6 +1,7 @@
 """Side-by-side benchmark on the GPU: eager, torch.compile, AITune's built-in backend and this backend.
 
     python -m benchmarks.run [--models mlp resnet50 encoder] [--batches 1 8 32] [--out bench-out]
+    python -m benchmarks.run --merge bench-out/mlp bench-out/resnet50 --out bench-out   # one table of several runs
 
 Prints a markdown table and writes ``table.md``, ``results.json`` and ``chart.png`` (if matplotlib is
 installed) to ``--out``. Every contender is called the way users call it (AITune contenders through the
@@ -20,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -28,12 +30,19 @@ from torch import nn
 import aitune_trt_aot  # noqa: F401  (registers the backend, makes `tensorrt` importable)
 
 FEATURES, SEQ, D_MODEL = 512, 64, 512
-# Contenders tuned through AITune and saved as .ait: key (checkpoint name suffix) -> table label.
-AITUNE_LABELS = {
-    "ours-fp32": "aitune_trt_aot dynamo fp32",
-    "ours-fp16": "aitune_trt_aot dynamo fp16",
-    "builtin": "AITune built-in fp32",
+# This backend's variants: key (checkpoint name suffix) -> (table label, precision, config fields).
+OURS = {
+    "ours-fp32": ("aitune_trt_aot dynamo fp32", torch.float32, {}),
+    "ours-fp16": ("aitune_trt_aot dynamo fp16", torch.float16, {}),
+    "ours-fp32-graphs": ("aitune_trt_aot dynamo fp32 +CUDA graphs", torch.float32, {"cuda_graphs": True}),
+    "ours-fp16-graphs": ("aitune_trt_aot dynamo fp16 +CUDA graphs", torch.float16, {"cuda_graphs": True}),
+    "ours-pt2-fp32": ("aitune_trt_aot dynamo fp32 .pt2", torch.float32, {"output_format": "aot_inductor"}),
+    "ours-pt2-fp16": ("aitune_trt_aot dynamo fp16 .pt2", torch.float16, {"output_format": "aot_inductor"}),
 }
+# Contenders tuned through AITune and saved as .ait: key (checkpoint name suffix) -> table label.
+AITUNE_LABELS = {key: label for key, (label, _, _) in OURS.items()} | {"builtin": "AITune built-in fp32"}
+# Variants whose loaded artifact is also timed directly ("raw engine"), as the floor.
+RAW_FLOORS = ("ours-fp32", "ours-pt2-fp32")
 
 
 def build(name: str) -> tuple[nn.Module, Callable[[int], torch.Tensor]]:
@@ -110,7 +119,28 @@ def tune_aitune(model_name: str, backend, batches: list[int], out: Path, label: 
     return tuned, seconds
 
 
-def measure_model(model_name: str, batches: list[int], out: Path, contenders: list[str]) -> list[Row]:
+def profile_calls(label: str, call: Callable[[], object], calls: int = 500, top: int = 15) -> None:
+    """Print where the host time of ``calls`` calls goes (cProfile, by own time) to stderr."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    with torch.no_grad():
+        call()
+        profiler.enable()
+        for _ in range(calls):
+            call()
+        torch.cuda.synchronize()
+        profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+    print(f"\n### profile: {label}, {calls} calls\n{text.getvalue()}", file=sys.stderr)
+
+
+def measure_model(
+    model_name: str, batches: list[int], out: Path, contenders: list[str], profile: bool = False
+) -> list[Row]:
     """All contenders for one model."""
     from aitune.torch.backend import TorchTensorRTAotBackend as BuiltIn
 
@@ -147,11 +177,11 @@ def measure_model(model_name: str, batches: list[int], out: Path, contenders: li
             compiled(inputs[batches[0]])
         add("torch.compile fp32", compiled, tune_s=time.perf_counter() - start)
 
-    for key, dtype in (("ours-fp32", torch.float32), ("ours-fp16", torch.float16)):
+    for key, (label, dtype, fields) in OURS.items():
         if key not in contenders:
             continue
-        label = AITUNE_LABELS[key]
-        config = TorchTensorRTAotBackendConfig(compile_config=CompilationSettings(enabled_precisions={dtype}))
+        settings = CompilationSettings(enabled_precisions={dtype})
+        config = TorchTensorRTAotBackendConfig(compile_config=settings, **fields)
         try:
             tuned, seconds = tune_aitune(model_name, TorchTensorRTAotBackend(config), batches, out, key)
         except Exception as error:
@@ -160,14 +190,18 @@ def measure_model(model_name: str, batches: list[int], out: Path, contenders: li
         [backend] = list(tuned._self_wrapper.backends.values())
         size = backend.artifact_path.stat().st_size
         add(label, tuned, tune_s=seconds, artifact_bytes=size)
-        if key == "ours-fp32" or "raw" in contenders:
-            add(f"raw engine ({label.split()[-1]})", backend._runner, artifact_bytes=size)
+        if profile:
+            profile_calls(f"{model_name} {label} batch {batches[0]}", partial(tuned, inputs[batches[0]]))
+        if key in RAW_FLOORS or "raw" in contenders:
+            add(f"raw engine ({label.removeprefix('aitune_trt_aot dynamo ')})", backend._runner, artifact_bytes=size)
     if "builtin" in contenders:
         try:
             tuned, seconds = tune_aitune(model_name, BuiltIn(), batches, out, "builtin")
             [backend] = list(tuned._self_wrapper.backends.values())
             size = backend._exported_model_artifact.path.stat().st_size
             add(AITUNE_LABELS["builtin"], tuned, tune_s=seconds, artifact_bytes=size)
+            if profile:
+                profile_calls(f"{model_name} built-in batch {batches[0]}", partial(tuned, inputs[batches[0]]))
         except Exception as error:
             rows.append(Row(model_name, AITUNE_LABELS["builtin"], 0, note=f"tune failed: {type(error).__name__}"))
     return rows
@@ -253,6 +287,23 @@ def chart(rows: list[Row], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def write_outputs(rows: list[Row], out: Path) -> None:
+    """Print the table; write table.md, results.json and chart.png to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = table(rows)
+    print(text)
+    (out / "table.md").write_text(text + "\n")
+    (out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    chart(rows, out / "chart.png")
+
+
+def merge(run_dirs: list[Path], out: Path) -> int:
+    """One table and chart from the results.json of several runs (e.g. one run per model)."""
+    rows = [Row(**row) for run in run_dirs for row in json.loads((run / "results.json").read_text())]
+    write_outputs(rows, out)
+    return 0
+
+
 def main() -> int:
     """Run the benchmark and write its outputs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -261,17 +312,22 @@ def main() -> int:
     parser.add_argument(
         "--contenders",
         nargs="+",
-        default=["eager", "eager-fp16", "inductor", "builtin", "ours-fp32", "ours-fp16"],
+        # The .pt2 variants build dynamic-shape packages, which TensorRT-RTX refuses (known-issues.md).
+        default=["eager", "eager-fp16", "inductor", "builtin", *(k for k in OURS if "pt2" not in k)],
     )
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of AITune contenders' calls")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="RUN_DIR", help="tabulate earlier runs' results")
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge, args.out)
     if not torch.cuda.is_available():
         print("ERROR: the benchmark needs an NVIDIA GPU (torch.cuda.is_available() is False).", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     for model_name in args.models:
-        model_rows = measure_model(model_name, args.batches, args.out, args.contenders)
+        model_rows = measure_model(model_name, args.batches, args.out, args.contenders, args.profile)
         loads = load_seconds(model_name, args.out)
         for row in model_rows:
             for key, seconds in loads.items():
@@ -280,11 +336,7 @@ def main() -> int:
         rows += model_rows
         print(f"done {model_name}", file=sys.stderr)
     add_ratios(rows)
-    text = table(rows)
-    print(text)
-    (args.out / "table.md").write_text(text + "\n")
-    (args.out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
-    chart(rows, args.out / "chart.png")
+    write_outputs(rows, args.out)
     return 0
 
 

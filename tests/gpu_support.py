@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import aitune.torch as ait
@@ -86,3 +88,22 @@ def save_expected(tuned: Any, reference: torch.nn.Module, case: str, path, batch
         cpu_kwargs = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
         expected[batch] = (tuple(a.cpu() for a in args), cpu_kwargs, output.cpu(), eager.cpu())
     torch.save(expected, path)
+
+
+def reload_in_fresh_process(
+    repo_root: Path, tmp_path: Path, tuned: Any, reference: torch.nn.Module, case: str, batches=(1, 5, 16)
+) -> dict:
+    """``ait.save`` the tuned module, ``ait.load`` it in a fresh process and run the same inputs there.
+
+    Returns the script's report (``tests/scripts/load_and_run.py``): load seconds, backend classes and,
+    per batch size, the largest difference from this process's outputs and from eager.
+    """
+    from tests.conftest import run_python  # here: subprocess scripts import this module without the package
+
+    save_expected(tuned, reference, case, tmp_path / "expected.pt", batches)
+    ait.save(tuned, tmp_path / "model.ait")
+    args = ("-m", "tests.scripts.load_and_run", case, str(tmp_path / "model.ait"), str(tmp_path / "expected.pt"))
+    result = run_python(repo_root, *args, timeout=600)
+    output = f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    assert result.returncode == 0, f"ait.load in a fresh process failed:\n{output}"
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -52,6 +52,7 @@ def test_each_ir_has_a_frontend_and_a_format() -> None:
             assert frontend.artifact_format(tensorrt_rtx) == format_name, (ir, tensorrt_rtx)
     assert {name: get_format(name).suffix for name in FORMATS} == {
         "exported_program": ".pt2",
+        "aot_inductor": ".pt2",
         "torchscript": ".ts",
         "pickled_module": ".pt",
     }

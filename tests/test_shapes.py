@@ -232,3 +232,33 @@ def test_guard_built_by_hand_from_locators() -> None:
     guard.prepare(*two_inputs_call(4))
     with pytest.raises(InputShapeError, match="Input 'bias' has shape \\(5, 64\\)"):
         guard.prepare(*two_inputs_call(5))
+
+
+class TwoTensors(nn.Module):
+    """Two positional tensors, no constants: the guard's no-binding fast path applies."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Add the inputs."""
+        return x + y
+
+
+def test_positional_calls_are_checked_without_binding() -> None:
+    """Positional-only calls skip signature binding but are refused exactly like keyword calls."""
+    module = TwoTensors()
+    calls = [((torch.randn(b, 8), torch.randn(b, 8)), {}) for b in (1, 16)]
+    guard = ShapeGuard.from_graph_spec(record(module, calls), calls[0], module.forward)
+    assert guard._by_position is not None
+    x, y = torch.randn(4, 8), torch.randn(4, 8)
+    assert guard.prepare((x, y), {}) == ((x, y), {})
+    messages = []
+    for args, kwargs in (((x, torch.randn(17, 8)), {}), ((x,), {"y": torch.randn(17, 8)})):
+        with pytest.raises(InputShapeError) as error:
+            guard.prepare(args, kwargs)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    assert "Input 'y' has shape (17, 8): dimension 0 is 17, outside the built range 1..16" in messages[0]
+
+
+def test_guard_with_constants_binds_every_call(guard: ShapeGuard) -> None:
+    """The fast path is off where plain values are built in: they must be checked and dropped."""
+    assert guard._by_position is None

@@ -1,12 +1,13 @@
 """Artifact formats, by name. Adding a format means adding a module and a line here."""
 
+from aitune_trt_aot.formats.aot_inductor import AotInductorFormat
 from aitune_trt_aot.formats.base import ArtifactFormat
 from aitune_trt_aot.formats.exported_program import ExportedProgramFormat
 from aitune_trt_aot.formats.pickled_module import PickledModuleFormat
 from aitune_trt_aot.formats.torchscript import TorchScriptFormat
 
 FORMATS: dict[str, ArtifactFormat] = {
-    f.name: f for f in (ExportedProgramFormat(), TorchScriptFormat(), PickledModuleFormat())
+    f.name: f for f in (ExportedProgramFormat(), TorchScriptFormat(), PickledModuleFormat(), AotInductorFormat())
 }
 
 

@@ -17,6 +17,9 @@ class ArtifactFormat(ABC):
 
     name: ClassVar[str]
     suffix: ClassVar[str]
+    # Which Torch-TensorRT runtime the saved engines run in: "cpp" (TorchTensorRTModule, the TorchScript
+    # runtime, AOTInductor) or "python" (PythonTorchTensorRTModule; its calls can be captured in CUDA graphs).
+    runtime: ClassVar[str] = "cpp"
 
     @abstractmethod
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:

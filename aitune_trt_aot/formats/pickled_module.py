@@ -82,6 +82,7 @@ class PickledModuleFormat(ArtifactFormat):
 
     name = "pickled_module"
     suffix = ".pt"
+    runtime = "python"
 
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
         """Pickle the module (TRT modules serialise their engines in ``__getstate__``)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -48,12 +48,14 @@ class CompiledModel:
         module: The compiled module (``torch.fx.GraphModule`` or ``torch.jit.ScriptModule``).
         sample: The exact call used for capture, on the build device.
         dynamic_shapes: The ``torch.export`` dynamic shapes used for capture, when there were any.
+        constants: Plain-valued arguments built into the engines, by name (recorded in some formats).
 
     """
 
     module: Any
     sample: Sample
     dynamic_shapes: Any = None
+    constants: dict[str, Any] = field(default_factory=dict)
 
 
 class Frontend(ABC):
@@ -62,10 +64,11 @@ class Frontend(ABC):
     name: ClassVar[str]
     feature: ClassVar[str]
     alternative: ClassVar[str] = "ir='dynamo'"
+    other_formats: ClassVar[tuple[str, ...]] = ()  # formats a config may ask for besides the default
 
     @abstractmethod
     def artifact_format(self, tensorrt_rtx: bool) -> str:
-        """Name of the format this frontend's output is saved in (see ``aitune_trt_aot.formats``)."""
+        """Name of the format this frontend's output is saved in by default (see ``aitune_trt_aot.formats``)."""
 
     def check_available(self, features: dict[str, bool]) -> None:
         """Raise before any work when the installed Torch-TensorRT lacks this frontend."""

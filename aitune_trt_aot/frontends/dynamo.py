@@ -31,6 +31,7 @@ class DynamoFrontend(Frontend):
     name = "dynamo"
     feature = "dynamo_frontend"
     alternative = "ir='ts'"
+    other_formats = ("aot_inductor", "pickled_module")
 
     def artifact_format(self, tensorrt_rtx: bool) -> str:
         """An ExportedProgram (C++ runtime); on TensorRT-RTX the pickled module (Python runtime).
@@ -62,7 +63,7 @@ class DynamoFrontend(Frontend):
             logger.info("Engine profile %s: min=%s opt=%s max=%s", locator, min_shape, opt_shape, max_shape)
         settings = dataclasses.asdict(request.settings)
         settings["device"] = torch_tensorrt.Device(gpu_id=request.device.index or 0)
-        if request.options.get("tensorrt_rtx"):
+        if request.options.get("python_runtime"):
             settings["use_python_runtime"] = True  # see rtx_runtime: the only runtime whose contexts we can configure
         compiled = torch_tensorrt.dynamo.compile(
             export.exported_program,

@@ -9,7 +9,6 @@ import torch
 from aitune.torch.utils.shapes import prepare_export_sample
 
 from aitune_trt_aot.frontends.base import CompiledModel, CompileRequest, Frontend, positional_tensor_inputs
-from aitune_trt_aot.stack import MissingRequirementError
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +39,6 @@ def _capture(module: torch.nn.Module, example: tuple[torch.Tensor, ...], how: st
         ) from error
 
 
-def _has_dynamic_dims(request: CompileRequest) -> bool:
-    spec = request.graph_spec
-    for locator, tensor_spec in spec.input_spec.tensor_data:
-        low, _, high = spec.get_effective_input_shapes(locator, tensor_spec)
-        if list(low) != list(high):
-            return True
-    return False
-
-
 class TorchScriptFrontend(Frontend):
     """Trace (default) or script the module, then ``torch_tensorrt.ts.compile`` with min/opt/max ranges."""
 
@@ -63,13 +53,6 @@ class TorchScriptFrontend(Frontend):
         """Capture the module as TorchScript and replace its convertible parts with TensorRT engines."""
         torch_tensorrt = request.torch_tensorrt
         positional_tensor_inputs(request, self.name)
-        if request.options.get("tensorrt_rtx") and _has_dynamic_dims(request):
-            raise MissingRequirementError(
-                "ir='ts' with dynamic shapes is refused on TensorRT-RTX: TorchScript engines run in Torch-TensorRT's "
-                "C++ runtime, whose TensorRT-RTX contexts switch to shape-specialised kernels that gave wrong results "
-                "after the first calls (docs/known-issues.md). Use ir='dynamo', or tune with a single batch size "
-                "(static shapes)."
-            )
         # A batch of at least 2 keeps traced reshapes from baking in a batch of 1.
         args, _ = prepare_export_sample(request.sample, request.graph_spec)
         example = tuple(a.to(request.device) for a in args)

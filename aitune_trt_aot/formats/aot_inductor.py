@@ -1,0 +1,94 @@
+"""``aot_inductor``: one ``.pt2`` AOTInductor package: TensorRT engines plus native code for the rest of the graph.
+
+Runs without AITune and without importing ``torch_tensorrt`` (see ``aitune_trt_aot.pt2_runtime``), in
+Python and in C++ (``torch::inductor::AOTIModelPackageLoader``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.export import ExportedProgram
+
+from aitune_trt_aot.formats.base import ArtifactFormat
+from aitune_trt_aot.frontends.base import CompiledModel
+from aitune_trt_aot.pt2_runtime import (
+    CONSTANTS_METADATA_KEY,
+    INPUTS_METADATA_KEY,
+    TensorRange,
+    load_pt2,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def input_ranges(program: ExportedProgram) -> list[TensorRange]:
+    """The shape range and dtype of each tensor input of ``program``, in the order the package takes them."""
+    placeholders = {node.name: node for node in program.graph.nodes if node.op == "placeholder"}
+    ranges = []
+    for name in program.graph_signature.user_inputs:
+        value = placeholders[name].meta.get("val")
+        if not isinstance(value, torch.Tensor):
+            continue
+        dims: list[tuple[int, int | None] | None] = []
+        for size in value.shape:
+            if isinstance(size, int):
+                dims.append((size, size))
+                continue
+            bounds = program.range_constraints.get(size.node.expr)
+            if bounds is None:
+                dims.append(None)  # an expression of other axes: checked through them
+                continue
+            upper = bounds.upper
+            dims.append((int(bounds.lower), None if upper == float("inf") or not upper.is_finite else int(upper)))
+        ranges.append(TensorRange(dims=tuple(dims), dtype=str(value.dtype)))
+    return ranges
+
+
+@contextmanager
+def _quiet_fake_engine_warnings() -> Iterator[None]:
+    # Tracing through Torch-TensorRT engines logs a multi-line warning per engine method that the fake engine
+    # lacks (methods export never calls); hundreds of lines that say nothing about the package.
+    registry_logger = logging.getLogger("torch._library.fake_class_registry")
+    level = registry_logger.level
+    registry_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        registry_logger.setLevel(level)
+
+
+def _package_configs(program: ExportedProgram, constants: dict[str, Any]) -> dict[str, Any]:
+    metadata = {
+        INPUTS_METADATA_KEY: json.dumps([r.to_json() for r in input_ranges(program)]),
+        CONSTANTS_METADATA_KEY: json.dumps(constants, default=repr),
+    }
+    return {"aot_inductor.metadata": metadata}
+
+
+class AotInductorFormat(ArtifactFormat):
+    """A ``.pt2`` package compiled by AOTInductor from the engines' graph (C++-runtime engines)."""
+
+    name = "aot_inductor"
+    suffix = ".pt2"
+
+    def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
+        """Export the compiled graph with its dynamic shapes and compile it into a package at ``path``."""
+        args, kwargs = compiled.sample
+        with _quiet_fake_engine_warnings():
+            program = torch.export.export(
+                compiled.module, tuple(args), kwargs or None, dynamic_shapes=compiled.dynamic_shapes, strict=False
+            )
+            configs = _package_configs(program, compiled.constants)
+            logger.info("Compiling the AOTInductor package %s", path)
+            torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
+
+    def load(self, path: Path, device: torch.device) -> Callable[..., Any]:
+        """Load the package through the AOTInductor runtime."""
+        return load_pt2(path, device=device)

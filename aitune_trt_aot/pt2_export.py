@@ -1,0 +1,99 @@
+"""``save_pt2``: write what AITune tuned with this backend to a standalone ``.pt2`` package for deployment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from aitune.torch.module.wrapper_module import Module as AITuneModule
+from torch import nn
+
+from aitune_trt_aot.backend import TorchTensorRTAotBackend
+from aitune_trt_aot.files import write_atomically
+
+PT2_FORMAT = "aot_inductor"
+
+
+class Pt2ExportError(ValueError):
+    """What was given cannot be written as one ``.pt2`` package; the message says why and what to do."""
+
+
+def _tuned_graphs(target: Any) -> list[tuple[str, Any]]:
+    """``(description, backend)`` for every graph AITune tuned inside ``target``."""
+    wrappers = [target] if isinstance(target, AITuneModule) else []
+    if not wrappers and isinstance(target, nn.Module):
+        wrappers = [m for m in target.modules() if isinstance(m, AITuneModule)]
+    graphs = []
+    for wrapper in wrappers:
+        tuned = getattr(wrapper, "_self_wrapper", None)  # AITune keeps the tuned graphs here once tuned or loaded
+        backends = getattr(tuned, "backends", None)
+        if not backends:
+            raise Pt2ExportError(
+                f"AITune module {wrapper.name!r} is not tuned (state {wrapper.state.name}): run ait.tune or ait.load "
+                "first."
+            )
+        for index, backend in enumerate(backends.values()):
+            graphs.append((f"module {wrapper.name!r} graph {index}", backend))
+    return graphs
+
+
+def _backend_to_export(target: Any) -> TorchTensorRTAotBackend:
+    if isinstance(target, TorchTensorRTAotBackend):
+        return target
+    graphs = _tuned_graphs(target)
+    if not graphs:
+        raise Pt2ExportError(
+            f"Found no AITune module in the {type(target).__name__} given: pass the ait.Module (or a model holding "
+            "one) after ait.tune / ait.load, or a TorchTensorRTAotBackend."
+        )
+    if len(graphs) > 1:
+        listed = "; ".join(f"{where}: {backend.describe()}" for where, backend in graphs)
+        raise Pt2ExportError(
+            f"This model was tuned into {len(graphs)} graphs ({listed}). A .pt2 written here holds one graph: "
+            "TensorRT engines of several AOTInductor models would share one constants folder in the package "
+            "and overwrite each other. Save each graph's backend to its own file "
+            "(aitune_trt_aot.save_pt2(backend, path)), or tune the model so that it forms one graph."
+        )
+    where, backend = graphs[0]
+    if not isinstance(backend, TorchTensorRTAotBackend):
+        raise Pt2ExportError(
+            f"{where} runs on {backend.describe()}, not on aitune_trt_aot's TorchTensorRTAotBackend, so there is no "
+            "TensorRT .pt2 to write. Tune it with TorchTensorRTAotBackend(TorchTensorRTAotBackendConfig("
+            "output_format='aot_inductor'))."
+        )
+    return backend
+
+
+def save_pt2(target: Any, path: str | os.PathLike[str]) -> Path:
+    """Write the ``.pt2`` AOTInductor package of a tuned model (or of one backend) to ``path``.
+
+    The package runs without AITune: :func:`aitune_trt_aot.pt2_runtime.load_pt2` in Python,
+    ``torch::inductor::AOTIModelPackageLoader`` in C++ (``examples/cpp``).
+
+    Args:
+        target: An AITune module after ``ait.tune`` or ``ait.load``, a model holding one, or a
+            :class:`TorchTensorRTAotBackend`. It must come down to ONE graph built with
+            ``output_format="aot_inductor"``; several graphs raise :class:`Pt2ExportError` (nothing is lost silently).
+        path: Where to write the package; it should end in ``.pt2``.
+
+    Returns:
+        The path written.
+
+    """
+    backend = _backend_to_export(target)
+    source = backend.artifact_path
+    if source is None:
+        raise Pt2ExportError(f"{backend.describe()} has not been built or loaded yet: run ait.tune or ait.load first.")
+    fmt = backend.artifact_format
+    if fmt != PT2_FORMAT:
+        raise Pt2ExportError(
+            f"{backend.describe()} holds a {fmt!r} artifact, not a .pt2 package. Tune with "
+            "TorchTensorRTAotBackendConfig(ir='dynamo', output_format='aot_inductor') to be able to save one."
+        )
+    path = Path(path)
+    if path.suffix != ".pt2":
+        raise Pt2ExportError(f"{path}: a package file name must end in .pt2 (the AOTInductor loaders require it).")
+    write_atomically(path, lambda tmp: shutil.copyfile(source, tmp))
+    return path

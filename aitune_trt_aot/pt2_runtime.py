@@ -1,0 +1,265 @@
+"""Run a ``.pt2`` AOTInductor package that embeds TensorRT engines: no AITune, no ``torch_tensorrt`` import.
+
+What a process needs to run such a package: PyTorch (the version that wrote it), a CUDA GPU of the
+architecture it was built on, the TensorRT (or TensorRT-RTX) library, and Torch-TensorRT's runtime
+library ``libtorchtrt_runtime.so``, which registers the ``tensorrt::Engine`` class the engines are
+stored as. The Python ``torch_tensorrt`` package itself is not imported: this module loads the two
+libraries directly (see docs/pt2.md for what that avoids).
+
+Example:
+    >>> from aitune_trt_aot.pt2_runtime import load_pt2  # doctest: +SKIP
+    >>> model = load_pt2("model.pt2")  # doctest: +SKIP
+    >>> y = model(torch.randn(4, 64, device="cuda"))  # doctest: +SKIP
+
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import importlib.util
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
+
+INPUTS_METADATA_KEY = "aitune_trt_aot.inputs"
+CONSTANTS_METADATA_KEY = "aitune_trt_aot.constants"
+DEFAULT_MODEL_NAME = "model"
+
+# TensorRT-RTX first (the only TensorRT installable on some hosts), then standard TensorRT 10.
+_TENSORRT_LIBRARIES = (("tensorrt_rtx_libs", "libtensorrt_rtx.so"), ("tensorrt_libs", "libnvinfer.so"))
+
+
+class Pt2LoadError(RuntimeError):
+    """A ``.pt2`` package, or what running it needs, is missing or unusable; the message says what to do."""
+
+
+class Pt2InputError(ValueError):
+    """A call's tensors do not fit the shapes and dtypes the package was compiled for."""
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)  # finds without importing
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _engine_class_registered() -> bool:
+    try:
+        torch.classes.tensorrt.Engine  # noqa: B018 - the lookup is the check
+    except (RuntimeError, AttributeError):
+        return False
+    return True
+
+
+def runtime_library() -> Path:
+    """Torch-TensorRT's runtime library (``torch_tensorrt/lib/libtorchtrt_runtime.so``), found without importing it."""
+    torch_tensorrt_dir = _package_dir("torch_tensorrt")
+    runtime = None if torch_tensorrt_dir is None else torch_tensorrt_dir / "lib" / "libtorchtrt_runtime.so"
+    if runtime is None or not runtime.is_file():
+        raise Pt2LoadError(
+            "Running this .pt2 needs Torch-TensorRT's runtime library (torch_tensorrt/lib/libtorchtrt_runtime.so), "
+            "which holds the TensorRT engine class. Install the torch-tensorrt (or torch-tensorrt-rtx) wheel that "
+            "matches your torch; it is loaded without importing torch_tensorrt."
+        )
+    return runtime
+
+
+def tensorrt_library() -> Path | None:
+    """The TensorRT library of the installed TensorRT(-RTX) pip package, None when none is installed."""
+    for package, stem in _TENSORRT_LIBRARIES:
+        folder = _package_dir(package)
+        if folder is not None:
+            found = sorted(folder.glob(f"{stem}*"))
+            if found:
+                return found[0]
+    return None
+
+
+def share_cxx_runtime() -> None:
+    """Put the process's C++ standard library into the global symbol scope before a package is opened.
+
+    AOTInductor links its generated ``wrapper.so`` with a static copy of libstdc++ whose symbols it exports.
+    Opened while the shared libstdc++ is not global (a process that imported torch and torch_tensorrt, but
+    nothing that loads a library with ``RTLD_GLOBAL``), the wrapper binds most std:: symbols to its own copy
+    and the rest to the shared one; the two copies' locale facets then disagree and the model's constructor
+    crashes (``parse_device_str`` -> ``std::regex``; this is the segfault after ``import torch_tensorrt``).
+    With the shared library global, every std:: symbol resolves to it. docs/pt2.md has the evidence.
+    """
+    ctypes.CDLL(ctypes.util.find_library("stdc++") or "libstdc++.so.6", mode=ctypes.RTLD_GLOBAL)
+
+
+def load_tensorrt_runtime() -> None:
+    """Make ``torch.classes.tensorrt.Engine`` available by loading Torch-TensorRT's runtime library.
+
+    Does nothing when the class is already registered (``torch_tensorrt`` imported, or an earlier call).
+    The TensorRT library is loaded first, globally, from its pip package when one is installed (the runtime
+    library does not carry its path); otherwise it must be on the loader's path (``LD_LIBRARY_PATH``).
+    """
+    if _engine_class_registered():
+        return
+    runtime = runtime_library()
+    tensorrt = tensorrt_library()
+    try:
+        if tensorrt is not None:
+            ctypes.CDLL(str(tensorrt), mode=ctypes.RTLD_GLOBAL)
+        torch.ops.load_library(str(runtime))
+    except OSError as error:
+        raise Pt2LoadError(
+            f"Could not load Torch-TensorRT's runtime library {runtime}: {error}. Install the TensorRT library it "
+            "was built against (tensorrt-rtx-cu13-libs for TensorRT-RTX builds, tensorrt-cu13-libs otherwise) or "
+            "put it on LD_LIBRARY_PATH."
+        ) from error
+
+
+@dataclass(frozen=True)
+class TensorRange:
+    """Shapes and dtype one flat tensor input of a package accepts.
+
+    Attributes:
+        dims: ``(min, max)`` per axis; ``max`` None where unbounded, the whole entry None where the axis
+            size is an expression of other axes (not checked here).
+        dtype: ``str(torch.dtype)`` of the input.
+
+    """
+
+    dims: tuple[tuple[int, int | None] | None, ...]
+    dtype: str
+
+    def problem(self, tensor: torch.Tensor) -> str | None:
+        """What is wrong with ``tensor`` for this input, or None."""
+        if str(tensor.dtype) != self.dtype:
+            return f"dtype {tensor.dtype}, compiled for {self.dtype}"
+        if tensor.dim() != len(self.dims):
+            return f"{tensor.dim()} dimensions, compiled for {len(self.dims)}"
+        for axis, (size, bounds) in enumerate(zip(tensor.shape, self.dims, strict=True)):
+            if bounds is None:
+                continue
+            low, high = bounds
+            if size < low or (high is not None and size > high):
+                allowed = f"{low}" if low == high else f"{low}..{'' if high is None else high}"
+                return f"size {size} on axis {axis}, compiled for {allowed}"
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe form (stored in the package's metadata)."""
+        return {"dims": [None if d is None else list(d) for d in self.dims], "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TensorRange:
+        """Read :meth:`to_json` output."""
+        return cls(dims=tuple(None if d is None else (d[0], d[1]) for d in data["dims"]), dtype=data["dtype"])
+
+
+class Pt2Model:
+    """A loaded ``.pt2`` package: call it like the module it was compiled from.
+
+    The call signature is the traced module's, without the plain-valued arguments that were built into
+    the engines (``constants`` lists them with their values). Tensors are checked against the compiled
+    ranges first: a batch outside them raises :class:`Pt2InputError` instead of returning nothing.
+    """
+
+    def __init__(self, loader: Any, path: Path, model_name: str, device: torch.device) -> None:
+        """Wrap an ``AOTIModelPackageLoader``; use :func:`load_pt2` rather than this."""
+        self._loader = loader
+        self.path = path
+        self.model_name = model_name
+        self.device = device
+        in_spec, out_spec = loader.get_call_spec()
+        self._in_spec = pytree.treespec_loads(in_spec)
+        self._out_spec = pytree.treespec_loads(out_spec)
+        self.metadata: dict[str, str] = dict(loader.get_metadata())
+        inputs = self.metadata.get(INPUTS_METADATA_KEY)
+        self.inputs: list[TensorRange] | None = (
+            None if inputs is None else [TensorRange.from_json(i) for i in json.loads(inputs)]
+        )
+        constants = self.metadata.get(CONSTANTS_METADATA_KEY)
+        self.constants: dict[str, Any] = {} if constants is None else json.loads(constants)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the package on ``args``/``kwargs`` (tensors on ``self.device``)."""
+        if kwargs and self._in_spec.num_children == 2:
+            # Keyword arguments in the order the package was traced with (what pytree flattening expects).
+            traced_keys = self._in_spec.children_specs[1].context
+            kwargs = {key: kwargs[key] for key in traced_keys if key in kwargs}
+        flat = [leaf for leaf in pytree.tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)]
+        return pytree.tree_unflatten(self.run_flat(flat), self._out_spec)
+
+    def run_flat(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Run on the flat list of input tensors (positional, then keyword, as traced); return the flat outputs.
+
+        The same calling convention as C++'s ``AOTIModelPackageLoader::run``.
+        """
+        self._check(tensors)
+        return self._loader.boxed_run(list(tensors))
+
+    def _check(self, flat: list[torch.Tensor]) -> None:
+        if self.inputs is None:
+            return
+        if len(flat) != len(self.inputs):
+            raise Pt2InputError(
+                f"{self.path} takes {len(self.inputs)} tensors, got {len(flat)}. Call it with the tensors of the "
+                f"traced module, without the values built into it ({self.constants or 'none'})."
+            )
+        for index, (tensor, allowed) in enumerate(zip(flat, self.inputs, strict=True)):
+            problem = allowed.problem(tensor)
+            if problem is not None:
+                raise Pt2InputError(
+                    f"Input tensor {index} has {problem} ({self.path}). Call it with shapes inside the compiled "
+                    "ranges, or re-tune with a wider range."
+                )
+            if tensor.device != self.device:
+                raise Pt2InputError(f"Input tensor {index} is on {tensor.device}; the package runs on {self.device}.")
+
+
+def _model_names(path: Path) -> list[str]:
+    """Names of the models in a package (archive entries ``<archive>/data/aotinductor/<model>/...``)."""
+    with zipfile.ZipFile(path) as archive:
+        parts = [entry.split("/") for entry in archive.namelist()]
+    return sorted({p[p.index("aotinductor") + 1] for p in parts if "aotinductor" in p[:-2]})
+
+
+def load_pt2(
+    path: str | os.PathLike[str], *, device: torch.device | str | None = None, model_name: str = DEFAULT_MODEL_NAME
+) -> Pt2Model:
+    """Load a ``.pt2`` package written by this backend (or ``torch_tensorrt.save(output_format="aot_inductor")``).
+
+    Args:
+        path: The package file.
+        device: The CUDA device to run on (default: the current CUDA device).
+        model_name: The model inside the package (packages written by this backend hold one, ``"model"``).
+
+    Raises:
+        Pt2LoadError: the file, CUDA, or the TensorRT / Torch-TensorRT runtime libraries are missing.
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise Pt2LoadError(f"No .pt2 package at {path}.")
+    if not torch.cuda.is_available():
+        raise Pt2LoadError(f"{path} holds TensorRT engines, which need an NVIDIA GPU; CUDA is not available here.")
+    load_tensorrt_runtime()
+    share_cxx_runtime()
+    torch.cuda.init()
+    device = torch.device(device) if device is not None else torch.device("cuda", torch.cuda.current_device())
+    if device.type != "cuda":
+        raise Pt2LoadError(f"TensorRT engines run on CUDA devices, not {device}.")
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    # The loader is created directly: torch._inductor.aoti_load_package first tries the newer archive reader
+    # and, on any RuntimeError, loads the whole package a second time as an "outdated" one.
+    try:
+        loader = torch._C._aoti.AOTIModelPackageLoader(str(path), model_name, False, 1, index)
+    except RuntimeError as error:
+        names = _model_names(path)
+        if names and model_name not in names:
+            raise Pt2LoadError(f"{path} has no model {model_name!r}; it holds {names}.") from error
+        raise Pt2LoadError(f"Could not load {path}: {error}") from error
+    return Pt2Model(loader, path, model_name, torch.device("cuda", index))
+

@@ -1,0 +1,65 @@
+// Runs a .pt2 package written by aitune_trt_aot (TensorRT engines + AOTInductor code) from C++.
+//
+// Usage: inference MODEL.pt2 CASES.pt
+//   CASES.pt is a TorchScript module whose attributes hold, for each case i = 0..n-1, the package's
+//   flat input tensors `input_i_0 ... input_i_{arity_i - 1}` and the expected first output `expected_i`
+//   (examples/pt2_cases.py; `python examples/deploy_pt2.py MODEL.pt2 --write-cases CASES.pt` writes one). For every case the program runs the package and prints the batch size, the output
+//   shape and the largest difference from the expected output; then it calls the package with a
+//   batch one larger than the largest case to show the range check (AOTI_RUNTIME_CHECK_INPUTS=1).
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::cerr << "usage: " << argv[0] << " MODEL.pt2 CASES.pt\n";
+    return 2;
+  }
+  // The generated code checks input shapes against the compiled ranges when this is set.
+  setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", /*overwrite=*/0);
+  try {
+    torch::NoGradGuard no_grad;
+    torch::inductor::AOTIModelPackageLoader loader(argv[1], "model", false, 1, 0);
+    torch::jit::Module cases = torch::jit::load(argv[2]);
+    const auto count = cases.attr("count").toInt();
+    std::vector<torch::Tensor> inputs;
+    for (int64_t i = 0; i < count; ++i) {
+      const std::string id = std::to_string(i);
+      inputs.clear();
+      for (int64_t j = 0; j < cases.attr("arity_" + id).toInt(); ++j) {
+        inputs.push_back(cases.attr("input_" + id + "_" + std::to_string(j)).toTensor().to(torch::kCUDA));
+      }
+      torch::Tensor expected = cases.attr("expected_" + id).toTensor().to(torch::kCUDA);
+      for (int repeat = 0; repeat < 3; ++repeat) {
+        std::vector<torch::Tensor> outputs = loader.run(inputs);
+        double error = (outputs.at(0).to(torch::kFloat) - expected.to(torch::kFloat)).abs().max().item<double>();
+        std::cout << "batch " << inputs.at(0).size(0) << " call " << repeat + 1 << ": output "
+                  << outputs.at(0).sizes() << " max abs error vs expected " << error << std::endl;
+      }
+    }
+    // The last case's inputs with the batch axis one past the compiled maximum.
+    const int64_t too_big_batch = cases.attr("max_batch").toInt() + 1;
+    std::vector<torch::Tensor> too_big;
+    for (const torch::Tensor& input : inputs) {
+      std::vector<int64_t> shape = input.sizes().vec();
+      shape[0] = too_big_batch;
+      too_big.push_back(torch::zeros(shape, input.options()));
+    }
+    try {
+      loader.run(too_big);
+      std::cout << "batch " << too_big_batch << ": ran (NOT refused)" << std::endl;
+    } catch (const std::exception& error) {
+      std::string message = error.what();
+      std::cout << "batch " << too_big_batch << ": refused: " << message.substr(0, message.find('\n')) << std::endl;
+    }
+  } catch (const std::exception& error) {
+    std::cerr << "error: " << error.what() << std::endl;
+    return 1;
+  }
+  return 0;
+}
