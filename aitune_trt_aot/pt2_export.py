@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,24 @@ class Pt2ExportError(ValueError):
     """What was given cannot be written as one ``.pt2`` package; the message says why and what to do."""
 
 
+def _aitune_modules(module: Any) -> Iterator[AITuneModule]:
+    """The AITune modules in ``module``'s tree, itself included.
+
+    ``nn.Module.modules()`` cannot find them: an AITune module is a proxy, and walking through it reaches the
+    module it wraps instead. So the stored children are walked here.
+    """
+    if isinstance(module, AITuneModule):
+        yield module
+    elif isinstance(module, nn.Module):
+        for child in module._modules.values():
+            if child is not None:
+                yield from _aitune_modules(child)
+
+
 def _tuned_graphs(target: Any) -> list[tuple[str, Any]]:
     """``(description, backend)`` for every graph AITune tuned inside ``target``."""
-    wrappers = [target] if isinstance(target, AITuneModule) else []
-    if not wrappers and isinstance(target, nn.Module):
-        wrappers = [m for m in target.modules() if isinstance(m, AITuneModule)]
     graphs = []
-    for wrapper in wrappers:
+    for wrapper in dict.fromkeys(_aitune_modules(target)):
         tuned = getattr(wrapper, "_self_wrapper", None)  # AITune keeps the tuned graphs here once tuned or loaded
         backends = getattr(tuned, "backends", None)
         if not backends:

@@ -159,5 +159,7 @@ def test_save_pt2_refuses_what_is_not_one_pt2_graph(tmp_path: Path) -> None:
     ait.tune(call, [torch.randn(4), torch.randn(4)], batch_sizes=[1, 2], device="cpu")
     with pytest.raises(Pt2ExportError, match=r"tuned into 2 graphs .*Save each graph's backend to its own file"):
         save_pt2(two_graphs, tmp_path / "a.pt2")
+    with pytest.raises(Pt2ExportError, match=r"tuned into 2 graphs"):  # found inside a model holding it too
+        save_pt2(torch.nn.Sequential(two_graphs), tmp_path / "a.pt2")
     with pytest.raises(Pt2ExportError, match=r"runs on TorchEagerBackend\(\), not on aitune_trt_aot"):
         save_pt2(one_graph, tmp_path / "a.pt2")
