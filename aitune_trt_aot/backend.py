@@ -165,7 +165,6 @@ class TorchTensorRTAotBackend(Backend):
         module = module.eval()
         move_module_to_device(module, self._device)
         guard = ShapeGuard.from_graph_spec(graph_spec, samples[0], module.forward)
-        _refuse_dynamic_shapes_in_rtx_cpp_runtime(frontend, artifact_format, guard)
         # Plain-valued arguments are specialised into the engines: capture a module without them.
         capture_module = bind_constants(module, guard.constants)
         capture_spec = dataclasses.replace(
@@ -179,11 +178,12 @@ class TorchTensorRTAotBackend(Backend):
             settings=settings,
             options={
                 "ts_capture": self._config.ts_capture,
-                "tensorrt_rtx": is_tensorrt_rtx(),
                 "python_runtime": artifact_format.runtime == "python",
             },
             torch_tensorrt=torch_tensorrt,
         )
+        frontend.check_inputs(request)
+        _refuse_dynamic_shapes_in_rtx_cpp_runtime(frontend, artifact_format, guard)
         with self._track_build_step(TorchTensorRTAotBuildStep.COMPILE) as result:
             compiled, plan = self._compile(frontend, request, plan)
             result["precision"] = plan.describe()

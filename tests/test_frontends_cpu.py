@@ -152,3 +152,12 @@ def test_demo_script_exits_2_without_gpu(repo_root: Path) -> None:
     assert result.returncode == 2, result.stderr[-3000:]
     assert "No NVIDIA GPU" in result.stderr
     assert not (repo_root / ".venv-gpu").exists()
+
+
+def test_frontends_check_inputs_before_any_work() -> None:
+    """The ts and fx frontends refuse keyword tensors in check_inputs, before other refusals; dynamo takes them."""
+    request = _request((torch.zeros(2, 3),), {"bias": torch.zeros(2)})
+    for ir in ("ts", "fx"):
+        with pytest.raises(UnsupportedInputsError, match=f"ir='{ir}' compiles calls whose inputs are positional"):
+            get_frontend(ir).check_inputs(request)
+    get_frontend("dynamo").check_inputs(request)

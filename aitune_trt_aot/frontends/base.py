@@ -65,6 +65,7 @@ class Frontend(ABC):
     feature: ClassVar[str]
     alternative: ClassVar[str] = "ir='dynamo'"
     other_formats: ClassVar[tuple[str, ...]] = ()  # formats a config may ask for besides the default
+    positional_only: ClassVar[bool] = False  # compiles only calls made of positional tensors
 
     @abstractmethod
     def artifact_format(self, tensorrt_rtx: bool) -> str:
@@ -80,6 +81,11 @@ class Frontend(ABC):
                 f"ir={self.name!r} needs Torch-TensorRT's {self.feature}, which this installation does not "
                 f"have{rtx_note}. Use {self.alternative} instead."
             )
+
+    def check_inputs(self, request: CompileRequest) -> None:
+        """Raise :class:`UnsupportedInputsError` before any work when this IR cannot compile the call."""
+        if self.positional_only:
+            positional_tensor_inputs(request, self.name)
 
     @abstractmethod
     def compile(self, request: CompileRequest) -> CompiledModel:

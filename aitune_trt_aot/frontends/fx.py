@@ -16,6 +16,7 @@ class FxFrontend(Frontend):
 
     name = "fx"
     feature = "fx_frontend"
+    positional_only = True
 
     def artifact_format(self, tensorrt_rtx: bool) -> str:
         """The pickled FX module."""

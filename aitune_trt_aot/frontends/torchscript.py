@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from aitune.torch.utils.shapes import prepare_export_sample
 
-from aitune_trt_aot.frontends.base import CompiledModel, CompileRequest, Frontend, positional_tensor_inputs
+from aitune_trt_aot.frontends.base import CompiledModel, CompileRequest, Frontend
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class TorchScriptFrontend(Frontend):
 
     name = "ts"
     feature = "torchscript_frontend"
+    positional_only = True
 
     def artifact_format(self, tensorrt_rtx: bool) -> str:
         """A TorchScript archive."""
@@ -52,7 +53,6 @@ class TorchScriptFrontend(Frontend):
     def compile(self, request: CompileRequest) -> CompiledModel:
         """Capture the module as TorchScript and replace its convertible parts with TensorRT engines."""
         torch_tensorrt = request.torch_tensorrt
-        positional_tensor_inputs(request, self.name)
         # A batch of at least 2 keeps traced reshapes from baking in a batch of 1.
         args, _ = prepare_export_sample(request.sample, request.graph_spec)
         example = tuple(a.to(request.device) for a in args)
