@@ -13,8 +13,9 @@ from torch import nn
 
 from aitune_trt_aot.backend import TorchTensorRTAotBackend
 from aitune_trt_aot.files import write_atomically
+from aitune_trt_aot.formats.aot_inductor import AotInductorFormat
 
-PT2_FORMAT = "aot_inductor"
+PT2_FORMAT = AotInductorFormat.name
 
 
 class Pt2ExportError(ValueError):

@@ -158,6 +158,11 @@ class TensorRange:
         return cls(dims=tuple(None if d is None else (d[0], d[1]) for d in data["dims"]), dtype=data["dtype"])
 
 
+def traced_keyword_order(in_spec: pytree.TreeSpec) -> list[str]:
+    """The keyword argument names of a package's ``(args, kwargs)`` call spec, in traced order."""
+    return list(in_spec.child(1).context) if in_spec.num_children == 2 else []
+
+
 class Pt2Model:
     """A loaded ``.pt2`` package: call it like the module it was compiled from.
 
@@ -173,7 +178,7 @@ class Pt2Model:
         self.model_name = model_name
         self.device = device
         in_spec, out_spec = loader.get_call_spec()
-        self._in_spec = pytree.treespec_loads(in_spec)
+        self._keyword_order = traced_keyword_order(pytree.treespec_loads(in_spec))
         self._out_spec = pytree.treespec_loads(out_spec)
         self.metadata: dict[str, str] = dict(loader.get_metadata())
         inputs = self.metadata.get(INPUTS_METADATA_KEY)
@@ -185,10 +190,9 @@ class Pt2Model:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the package on ``args``/``kwargs`` (tensors on ``self.device``)."""
-        if kwargs and self._in_spec.num_children == 2:
+        if kwargs and self._keyword_order:
             # Keyword arguments in the order the package was traced with (what pytree flattening expects).
-            traced_keys = self._in_spec.children_specs[1].context
-            kwargs = {key: kwargs[key] for key in traced_keys if key in kwargs}
+            kwargs = {key: kwargs[key] for key in self._keyword_order if key in kwargs}
         flat = [leaf for leaf in pytree.tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)]
         return pytree.tree_unflatten(self.run_flat(flat), self._out_spec)
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from aitune.torch.backend import TorchEagerBackend
 from aitune.torch.checkpoint.artifact import ArtifactPath
+from torch.utils import _pytree as pytree
 
 from aitune_trt_aot import (
     Pt2ExportError,
@@ -69,6 +70,15 @@ def test_load_pt2_refuses_clearly_without_file_or_gpu(tmp_path: Path) -> None:
     package.write_bytes(b"not read before the CUDA check")
     with pytest.raises(Pt2LoadError, match="need an NVIDIA GPU; CUDA is not available here"):
         load_pt2(package)
+
+
+def test_keyword_order_comes_from_the_call_spec() -> None:
+    """Keywords are reordered as traced; a spec without keywords gives none (packages store specs as text)."""
+    tensor = torch.zeros(1)
+    _, spec = pytree.tree_flatten(((tensor, tensor), {"bias": tensor, "mask": tensor}))
+    assert pt2_runtime.traced_keyword_order(pytree.treespec_loads(pytree.treespec_dumps(spec))) == ["bias", "mask"]
+    _, positional = pytree.tree_flatten(((tensor,), {}))
+    assert pt2_runtime.traced_keyword_order(positional) == []
 
 
 def test_model_names_are_read_from_the_archive(tmp_path: Path) -> None:
