@@ -5,7 +5,7 @@ resolves ``TorchTensorRTAotBackend`` checkpoint entries (this package's and AITu
 backend's) to it.
 
 On a deployment machine without AITune only the ``.pt2`` runtime is available:
-``aitune_trt_aot.load_pt2`` (``aitune_trt_aot.pt2_runtime``), which needs neither AITune nor the
+``aitune_trt_aot.load_pt2`` (``aitune_trt_aot.pt2.runtime``), which needs neither AITune nor the
 ``torch_tensorrt`` Python package. Where AITune is installed but not wanted (a serving process that
 only runs ``.pt2`` packages), set ``AITUNE_TRT_AOT_RUNTIME_ONLY=1`` to skip importing it.
 """
@@ -13,12 +13,37 @@ only runs ``.pt2`` packages), set ``AITUNE_TRT_AOT_RUNTIME_ONLY=1`` to skip impo
 import importlib.util
 import os
 
-from aitune_trt_aot.pt2_runtime import Pt2InputError, Pt2LoadError, Pt2Model, load_pt2
+from aitune_trt_aot.errors import (
+    AitrtAotError,
+    ArtifactError,
+    BuildError,
+    ConfigError,
+    InputShapeError,
+    MissingRequirementError,
+    Pt2ExportError,
+    Pt2InputError,
+    Pt2LoadError,
+    UnsupportedInputsError,
+)
+from aitune_trt_aot.pt2.runtime import Pt2Model, load_pt2
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["Pt2InputError", "Pt2LoadError", "Pt2Model", "__version__", "load_pt2"]
-
+__all__ = [
+    "AitrtAotError",
+    "ArtifactError",
+    "BuildError",
+    "ConfigError",
+    "InputShapeError",
+    "MissingRequirementError",
+    "Pt2ExportError",
+    "Pt2InputError",
+    "Pt2LoadError",
+    "Pt2Model",
+    "UnsupportedInputsError",
+    "__version__",
+    "load_pt2",
+]
 
 
 def _aitune_wanted() -> bool:
@@ -35,23 +60,17 @@ if _aitune_wanted():
 
     ensure_tensorrt_module()  # aitune.torch imports `tensorrt`; TensorRT-RTX installs it as `tensorrt_rtx`
 
-    from aitune_trt_aot.backend import BuildError, TorchTensorRTAotBackend, TorchTensorRTAotBuildStep
+    from aitune_trt_aot.backend import TorchTensorRTAotBackend, TorchTensorRTAotBuildStep
     from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
-    from aitune_trt_aot.frontends import UnsupportedInputsError
-    from aitune_trt_aot.pt2_export import Pt2ExportError, save_pt2
+    from aitune_trt_aot.pt2.export import save_pt2
+    from aitune_trt_aot.safe_save import save
     from aitune_trt_aot.settings import CompilationSettings
-    from aitune_trt_aot.shapes import InputShapeError
-    from aitune_trt_aot.stack import MissingRequirementError
 
     __all__ += [
-        "BuildError",
         "CompilationSettings",
-        "InputShapeError",
-        "MissingRequirementError",
-        "Pt2ExportError",
         "TorchTensorRTAotBackend",
         "TorchTensorRTAotBackendConfig",
         "TorchTensorRTAotBuildStep",
-        "UnsupportedInputsError",
+        "save",
         "save_pt2",
     ]

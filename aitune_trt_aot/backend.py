@@ -26,23 +26,20 @@ from aitune.torch.utils.module import move_module_to_device, move_tensors_to_dev
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
-from aitune_trt_aot import checkpoint
+from aitune_trt_aot.checkpoint import CheckpointEntry
+from aitune_trt_aot.compat import build_environment, incompatibility
+from aitune_trt_aot.compiled import CompiledModel, Coverage
 from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
 from aitune_trt_aot.cuda_graphs import CudaGraphRunner
-from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.formats import ArtifactFormat, get_format
-from aitune_trt_aot.frontends import CompiledModel, CompileRequest, Frontend, UnsupportedInputsError, get_frontend
-from aitune_trt_aot.precision import PrecisionPlan, output_dtypes, plan_precision, precision_boundary
+from aitune_trt_aot.errors import ArtifactError, BuildError, MissingRequirementError, UnsupportedInputsError
+from aitune_trt_aot.files import file_digest, write_atomically
+from aitune_trt_aot.formats import FORMATS
+from aitune_trt_aot.frontends import CompileRequest
+from aitune_trt_aot.plan import BuildPlan, make_plan, with_precision
+from aitune_trt_aot.precision import output_dtypes, plan_precision, precision_boundary
 from aitune_trt_aot.settings import convert_settings
 from aitune_trt_aot.shapes import ShapeGuard
-from aitune_trt_aot.stack import (
-    MissingRequirementError,
-    enabled_features,
-    is_tensorrt_rtx,
-    require_cuda,
-    require_torch_tensorrt,
-    stack_description,
-)
+from aitune_trt_aot.stack import current_stack, require_cuda, require_torch_tensorrt
 from aitune_trt_aot.validation import output_mismatch
 from aitune_trt_aot.wrappers import bind_constants
 
@@ -50,32 +47,6 @@ logger = logging.getLogger(__name__)
 
 SELF_CHECK_SHAPES = 3  # differently shaped recorded calls compared with eager after each build
 SELF_CHECK_REPEATS = 3  # calls per shape
-
-
-class BuildError(RuntimeError):
-    """Torch-TensorRT could not build the engines; the message names the IR, precision and stack."""
-
-
-def _refuse_dynamic_shapes_in_rtx_cpp_runtime(
-    frontend: Frontend, artifact_format: ArtifactFormat, guard: ShapeGuard
-) -> None:
-    """Refuse, before any work, engines that would give wrong results on TensorRT-RTX.
-
-    Torch-TensorRT 2.11's C++ runtime creates TensorRT-RTX execution contexts with the default lazy
-    shape-specialised kernels, which gave garbage for some shapes after the first calls (measured for the
-    TorchScript frontend and for AOTInductor packages; see docs/known-issues.md). Static shapes have no
-    specialised kernels.
-    """
-    dynamic = [r.name for r in guard.ranges if r.min_shape != r.max_shape]
-    if not (dynamic and is_tensorrt_rtx() and artifact_format.runtime == "cpp"):
-        return
-    raise MissingRequirementError(
-        f"ir={frontend.name!r} saving {artifact_format.name!r} with dynamic shapes (inputs {dynamic}) is refused on "
-        "TensorRT-RTX: those engines run in Torch-TensorRT's C++ runtime, whose TensorRT-RTX contexts switch to "
-        "shape-specialised kernels that gave wrong results after the first calls (docs/known-issues.md). Use "
-        "ir='dynamo' with output_format='auto' (Python runtime, generic kernels), or tune with a single batch size "
-        "(static shapes)."
-    )
 
 
 class TorchTensorRTAotBuildStep(BackendBuildStep):
@@ -113,7 +84,7 @@ class TorchTensorRTAotBackend(Backend):
                 f"{type(config).__name__}."
             )
         self._config: TorchTensorRTAotBackendConfig = config or TorchTensorRTAotBackendConfig()
-        self._state: checkpoint.BackendState | None = None
+        self._entry: CheckpointEntry | None = None
         self._runner: Any = None
         self._guard: ShapeGuard | None = None
         self._description: str | None = None
@@ -126,45 +97,53 @@ class TorchTensorRTAotBackend(Backend):
     @property
     def artifact_path(self) -> Path | None:
         """Where the compiled artifact lies, once built or loaded."""
-        return None if self._state is None else self._state.artifact.path
+        return None if self._entry is None else self._entry.artifact.path
 
     @property
     def artifact_format(self) -> str | None:
-        """Name of the artifact's format (``pickled_module``, ``aot_inductor``, ...), once built or loaded."""
-        return None if self._state is None else self._state.artifact_format
+        """The artifact's format (``exported_program``, ``torchscript``, ``aot_inductor``), once built or loaded."""
+        return None if self._entry is None else self._entry.artifact_format
 
     @property
     def precision(self) -> str | None:
         """How the engines got their precision (``fp32``, ``autocast(float16)``, ``cast_module(float16)``)."""
-        return None if self._state is None else self._state.precision
+        return None if self._entry is None else self._entry.precision
+
+    @property
+    def coverage(self) -> Coverage | None:
+        """TensorRT engines built and operations in TensorRT vs PyTorch, once built (None when unknown)."""
+        return None if self._entry is None else self._entry.coverage
+
+    @property
+    def runner(self) -> Any:
+        """What ``infer`` calls: the loaded artifact, wrapped in a CUDA-graph runner when ``cuda_graphs``."""
+        return self._runner
 
     def key(self) -> str:
         """Stable across processes; changes with any compile-relevant setting."""
         return f"{self.__class__.__name__}_{self._config.key()}"
 
     def describe(self) -> str:
-        """Class name and the config fields that differ from the defaults.
+        """Class name, the config fields that differ from the defaults, and (once built) the TensorRT coverage.
 
-        Computed once: AITune calls it on every public method call, ``infer`` included, and encoding the
+        Cached: AITune calls it on every public method call, ``infer`` included, and encoding the
         Torch-TensorRT settings each time cost more than running a small model's engines (benchmark.md).
         """
         if self._description is None:
-            self._description = f"{self.__class__.__name__}({self._config.describe()})"
+            coverage = "" if self.coverage is None else f"; {self.coverage.describe()}"
+            self._description = f"{self.__class__.__name__}({self._config.describe()}{coverage})"
         return self._description
 
     def _build(self, module: nn.Module, graph_spec: GraphSpec, samples: SampleStore, cache_dir: Path) -> Backend:
-        """Compile for the recorded shape ranges, save the artifact, then run what was saved."""
-        frontend = get_frontend(self._config.ir)
+        """Plan, compile, save the artifact, load what was saved, and check it against eager PyTorch."""
         torch_tensorrt = require_torch_tensorrt()
-        frontend.check_available(enabled_features())
         require_cuda()
         settings = convert_settings(self._config.compile_config)
-        plan = plan_precision(settings, self._config.precision_route, is_tensorrt_rtx(), frontend.name)
-        artifact_format = self._artifact_format(frontend)
+        plan = make_plan(self._config, current_stack(), graph_spec, samples[0], settings)
 
         module = module.eval()
         move_module_to_device(module, self._device)
-        guard = ShapeGuard.from_graph_spec(graph_spec, samples[0], module.forward)
+        guard = ShapeGuard.from_graph_spec(graph_spec, samples[0], module.forward, plan.ranges)
         # Plain-valued arguments are specialised into the engines: capture a module without them.
         capture_module = bind_constants(module, guard.constants)
         capture_spec = dataclasses.replace(
@@ -173,130 +152,131 @@ class TorchTensorRTAotBackend(Backend):
         request = CompileRequest(
             module=capture_module,
             graph_spec=capture_spec,
+            ranges=plan.ranges,
             sample=guard.strip_constants(samples[0]),
             device=self._device,
-            settings=settings,
-            options={
-                "ts_capture": self._config.ts_capture,
-                "python_runtime": artifact_format.runtime == "python",
-            },
+            settings=plan.precision.settings,
+            options=plan.options,
             torch_tensorrt=torch_tensorrt,
         )
-        frontend.check_inputs(request)
-        _refuse_dynamic_shapes_in_rtx_cpp_runtime(frontend, artifact_format, guard)
         with self._track_build_step(TorchTensorRTAotBuildStep.COMPILE) as result:
-            compiled, plan = self._compile(frontend, request, plan)
-            result["precision"] = plan.describe()
+            compiled, plan = self._compile(plan, request)
+            result["precision"] = plan.precision.describe()
+            result["coverage"] = compiled.coverage.describe()
+        _refuse_without_engines(plan, compiled.coverage, settings)
 
         compiled.constants = dict(guard.constants)
-        artifact = ArtifactPath(cache_dir, f"model{artifact_format.suffix}")
+        artifact = ArtifactPath(cache_dir, f"model{plan.artifact_format.suffix}")
         with self._track_build_step(TorchTensorRTAotBuildStep.ARTIFACT_SAVE) as result:
             write_atomically(
-                artifact.path, partial(artifact_format.save, compiled, pickle_protocol=self._config.pickle_protocol)
+                artifact.path,
+                partial(plan.artifact_format.save, compiled, pickle_protocol=self._config.pickle_protocol),
             )
             result["compiled_model_size_bytes"] = artifact.path.stat().st_size
+        coverage = compiled.coverage
         del compiled
 
-        self._state = checkpoint.BackendState(
+        self._entry = CheckpointEntry(
             config=self._config,
             artifact=artifact,
-            artifact_format=artifact_format.name,
+            artifact_format=plan.artifact_format.name,
             device=self._device,
             shape_guard=guard,
-            precision=plan.describe(),
+            precision=plan.precision.describe(),
+            coverage=coverage,
+            checksum=file_digest(artifact.path),
+            built_for=build_environment(self._device),
         )
+        self._description = None
         # Run the persisted artifact, so what tuning validates is what production loads.
         with self._track_build_step(TorchTensorRTAotBuildStep.ARTIFACT_LOAD):
-            self._activate()
+            try:
+                self._activate()
+            except Exception as error:
+                raise BuildError(
+                    f"The {plan.artifact_format.name!r} artifact written by {plan.describe()} cannot be loaded back "
+                    f"({type(error).__name__}: {error}). Try another output_format (docs/known-issues.md lists the "
+                    "combinations measured to fail), or keep this model eager."
+                ) from error
         with self._track_build_step(TorchTensorRTAotBuildStep.SELF_CHECK):
-            self._check_against_eager(frontend, plan, module, samples)
-        logger.info("Built %s with %s [%s] into %s.", self.describe(), plan.describe(), stack_description(), artifact)
+            self._check_against_eager(plan, module, samples)
+        logger.info("Built %s: %s; %s; into %s.", self.describe(), plan.describe(), coverage.describe(), artifact)
         return self
 
-    def _artifact_format(self, frontend: Frontend) -> ArtifactFormat:
-        """The configured format, or for ``output_format="auto"`` the frontend's default.
-
-        The default is the Python-runtime ``pickled_module`` where CUDA graphs are asked for and the
-        frontend can write it: only Python-runtime engine calls can be captured (the C++ runtime's calls
-        invalidated the capture, measured on the GPU host).
-        """
-        name = self._config.output_format
-        if name == "auto":
-            name = frontend.artifact_format(is_tensorrt_rtx())
-            if self._config.cuda_graphs and "pickled_module" in frontend.other_formats:
-                name = "pickled_module"
-        elif name not in frontend.other_formats:
-            raise ValueError(f"ir={frontend.name!r} cannot write output_format={name!r}.")
-        artifact_format = get_format(name)
-        if self._config.cuda_graphs and artifact_format.runtime != "python":
-            raise ValueError(
-                f"cuda_graphs=True needs engines in Torch-TensorRT's Python runtime; ir={frontend.name!r} saves "
-                f"{name!r}, which runs in the C++ runtime, whose calls cannot be captured in a CUDA graph. Use "
-                "ir='dynamo' with output_format='auto', or cuda_graphs=False."
-            )
-        return artifact_format
-
-    def _compile(
-        self, frontend: Frontend, request: CompileRequest, plan: PrecisionPlan
-    ) -> tuple[CompiledModel, PrecisionPlan]:
+    def _compile(self, plan: BuildPlan, request: CompileRequest) -> tuple[CompiledModel, BuildPlan]:
         """Compile under ``plan``; with ``precision_route="auto"`` fall back from autocast to a cast module.
 
-        ``request.settings`` holds the user's settings; each attempt compiles with its plan's settings.
+        Torch-TensorRT 2.14's autocast fails on some graphs (a dynamic-batch transformer encoder:
+        ``'SymInt' object has no attribute 'to'``); casting the module builds them in reduced precision.
         """
         try:
-            return self._compile_with(frontend, request, plan), plan
-        except (MissingRequirementError, UnsupportedInputsError):
+            return self._compile_with(plan, request), plan
+        except (MissingRequirementError, UnsupportedInputsError, BuildError):
             raise
         except Exception as error:
-            user_chose_autocast = bool(getattr(request.settings, "enable_autocast", False))
-            if not (self._config.precision_route == "auto" and plan.route == "autocast") or user_chose_autocast:
-                raise self._build_error(frontend, plan, error) from error
-            fallback = plan_precision(request.settings, "cast_module", is_tensorrt_rtx(), frontend.name)
+            user_chose_autocast = bool(self._config.compile_config.enable_autocast)
+            if (
+                not (self._config.precision_route == "auto" and plan.precision.route == "autocast")
+                or user_chose_autocast
+            ):
+                raise _build_error(plan, error) from error
+            fallback = with_precision(
+                plan,
+                plan_precision(
+                    self._config.precision,
+                    convert_settings(self._config.compile_config),
+                    "cast_module",
+                    plan.stack.strongly_typed,
+                    plan.frontend.name,
+                ),
+            )
             logger.warning(
                 "Torch-TensorRT autocast to %s failed for this model (%s: %s); building with the module cast to %s "
                 "instead (precision_route='cast_module').",
-                plan.dtype,
+                plan.precision.dtype,
                 type(error).__name__,
                 error,
-                plan.dtype,
+                plan.precision.dtype,
             )
             try:
-                return self._compile_with(frontend, request, fallback), fallback
+                return self._compile_with(fallback, request), fallback
             except Exception as second:
-                raise self._build_error(frontend, fallback, second) from second
+                raise _build_error(fallback, second) from second
 
     @staticmethod
-    def _compile_with(frontend: Frontend, request: CompileRequest, plan: PrecisionPlan) -> CompiledModel:
+    def _compile_with(plan: BuildPlan, request: CompileRequest) -> CompiledModel:
         module = request.module
-        if plan.dtype is not None:
+        precision = plan.precision
+        if precision.dtype is not None and precision.route != "weak_typing":
             sample = move_tensors_to_device(request.sample, request.device)
             out_dtypes = output_dtypes(module, sample)
-            if plan.route == "cast_module":
+            if precision.route == "cast_module":
                 # Cast a copy: AITune may still run the original module (eager fallback, other backends).
-                module = precision_boundary(copy.deepcopy(module).to(plan.dtype), plan.dtype, out_dtypes)
+                module = precision_boundary(copy.deepcopy(module).to(precision.dtype), precision.dtype, out_dtypes)
             else:
                 module = precision_boundary(module, None, out_dtypes)
-        return frontend.compile(dataclasses.replace(request, module=module, settings=plan.settings))
+        return plan.frontend.compile(dataclasses.replace(request, module=module, settings=precision.settings))
 
-    def _check_against_eager(
-        self, frontend: Frontend, plan: PrecisionPlan, module: nn.Module, samples: SampleStore
-    ) -> None:
+    def _check_against_eager(self, plan: BuildPlan, module: nn.Module, samples: SampleStore) -> None:
         """Run recorded calls through the loaded artifact and eager PyTorch; refuse engines that disagree."""
-        mismatch = self._first_mismatch(module, samples, plan.dtype)
+        mismatch = self._first_mismatch(module, samples, plan.precision.dtype)
         if mismatch is None:
             return
         self._deactivate()
-        hint = "Try ir='dynamo'." if frontend.name != "dynamo" else "See docs/known-issues.md."
+        hint = (
+            "Try ir='dynamo'."
+            if plan.frontend.name != "dynamo"
+            else "Try another output_format, or keep this model eager; docs/known-issues.md lists what was measured."
+        )
         raise BuildError(
-            f"The engines built with ir={frontend.name!r}, precision {plan.describe()} do not reproduce eager "
-            f"PyTorch on a recorded input ({mismatch}) [{stack_description()}]. {hint}"
+            f"The engines built with {plan.describe()} do not reproduce eager PyTorch on a recorded input "
+            f"({mismatch}). {hint}"
         )
 
     def _first_mismatch(self, module: nn.Module, samples: SampleStore, reduced: torch.dtype | None) -> str | None:
         """Compare up to ``SELF_CHECK_SHAPES`` differently shaped recorded calls, each ``SELF_CHECK_REPEATS`` times.
 
-        Several calls per shape, because some runtimes change kernels after the first call at a shape
-        (see ``rtx_runtime``).
+        Several calls per shape, because some runtimes change kernels after the first call at a shape.
         """
         seen: set[tuple] = set()
         for sample in samples:
@@ -308,42 +288,41 @@ class TorchTensorRTAotBackend(Backend):
             with torch.no_grad():
                 expected = module(*args, **kwargs)
                 for attempt in range(1, SELF_CHECK_REPEATS + 1):
-                    problem = output_mismatch(self._infer(*args, **kwargs), expected, reduced)
+                    try:
+                        actual = self._infer(*args, **kwargs)
+                    except Exception as error:  # the saved artifact does not run on a recorded input
+                        return f"shapes {list(shapes)}, call {attempt}: it raised {type(error).__name__}: {error}"
+                    problem = output_mismatch(actual, expected, reduced)
                     if problem is not None:
                         return f"shapes {list(shapes)}, call {attempt} of {SELF_CHECK_REPEATS}: {problem}"
             if len(seen) >= SELF_CHECK_SHAPES:
                 break
         return None
 
-    def _build_error(self, frontend: Frontend, plan: PrecisionPlan, error: Exception) -> BuildError:
-        hint = "" if frontend.name == "dynamo" else " Try ir='dynamo', which handles more models."
-        return BuildError(
-            f"Torch-TensorRT could not build ir={frontend.name!r} with precision {plan.describe()} "
-            f"[{stack_description()}]: {type(error).__name__}: {error}.{hint}"
-        )
-
     def _activate(self) -> None:
-        """Load the artifact from disk and make it the callable that ``infer`` runs."""
-        if self._state is None:
+        """Check the artifact (present, intact, built for this machine), load it, make it what ``infer`` runs."""
+        if self._entry is None:
             raise RuntimeError(f"{self.name} has nothing to activate: build it or load it from a checkpoint first.")
-        path = self._state.artifact.path
+        entry = self._entry
+        path = entry.artifact.path
         if not path.is_file():
-            raise FileNotFoundError(
+            raise ArtifactError(
                 f"The compiled artifact {path} is missing: the checkpoint or cache folder is incomplete. Re-run "
                 "ait.tune, or load the .ait checkpoint it was saved in."
             )
-        require_cuda()
-        if self._state.artifact_format == "exported_program" and is_tensorrt_rtx():
-            logger.warning(
-                "%s runs in Torch-TensorRT's C++ runtime, whose TensorRT-RTX contexts switch to shape-specialised "
-                "kernels; those gave wrong results for some models (docs/known-issues.md). Re-tune with "
-                "aitune_trt_aot to run with generic kernels.",
-                path,
+        if entry.checksum is not None and file_digest(path) != entry.checksum:
+            raise ArtifactError(
+                f"The compiled artifact {path} is damaged: its bytes do not match the checksum recorded when it was "
+                "saved. Restore the .ait checkpoint from a good copy, or re-run ait.tune."
             )
-        device = self._device or self._state.device or torch.device("cuda")
-        runner = get_format(self._state.artifact_format).load(path, device)
+        device = self._device or entry.device or torch.device("cuda")
+        problem = incompatibility(entry.built_for, device)
+        if problem is not None:
+            raise ArtifactError(f"Cannot run {path}: {problem}")
+        require_cuda()
+        runner = FORMATS[entry.artifact_format].load(path, device)
         self._runner = CudaGraphRunner(runner, device) if self._config.cuda_graphs else runner
-        self._guard = self._state.shape_guard
+        self._guard = entry.shape_guard
 
     def _infer(self, *args: Any, **kwargs: Any) -> Any:
         """Check the call against the built shape ranges, then run the engines."""
@@ -364,19 +343,38 @@ class TorchTensorRTAotBackend(Backend):
         self._activate()
 
     def to_dict(self) -> dict[str, Any]:
-        """The checkpoint entry: config, artifact (an ``ArtifactPath``), format, device and input ranges."""
-        if self._state is None:
+        """The checkpoint entry: config, artifact (an ``ArtifactPath``), format, input ranges and build facts."""
+        if self._entry is None:
             raise RuntimeError(f"{self.name} has no compiled artifact to save: it must be built first.")
-        return self._state.to_dict(self.__class__.__name__)
+        return self._entry.to_dict(self.__class__.__name__)
 
     @classmethod
     def from_dict(cls, module: nn.Module | None, state_dict: dict) -> TorchTensorRTAotBackend:
         """Rebuild from an entry written by this package or by AITune's built-in backend."""
         if state_dict.get("type") != cls.__name__:
-            raise ValueError(f"Checkpoint entry of type {state_dict.get('type')!r} is not a {cls.__name__}.")
-        state = checkpoint.BackendState.from_dict(state_dict)
-        backend = cls(state.config)
-        backend._state = state
-        backend._device = state.device
+            raise ArtifactError(f"Checkpoint entry of type {state_dict.get('type')!r} is not a {cls.__name__}.")
+        entry = CheckpointEntry.from_dict(state_dict)
+        backend = cls(entry.config)
+        backend._entry = entry
+        backend._device = entry.device
         backend.state = BackendState.CHECKPOINT_LOADED
         return backend
+
+
+def _refuse_without_engines(plan: BuildPlan, coverage: Coverage, settings: Any) -> None:
+    """A build with no TensorRT engine would ship a "TensorRT" artifact that only re-runs PyTorch: refuse it."""
+    if coverage.engines > 0:
+        return
+    min_block = getattr(settings, "min_block_size", None)
+    raise BuildError(
+        f"{plan.describe()} built no TensorRT engine: all {coverage.pytorch_ops} operations of this graph stay in "
+        f"PyTorch, so the artifact would not use TensorRT. Torch-TensorRT leaves blocks of fewer than min_block_size="
+        f"{min_block} convertible operations in PyTorch: if the model is small, set compile_config "
+        "min_block_size=1 (or a value below its operation count); if its operations have no TensorRT converter, "
+        "keep this model eager (AITune's TorchEagerBackend)."
+    )
+
+
+def _build_error(plan: BuildPlan, error: Exception) -> BuildError:
+    hint = "" if plan.frontend.name == "dynamo" else " Try ir='dynamo', which handles more models."
+    return BuildError(f"Torch-TensorRT could not build {plan.describe()}: {type(error).__name__}: {error}.{hint}")

@@ -16,10 +16,14 @@ from typing import Any
 import torch
 from aitune.torch.checkpoint.artifact import ArtifactPath
 
+from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
+from aitune_trt_aot.errors import ArtifactError
 from aitune_trt_aot.shapes import ShapeGuard
 
-FORMAT_VERSION = 1
+# 2: Torch-TensorRT 2.14 formats, coverage, checksum and build facts. 1 (aitune-trt-aot 0.1, torch 2.11 stack)
+# stored Python-runtime modules that Torch-TensorRT 2.14 cannot load.
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,8 @@ class CheckpointWriter:
 
 
 @dataclass
-class BackendState:
-    """Everything the backend needs to run again from a checkpoint.
+class CheckpointEntry:
+    """Everything the backend needs to run again from a checkpoint (its entry in the ``.ait`` file).
 
     Attributes:
         config: The config the engines were built with.
@@ -41,6 +45,9 @@ class BackendState:
         device: The device the engines were built on.
         shape_guard: Input ranges to check calls against, None when unknown (built-in checkpoints).
         precision: How the precision was obtained (``fp32``, ``autocast(float16)``, ...).
+        coverage: TensorRT engines and operations in TensorRT vs PyTorch (None when unknown).
+        checksum: ``sha256:<hex>`` of the artifact file at save (None when unknown: built-in checkpoints).
+        built_for: GPU, TensorRT flavour and versions the engines were built with (``compat.build_environment``).
 
     """
 
@@ -50,6 +57,9 @@ class BackendState:
     device: torch.device | None
     shape_guard: ShapeGuard | None
     precision: str
+    coverage: Coverage | None = None
+    checksum: str | None = None
+    built_for: dict[str, Any] | None = None
 
     def to_dict(self, type_name: str) -> dict[str, Any]:
         """The checkpoint entry (``type_name`` is the backend class name AITune looks up)."""
@@ -62,19 +72,29 @@ class BackendState:
             "device": self.device,
             "shape_guard": None if self.shape_guard is None else self.shape_guard.to_dict(),
             "precision": self.precision,
+            "coverage": None if self.coverage is None else self.coverage.to_dict(),
+            "checksum": self.checksum,
+            "built_for": self.built_for,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BackendState:
+    def from_dict(cls, data: dict[str, Any]) -> CheckpointEntry:
         """Read an entry written by this package or by AITune's built-in ``TorchTensorRTAotBackend``."""
         writer = data.get("writer")
         if isinstance(writer, CheckpointWriter):
             if writer.version > FORMAT_VERSION:
-                raise ValueError(
+                raise ArtifactError(
                     f"This checkpoint entry was written by a newer aitune-trt-aot (format {writer.version}; this "
                     f"version reads up to {FORMAT_VERSION}). Upgrade aitune-trt-aot to load it."
                 )
+            if writer.version < FORMAT_VERSION:
+                raise ArtifactError(
+                    f"This checkpoint entry was written by aitune-trt-aot 0.1 (format {writer.version}) for the torch "
+                    "2.11 / Torch-TensorRT 2.11 stack; its engines cannot run on Torch-TensorRT 2.14. Re-run ait.tune "
+                    "with this version and save again."
+                )
             guard = data.get("shape_guard")
+            coverage = data.get("coverage")
             return cls(
                 config=TorchTensorRTAotBackendConfig.from_dict(data["config"]),
                 artifact=_artifact(data, "artifact"),
@@ -82,6 +102,9 @@ class BackendState:
                 device=data.get("device"),
                 shape_guard=None if guard is None else ShapeGuard.from_dict(guard),
                 precision=data.get("precision", "unknown"),
+                coverage=None if coverage is None else Coverage(**coverage),
+                checksum=data.get("checksum"),
+                built_for=data.get("built_for"),
             )
         if "exported_model_path" in data:
             # AITune's built-in backend: an ExportedProgram from torch_tensorrt.save, no config, no ranges.
@@ -93,7 +116,7 @@ class BackendState:
                 shape_guard=None,
                 precision="unknown (written by AITune's built-in backend)",
             )
-        raise ValueError(
+        raise ArtifactError(
             "This checkpoint entry is named TorchTensorRTAotBackend but has neither aitune-trt-aot's fields nor "
             f"those of AITune's built-in backend (keys: {sorted(data)}). The checkpoint is damaged or was written "
             "by another tool."
@@ -103,5 +126,5 @@ class BackendState:
 def _artifact(data: dict[str, Any], key: str) -> ArtifactPath:
     value = data.get(key)
     if not isinstance(value, ArtifactPath):
-        raise ValueError(f"Checkpoint entry field {key!r} should be an ArtifactPath, got {type(value).__name__}.")
+        raise ArtifactError(f"Checkpoint entry field {key!r} should be an ArtifactPath, got {type(value).__name__}.")
     return value

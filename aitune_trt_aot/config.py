@@ -9,19 +9,22 @@ from typing import Any
 
 from aitune.torch.backend.backend import BackendConfig
 
+from aitune_trt_aot.errors import ConfigError
 from aitune_trt_aot.settings import (
     CompilationSettings,
+    check_setting_types,
     is_compilation_settings,
-    normalize_precisions,
     settings_from_dict,
     settings_to_dict,
 )
 
 IRS = ("dynamo", "ts", "fx")
 IR_ALIASES = {"torchscript": "ts", "torch_script": "ts", "export": "dynamo"}
+PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISION_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 PRECISION_ROUTES = ("auto", "autocast", "cast_module")
 TS_CAPTURES = ("trace", "script")
-OUTPUT_FORMATS = ("auto", "aot_inductor")
+OUTPUT_FORMATS = ("auto", "exported_program", "torchscript", "aot_inductor")
 
 
 def normalize_ir(ir: Any) -> str:
@@ -29,13 +32,13 @@ def normalize_ir(ir: Any) -> str:
     name = str(ir).strip().lower() if isinstance(ir, str) else ir
     name = IR_ALIASES.get(name, name)
     if name not in IRS:
-        raise ValueError(f"Unknown ir {ir!r}: use one of {', '.join(map(repr, IRS))} ('torchscript' means 'ts').")
+        raise ConfigError(f"Unknown ir {ir!r}: use one of {', '.join(map(repr, IRS))} ('torchscript' means 'ts').")
     return name
 
 
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"Unknown {name} {value!r}: use one of {', '.join(map(repr, allowed))}.")
+        raise ConfigError(f"Unknown {name} {value!r}: use one of {', '.join(map(repr, allowed))}.")
 
 
 @dataclass
@@ -45,22 +48,24 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
     Attributes:
         ir: Compile path: ``"dynamo"`` (torch.export + ``torch_tensorrt.dynamo.compile``, the default),
             ``"ts"`` (TorchScript frontend; ``"torchscript"`` is accepted) or ``"fx"`` (FX frontend).
-        compile_config: Torch-TensorRT ``CompilationSettings``. Reduced precision is asked for the usual
-            way, ``enabled_precisions={torch.float16}`` (or bfloat16); the backend turns it into settings
-            the installed Torch-TensorRT accepts (see ``precision_route``).
+        precision: ``"fp32"`` (default), ``"fp16"`` or ``"bf16"``: the precision the engines compute in. The
+            backend turns it into settings the installed Torch-TensorRT accepts (see ``precision_route``).
+        compile_config: Torch-TensorRT ``CompilationSettings`` (or a dict of its fields). Values are checked
+            against the fields' types when the config is made.
         precision_route: How fp16/bf16 is obtained. ``"autocast"``: Torch-TensorRT's rule-based autocast
             (inputs and outputs stay fp32, sensitive layers stay fp32). ``"cast_module"``: the module's
             weights are cast and floating inputs/outputs are cast at the engine boundary (the whole network
             runs in reduced precision, as eager ``module.half()`` would). ``"auto"`` (default): autocast,
             and cast_module when autocast fails for the model, with a warning.
         ts_capture: How the TorchScript frontend captures the module: ``"trace"`` (default) or ``"script"``.
-        output_format: What the compiled artifact inside the ``.ait`` checkpoint is. ``"auto"`` (default): the
-            IR's own format (see docs/irs.md). ``"aot_inductor"`` (``ir="dynamo"`` only): a ``.pt2`` AOTInductor
-            package that also runs without AITune, in Python and C++; see ``aitune_trt_aot.save_pt2`` and
-            docs/pt2.md.
+        output_format: What the compiled artifact inside the ``.ait`` checkpoint is, one of the formats
+            ``torch_tensorrt.save`` writes. ``"auto"`` (default): the IR's own format (``exported_program`` for
+            dynamo, ``torchscript`` for ts). ``"exported_program"`` and ``"aot_inductor"`` need ``ir="dynamo"``;
+            ``"torchscript"`` works for dynamo and ts. ``"aot_inductor"`` is a ``.pt2`` AOTInductor package
+            that also runs without AITune, in Python and C++ (``aitune_trt_aot.save_pt2``, docs/pt2.md).
         cuda_graphs: Run the engines through CUDA graphs, one captured per input shape on its first call
             (default False). Cuts the host time per call, which dominates for small models; costs one graph's
-            memory per distinct shape. See docs/benchmark.md.
+            memory per distinct shape. Not with ``"aot_inductor"``. See docs/benchmark.md.
         check_shapes: Check every call's tensor shapes and dtypes against the ranges the engines were built
             for and raise a clear error outside them (default True).
         pickle_protocol: Pickle protocol used when saving the compiled artifact.
@@ -68,6 +73,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
     """
 
     ir: str = "dynamo"
+    precision: str = "fp32"
     compile_config: Any = field(default_factory=CompilationSettings)
     precision_route: str = "auto"
     ts_capture: str = "trace"
@@ -77,47 +83,44 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
     pickle_protocol: int = 5
 
     def __post_init__(self) -> None:
-        """Validate the values and bring them to their canonical form."""
+        """Validate the values, bring them to their canonical form, and apply the build plan's config rules."""
+        from aitune_trt_aot.plan import check_config  # the plan module holds every "not supported" rule
+
         self.ir = normalize_ir(self.ir)
+        if isinstance(self.precision, str):
+            self.precision = PRECISION_ALIASES.get(self.precision.lower(), self.precision.lower())
+        _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("precision_route", self.precision_route, PRECISION_ROUTES)
         _check_choice("ts_capture", self.ts_capture, TS_CAPTURES)
         _check_choice("output_format", self.output_format, OUTPUT_FORMATS)
         for flag in ("cuda_graphs", "check_shapes"):
             if not isinstance(getattr(self, flag), bool):
-                raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
-        if self.output_format == "aot_inductor" and self.cuda_graphs:
-            raise ValueError(
-                "cuda_graphs=True does not work with output_format='aot_inductor': the package's engines run in "
-                "Torch-TensorRT's C++ runtime, whose calls cannot be captured in a CUDA graph. Choose one."
-            )
-        if self.output_format == "aot_inductor" and self.ir != "dynamo":
-            raise ValueError(
-                f"output_format='aot_inductor' needs ir='dynamo' (AOTInductor compiles torch.export graphs); "
-                f"ir={self.ir!r} cannot produce a .pt2 package."
-            )
+                raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
         if (
             not isinstance(self.pickle_protocol, int)
             or isinstance(self.pickle_protocol, bool)
             or not 2 <= self.pickle_protocol <= pickle.HIGHEST_PROTOCOL
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"pickle_protocol must be an int from 2 to {pickle.HIGHEST_PROTOCOL}, got {self.pickle_protocol!r}."
             )
         if isinstance(self.compile_config, dict):
             self.compile_config = settings_from_dict(self.compile_config)
         if not is_compilation_settings(self.compile_config):
-            raise ValueError(
+            raise ConfigError(
                 "compile_config must be torch_tensorrt.dynamo.CompilationSettings (or a dict of its fields), "
                 f"got {type(self.compile_config).__name__}."
             )
-        self.compile_config = dataclasses.replace(
-            self.compile_config, enabled_precisions=normalize_precisions(self.compile_config.enabled_precisions)
+        check_setting_types(
+            {f.name: getattr(self.compile_config, f.name) for f in dataclasses.fields(self.compile_config)}
         )
+        check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict; ``compile_config`` holds only the settings that differ from the defaults."""
         return {
             "ir": self.ir,
+            "precision": self.precision,
             "compile_config": settings_to_dict(self.compile_config),
             "precision_route": self.precision_route,
             "ts_capture": self.ts_capture,
@@ -133,11 +136,11 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"Unknown TorchTensorRTAotBackendConfig fields {unknown}; known: {sorted(known)}.")
+            raise ConfigError(f"Unknown TorchTensorRTAotBackendConfig fields {unknown}; known: {sorted(known)}.")
         return cls(**data)
 
     def describe(self) -> str:
-        """Only the fields that differ from the defaults, e.g. ``ir=ts,compile_config(enabled_precisions=...)``."""
+        """Only the fields that differ from the defaults, e.g. ``ir=ts,compile_config(min_block_size=1)``."""
         mine, default = self.to_dict(), self.__class__().to_dict()
         parts = []
         for name, value in mine.items():

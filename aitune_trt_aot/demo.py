@@ -59,10 +59,10 @@ def tune_and_save(ir: str, precision: str, out: Path) -> dict:
     """Tune the MLP, check it against eager, save ``model.ait`` and the expected outputs."""
     import aitune.torch as ait
 
-    from aitune_trt_aot import CompilationSettings, TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
+    import aitune_trt_aot
+    from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
 
-    dtype = {"fp32": torch.float32, "fp16": torch.float16}[precision]
-    config = TorchTensorRTAotBackendConfig(ir=ir, compile_config=CompilationSettings(enabled_precisions={dtype}))
+    config = TorchTensorRTAotBackendConfig(ir=ir, precision=precision)
     model = build_model().cuda()
     reference = copy.deepcopy(model)
     strategy = _strategy(TorchTensorRTAotBackend(config))
@@ -83,7 +83,7 @@ def tune_and_save(ir: str, precision: str, out: Path) -> dict:
             expected[batch] = output.cpu()
     out.mkdir(parents=True, exist_ok=True)
     torch.save(expected, out / "expected.pt")
-    ait.save(tuned, out / "model.ait")
+    aitune_trt_aot.save(tuned, out / "model.ait")
     speedups = [f"{r.speedup:.2f}x" for r in getattr(strategy, "perf_validation_results", [])]
     return {
         "tune_seconds": tune_seconds,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -32,3 +33,12 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, as ``sha256:<hex>`` (recorded at save, checked at load)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"

@@ -1,13 +1,15 @@
-"""Turn the precision a user asked for into settings the installed Torch-TensorRT accepts.
+"""Turn the precision a user asked for (``config.precision``) into settings the installed Torch-TensorRT accepts.
 
-Torch-TensorRT 2.11 defaults to ``use_explicit_typing=True`` (and TensorRT-RTX is always strongly
-typed), which rejects ``enabled_precisions`` other than fp32. What users write,
-``enabled_precisions={torch.float16}``, therefore needs translating into one of two routes:
+Torch-TensorRT 2.14's dynamo path builds strongly typed networks only (``CompilationSettings`` has no
+``enabled_precisions``), so a reduced precision is obtained by one of two routes:
 
 * ``autocast``: ``enable_autocast=True, autocast_low_precision_type=<dtype>``; Torch-TensorRT picks
   the layers that run in reduced precision, inputs and outputs keep their dtype.
 * ``cast_module``: the module's weights are cast to the reduced dtype and its floating inputs and
   outputs are cast at the boundary (the graph itself is then typed in reduced precision).
+
+The TorchScript frontend still takes builder-flag precisions (``weak_typing``), which only standard
+TensorRT honours.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-from aitune_trt_aot.settings import normalize_precisions
+from aitune_trt_aot.errors import ConfigError
+from aitune_trt_aot.settings import to_torch_dtype
 from aitune_trt_aot.wrappers import with_signature
 
-REDUCED = (torch.float16, torch.bfloat16)
-SUPPORTED = (torch.float32, *REDUCED)
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISION_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class PrecisionPlan:
     """How one build obtains the requested precision.
 
     Attributes:
-        route: ``"fp32"``, ``"autocast"``, ``"cast_module"`` or ``"weak_typing"`` (passed through as given).
+        route: ``"fp32"``, ``"autocast"``, ``"cast_module"`` or ``"weak_typing"`` (TorchScript builder flags).
         dtype: The reduced dtype, or None for fp32.
         settings: Effective ``CompilationSettings`` for the compile call.
 
@@ -48,80 +51,47 @@ class PrecisionPlan:
         return self.route if self.dtype is None else f"{self.route}({str(self.dtype).removeprefix('torch.')})"
 
 
-def requested_dtype(settings: Any) -> torch.dtype | None:
-    """The reduced dtype the settings ask for, None for fp32; unsupported precisions raise ``ValueError``."""
-    precisions = normalize_precisions(settings.enabled_precisions)
-    unsupported = sorted(str(p) for p in precisions if p not in SUPPORTED)
-    if unsupported:
-        raise ValueError(
-            f"enabled_precisions {unsupported} are not supported by TorchTensorRTAotBackend: it builds fp32, fp16 "
-            "and bf16 engines. int8/fp8 need a quantized model (e.g. NVIDIA ModelOpt) compiled with explicit typing."
-        )
-    reduced = [p for p in REDUCED if p in precisions]
+def requested_dtype(precision: str, settings: Any) -> torch.dtype | None:
+    """The reduced dtype asked for by ``precision`` and the settings' own autocast fields; None for fp32."""
+    reduced = {PRECISIONS[precision]} - {None}
     if settings.enable_autocast and settings.autocast_low_precision_type is not None:
-        autocast_type = normalize_precisions({settings.autocast_low_precision_type}).pop()
-        reduced = sorted(set(reduced) | {autocast_type}, key=str)
+        reduced.add(to_torch_dtype(settings.autocast_low_precision_type))
     if len(reduced) > 1:
-        raise ValueError(
-            f"Both {', '.join(map(str, reduced))} were requested; choose one reduced precision "
-            "(enabled_precisions={torch.float16} or {torch.bfloat16})."
+        raise ConfigError(
+            f"precision={precision!r} and compile_config autocast_low_precision_type="
+            f"{settings.autocast_low_precision_type} ask for two reduced precisions; set one of them."
         )
-    return reduced[0] if reduced else None
+    return reduced.pop() if reduced else None
 
 
-def plan_precision(settings: Any, route: str, is_tensorrt_rtx: bool, ir: str = "dynamo") -> PrecisionPlan:
+def plan_precision(precision: str, settings: Any, route: str, strongly_typed: bool, ir: str) -> PrecisionPlan:
     """Choose the route for the requested precision and return the effective settings.
 
     Args:
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (the config's ``precision``).
         settings: The user's ``CompilationSettings`` (installed class).
         route: ``"auto"``, ``"autocast"`` or ``"cast_module"`` (the config's ``precision_route``).
-        is_tensorrt_rtx: Whether Torch-TensorRT is built against TensorRT-RTX (always strongly typed).
+        strongly_typed: Whether every network is strongly typed (TensorRT-RTX), see ``stack.Stack``.
         ir: The frontend. Only ``"dynamo"`` builds strongly typed networks (autocast, cast module); the
-            TorchScript and FX frontends take reduced precision as builder flags (weak typing).
+            TorchScript frontend takes reduced precision as builder flags (weak typing).
 
     """
-    dtype = requested_dtype(settings)
-    fp32_only = {torch.float32}
+    dtype = requested_dtype(precision, settings)
     if dtype is None:
-        return PrecisionPlan("fp32", None, dataclasses.replace(settings, enabled_precisions=fp32_only))
+        return PrecisionPlan("fp32", None, settings)
     if ir != "dynamo":
-        if is_tensorrt_rtx:
-            raise ValueError(
+        if strongly_typed:
+            raise ConfigError(
                 f"ir={ir!r} cannot build {dtype} engines with TensorRT-RTX: its {ir} frontend sets precision by "
                 "builder flags, which strongly typed TensorRT-RTX networks ignore, and fails on half-precision "
                 f"graphs. Use ir='dynamo' for {dtype}, or fp32 with ir={ir!r}."
             )
-        return PrecisionPlan(
-            "weak_typing", dtype, dataclasses.replace(settings, enabled_precisions={torch.float32, dtype})
-        )
-
-    if not settings.use_explicit_typing and not settings.enable_autocast:
-        if is_tensorrt_rtx:
-            raise ValueError(
-                "use_explicit_typing=False is not available with TensorRT-RTX, whose networks are strongly typed. "
-                f"Leave use_explicit_typing=True and keep enabled_precisions={{{dtype}}}: the backend then builds the "
-                "reduced-precision engine through autocast or a cast module (precision_route)."
-            )
-        # Standard TensorRT with weak typing honours enabled_precisions as given.
         return PrecisionPlan("weak_typing", dtype, settings)
-
-    chosen = route
-    if route == "auto":
-        chosen = "autocast" if hasattr(settings, "enable_autocast") else "cast_module"
-    if settings.enable_autocast:
-        chosen = "autocast"
+    chosen = "autocast" if route == "auto" or settings.enable_autocast else route
     if chosen == "autocast":
-        effective = dataclasses.replace(
-            settings,
-            enabled_precisions=fp32_only,
-            use_explicit_typing=True,
-            enable_autocast=True,
-            autocast_low_precision_type=dtype,
-        )
+        effective = dataclasses.replace(settings, enable_autocast=True, autocast_low_precision_type=dtype)
         return PrecisionPlan("autocast", dtype, effective)
-    effective = dataclasses.replace(settings, enabled_precisions=fp32_only, use_explicit_typing=True)
-    if hasattr(effective, "enable_autocast"):
-        effective = dataclasses.replace(effective, enable_autocast=False, autocast_low_precision_type=None)
+    effective = dataclasses.replace(settings, enable_autocast=False, autocast_low_precision_type=None)
     return PrecisionPlan("cast_module", dtype, effective)
 
 

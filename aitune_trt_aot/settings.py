@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import tempfile
 from collections.abc import Iterable
 from enum import Enum
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import torch
 from torch.fx.node import _get_qualified_name
 
+from aitune_trt_aot.errors import ConfigError
 from aitune_trt_aot.stack import torch_tensorrt_or_none
 
 _torch_tensorrt = torch_tensorrt_or_none()
@@ -34,13 +37,13 @@ class DeviceSpec:
 
 @dataclasses.dataclass
 class StandInCompilationSettings:
-    """Stand-in for ``torch_tensorrt.dynamo.CompilationSettings`` (Torch-TensorRT 2.11 fields and defaults).
+    """Stand-in for ``torch_tensorrt.dynamo.CompilationSettings`` (Torch-TensorRT 2.14 fields and defaults).
 
     Used only where ``torch_tensorrt`` cannot be imported (no GPU driver, not installed). Building
-    needs the real class; a config holding this one is converted when the backend builds.
+    needs the real class; a config holding this one is converted when the backend builds. A GPU test
+    checks that the fields and defaults match the installed Torch-TensorRT.
     """
 
-    enabled_precisions: set = dataclasses.field(default_factory=lambda: {torch.float32})
     workspace_size: int = 0
     min_block_size: int = 5
     torch_executed_ops: set = dataclasses.field(default_factory=set)
@@ -48,8 +51,8 @@ class StandInCompilationSettings:
     max_aux_streams: int | None = None
     version_compatible: bool = False
     optimization_level: int | None = None
-    use_python_runtime: bool | None = False
     truncate_double: bool = False
+    use_complex_decomposition: bool = True
     use_fast_partitioner: bool = True
     enable_experimental_decompositions: bool = False
     device: DeviceSpec | None = None
@@ -57,18 +60,17 @@ class StandInCompilationSettings:
     disable_tf32: bool = False
     assume_dynamic_shape_support: bool = False
     sparse_weights: bool = False
-    engine_capability: str = "STANDARD"
+    engine_capability: Any = "STANDARD"
     num_avg_timing_iters: int = 1
     dla_sram_size: int = 1048576
     dla_local_dram_size: int = 1073741824
     dla_global_dram_size: int = 536870912
     dryrun: bool | str = False
     hardware_compatible: bool = False
-    timing_cache_path: str = ""
+    timing_cache_path: str = os.path.join(tempfile.gettempdir(), "torch_tensorrt_engine_cache", "timing_cache.bin")
     lazy_engine_init: bool = False
     cache_built_engines: bool = False
     reuse_cached_engines: bool = False
-    use_explicit_typing: bool = True
     use_fp32_acc: bool = False
     refit_identical_engine_weights: bool = False
     strip_engine_weights: bool = False
@@ -90,7 +92,9 @@ class StandInCompilationSettings:
     cpu_memory_budget: int | None = None
     dynamically_allocate_resources: bool = False
     decompose_attention: bool = False
+    disabled_constant_fold_exclusions: frozenset = frozenset()
     attn_bias_is_causal: bool = True
+    fallback_data_dependent_ops: bool = False
 
 
 if _torch_tensorrt is not None:
@@ -98,8 +102,12 @@ if _torch_tensorrt is not None:
 else:
     CompilationSettings = StandInCompilationSettings  # type: ignore[misc,assignment]
 
-# Fields whose value is machine-local and not a compile choice: the stand-in leaves them empty.
-_MACHINE_LOCAL_FIELDS = {"timing_cache_path"}
+# Settings of older Torch-TensorRT releases that 2.14 removed, with what to use instead.
+REMOVED_SETTINGS = {
+    "enabled_precisions": "TorchTensorRTAotBackendConfig(precision='fp16') (or 'bf16')",
+    "use_explicit_typing": "TorchTensorRTAotBackendConfig(precision=...) (2.14 networks are strongly typed)",
+    "use_python_runtime": "nothing: Torch-TensorRT 2.14 has one runtime",
+}
 
 _PRECISION_NAMES = {
     "fp32": torch.float32,
@@ -215,14 +223,8 @@ def settings_to_dict(settings: Any) -> dict[str, Any]:
     default = _default_settings()
     overrides: dict[str, Any] = {}
     for f in dataclasses.fields(settings):
-        if f.name in _MACHINE_LOCAL_FIELDS:
-            continue
         value = getattr(settings, f.name)
-        if f.name == "enabled_precisions":
-            value = normalize_precisions(value)
         default_value = getattr(default, f.name, None)
-        if f.name == "enabled_precisions":
-            default_value = normalize_precisions(default_value)
         if f.name == "device" and (value is None or default_value is None):
             # The stand-in has no default device; a real one defaults to the current GPU.
             if value is None or _encode(value) == _encode(DeviceSpec()):
@@ -235,6 +237,15 @@ def settings_to_dict(settings: Any) -> dict[str, Any]:
 
 def settings_from_dict(data: dict[str, Any]) -> Any:
     """Build the installed ``CompilationSettings`` from stored overrides (or from a full field dict)."""
+    removed = sorted(set(data) & set(REMOVED_SETTINGS))
+    if removed:
+        raise ConfigError(
+            "; ".join(
+                f"compile_config {name!r} is not a Torch-TensorRT 2.14 setting: use {REMOVED_SETTINGS[name]}"
+                for name in removed
+            )
+            + "."
+        )
     known = {f.name for f in dataclasses.fields(CompilationSettings)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -243,8 +254,7 @@ def settings_from_dict(data: dict[str, Any]) -> Any:
             "written by another Torch-TensorRT version; install that version or remove those settings."
         )
     values = {name: _decode(value, name) for name, value in data.items()}
-    if "enabled_precisions" in values:
-        values["enabled_precisions"] = normalize_precisions(values["enabled_precisions"])
+    check_setting_types(values)
     return CompilationSettings(**values)
 
 
@@ -253,3 +263,39 @@ def convert_settings(settings: Any) -> Any:
     if isinstance(settings, CompilationSettings):
         return settings
     return settings_from_dict(settings_to_dict(settings))
+
+
+_PLAIN_TYPES = {"int": (int,), "bool": (bool,), "str": (str,), "float": (int, float)}
+
+
+def _expected_types(annotation: str) -> tuple[tuple[type, ...], bool] | None:
+    """``(types, None allowed)`` for a plain stand-in annotation such as ``int | None``; None for others."""
+    names = [part.strip() for part in annotation.split("|")]
+    optional = "None" in names
+    names = [n for n in names if n != "None"]
+    if len(names) != 1 or names[0] not in _PLAIN_TYPES:
+        return None
+    return _PLAIN_TYPES[names[0]], optional
+
+
+def check_setting_types(values: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` for a plain-typed setting given a value of another type.
+
+    Torch-TensorRT's dataclass accepts anything and fails much later (or never); ``min_block_size="five"``
+    must fail when the config is made.
+    """
+    annotations = {f.name: f.type for f in dataclasses.fields(StandInCompilationSettings)}
+    for name, value in values.items():
+        expected = _expected_types(str(annotations.get(name, "")))
+        if expected is None:
+            continue
+        types, optional = expected
+        if value is None and optional:
+            continue
+        wrong_bool = isinstance(value, bool) and bool not in types
+        if wrong_bool or not isinstance(value, types):
+            allowed = " or ".join(t.__name__ for t in types) + (" or None" if optional else "")
+            raise ConfigError(
+                f"compile_config {name!r} must be {allowed}, got {value!r} ({type(value).__name__}). Pass a value "
+                "of that type."
+            )

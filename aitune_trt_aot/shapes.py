@@ -16,11 +16,8 @@ from aitune.torch.module.forward_signature import ForwardSignature
 from aitune.torch.module.graph_spec import GraphSpec
 from aitune.torch.module.locator import Locator
 
+from aitune_trt_aot.errors import InputShapeError
 from aitune_trt_aot.wrappers import rebind, reduced_signature
-
-
-class InputShapeError(ValueError):
-    """A call's input lies outside the shapes or dtypes the engines were built for."""
 
 
 @dataclass(frozen=True)
@@ -214,13 +211,17 @@ class ShapeGuard:
 
     @classmethod
     def from_graph_spec(
-        cls, graph_spec: GraphSpec, sample: tuple[tuple, dict], forward: Callable[..., Any] | None = None
+        cls,
+        graph_spec: GraphSpec,
+        sample: tuple[tuple, dict],
+        forward: Callable[..., Any] | None = None,
+        ranges: list[InputRange] | None = None,
     ) -> ShapeGuard:
         """The guard for the graph AITune recorded; ``sample`` is the call the engines were captured from.
 
         Top-level arguments that are plain values (numbers, strings, booleans, None) in that call are
         built into the engines as constants; later calls must pass the same values. Pass the module's
-        ``forward`` so omitted arguments take their real defaults.
+        ``forward`` so omitted arguments take their real defaults, and ``ranges`` when they are already computed.
         """
         signature = (
             inspect.signature(forward) if forward is not None else cls(graph_spec.forward_signature, [], {})._full
@@ -237,4 +238,5 @@ class ShapeGuard:
             for name in constants
             if signature.parameters[name].default is not inspect.Parameter.empty
         }
-        return cls(graph_spec.forward_signature, input_ranges(graph_spec), constants, defaults)
+        ranges = input_ranges(graph_spec) if ranges is None else ranges
+        return cls(graph_spec.forward_signature, ranges, constants, defaults)

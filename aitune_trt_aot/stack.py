@@ -1,7 +1,24 @@
-"""What the installed TensorRT stack offers, and how to reach it.
+"""The one stack seam: what the installed Torch-TensorRT / TensorRT stack is, and its release-specific quirks.
 
-Everything that touches ``torch_tensorrt`` goes through here, so the rest of the package can be
-imported, configured and tested on machines that have no GPU and no Torch-TensorRT.
+Other modules ask questions here (``current_stack().tensorrt_rtx``, ``has_frontend``, ...) and never look
+at versions or flavours themselves. Everything that exists only because of a particular release lives
+in this module, each with the condition for deleting it:
+
+* ``ensure_tensorrt_module``: TensorRT-RTX installs its Python module as ``tensorrt_rtx``, while
+  ``aitune.torch`` imports ``tensorrt`` at import time. Delete when AITune imports TensorRT-RTX itself or
+  no longer imports ``tensorrt`` at import time.
+* ``MINIMUM_TORCH`` / ``MINIMUM_TORCH_TENSORRT``: torch 2.14 with Torch-TensorRT 2.14 is the oldest
+  supported stack. Older Torch-TensorRT releases gave wrong results with dynamic shapes on TensorRT-RTX
+  in the C++ runtime and had a separate Python runtime; the workarounds for them were removed. Raise the
+  minimum, never lower it without bringing those workarounds back.
+* ``strongly_typed``: TensorRT-RTX networks are always strongly typed, so the TorchScript frontend's
+  builder-flag precisions (weak typing) are refused there. Delete when the TorchScript frontend gains
+  strong typing.
+* Not a branch but a known gap handled by policy: Torch-TensorRT 2.14's rule-based autocast fails on
+  transformer graphs with dynamic shapes (``'SymInt' object has no attribute 'to'``, measured 2026-11);
+  ``precision_route="auto"`` then builds with the module cast instead (``backend.py``).
+* The ``.pt2`` loader's libstdc++ fix lives in ``aitune_trt_aot.pt2.runtime.share_cxx_runtime`` (that module
+  must not import this one's Torch-TensorRT parts); it is listed here so that every workaround is in one list.
 """
 
 from __future__ import annotations
@@ -9,14 +26,18 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from dataclasses import dataclass, field
 from functools import cache
 from types import ModuleType
 
 import torch
 
+from aitune_trt_aot.errors import MissingRequirementError
 
-class MissingRequirementError(RuntimeError):
-    """A build or load step needs something this machine does not have (GPU, Torch-TensorRT, frontend)."""
+MINIMUM_TORCH = (2, 14)
+MINIMUM_TORCH_TENSORRT = (2, 14)
+
+__all__ = ["MissingRequirementError", "Stack", "current_stack", "ensure_tensorrt_module", "require_torch_tensorrt"]
 
 
 def ensure_tensorrt_module() -> None:
@@ -52,17 +73,110 @@ def torch_tensorrt_or_none() -> ModuleType | None:
     return module if isinstance(module, ModuleType) else None
 
 
-def require_torch_tensorrt() -> ModuleType:
-    """Return ``torch_tensorrt`` or raise an error that says why it is missing and how to get it."""
-    module = _import_torch_tensorrt()
-    if isinstance(module, ModuleType):
-        return module
-    raise MissingRequirementError(
-        "Torch-TensorRT is not usable on this machine "
-        f"({module}). Install it with `pip install aitune-trt-aot[tensorrt]` (standard TensorRT, needs "
-        "NVIDIA's package index) or `pip install aitune-trt-aot[tensorrt-rtx]` (TensorRT-RTX from PyPI), "
-        "on a machine with an NVIDIA GPU and driver."
+def version_tuple(version: str) -> tuple[int, int]:
+    """``(major, minor)`` of a version string such as ``2.14.1+cu130``."""
+    parts = version.split("+")[0].split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
+def _dotted(version: tuple[int, int]) -> str:
+    return ".".join(map(str, version))
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The installed stack, as the build plan and the artifacts' metadata need it.
+
+    Attributes:
+        torch_version: ``torch.__version__``.
+        torch_tensorrt_version: Torch-TensorRT's version, None where it does not import.
+        tensorrt_version: TensorRT's (or TensorRT-RTX's) version, None where unknown.
+        tensorrt_rtx: Whether Torch-TensorRT is built against TensorRT-RTX.
+        features: Torch-TensorRT's ``ENABLED_FEATURES`` (frontends, runtimes).
+        import_error: Why Torch-TensorRT does not import, when it does not.
+
+    """
+
+    torch_version: str
+    torch_tensorrt_version: str | None
+    tensorrt_version: str | None
+    tensorrt_rtx: bool
+    features: dict[str, bool] = field(default_factory=dict)
+    import_error: str | None = None
+
+    @property
+    def flavour(self) -> str:
+        """``"TensorRT-RTX"`` or ``"TensorRT"``."""
+        return "TensorRT-RTX" if self.tensorrt_rtx else "TensorRT"
+
+    @property
+    def strongly_typed(self) -> bool:
+        """True where every network is strongly typed (TensorRT-RTX): builder-flag precisions do not apply."""
+        return self.tensorrt_rtx
+
+    def has_frontend(self, feature: str) -> bool:
+        """Whether Torch-TensorRT has the named frontend (``dynamo_frontend``, ``torchscript_frontend``, ...)."""
+        return bool(self.features.get(feature, False))
+
+    def describe(self) -> str:
+        """One line naming the installed versions, for logs and error messages."""
+        if self.torch_tensorrt_version is None:
+            return f"torch {self.torch_version}, Torch-TensorRT not importable"
+        return (
+            f"torch {self.torch_version}, Torch-TensorRT {self.torch_tensorrt_version}, "
+            f"{self.flavour} {self.tensorrt_version or '?'}"
+        )
+
+    def unsupported_reason(self) -> str | None:
+        """Why this stack is too old to build or load engines, or None when it is supported."""
+        old = []
+        if version_tuple(self.torch_version) < MINIMUM_TORCH:
+            old.append(f"torch {self.torch_version}")
+        if self.torch_tensorrt_version and version_tuple(self.torch_tensorrt_version) < MINIMUM_TORCH_TENSORRT:
+            old.append(f"Torch-TensorRT {self.torch_tensorrt_version}")
+        if not old:
+            return None
+        return (
+            f"aitune-trt-aot needs torch >= {_dotted(MINIMUM_TORCH)} and Torch-TensorRT >= "
+            f"{_dotted(MINIMUM_TORCH_TENSORRT)}; this machine has {' and '.join(old)}. Install `aitune-trt-aot"
+            "[tensorrt-rtx]` (TensorRT-RTX from PyPI) or `aitune-trt-aot[tensorrt]` (standard TensorRT)."
+        )
+
+
+@cache
+def current_stack() -> Stack:
+    """The stack installed in this process (Torch-TensorRT is imported on the first call)."""
+    module = torch_tensorrt_or_none()
+    if module is None:
+        return Stack(torch.__version__, None, None, False, {}, str(_import_torch_tensorrt()))
+    features = dict(module.ENABLED_FEATURES._asdict())
+    trt = sys.modules.get("tensorrt")
+    return Stack(
+        torch_version=torch.__version__,
+        torch_tensorrt_version=module.__version__,
+        tensorrt_version=getattr(trt, "__version__", None),
+        tensorrt_rtx=bool(features.get("tensorrt_rtx", False)),
+        features=features,
     )
+
+
+def require_torch_tensorrt() -> ModuleType:
+    """Return ``torch_tensorrt`` on a supported stack, or raise an error that says what to install."""
+    module = torch_tensorrt_or_none()
+    if module is None:
+        raise MissingRequirementError(
+            f"Torch-TensorRT is not usable on this machine ({_import_torch_tensorrt()}). Install it with "
+            "`pip install aitune-trt-aot[tensorrt]` (standard TensorRT, needs NVIDIA's package index) or "
+            "`pip install aitune-trt-aot[tensorrt-rtx]` (TensorRT-RTX from PyPI), on a machine with an NVIDIA GPU "
+            "and driver."
+        )
+    reason = current_stack().unsupported_reason()
+    if reason is not None:
+        raise MissingRequirementError(reason)
+    return module
 
 
 def require_cuda() -> None:
@@ -74,26 +188,6 @@ def require_cuda() -> None:
         )
 
 
-def enabled_features() -> dict[str, bool]:
-    """Torch-TensorRT's feature flags (frontends, runtimes), or an empty dict without Torch-TensorRT."""
-    module = torch_tensorrt_or_none()
-    if module is None:
-        return {}
-    return dict(module.ENABLED_FEATURES._asdict())
-
-
-def is_tensorrt_rtx() -> bool:
-    """True when the installed Torch-TensorRT is built against TensorRT-RTX."""
-    return bool(enabled_features().get("tensorrt_rtx", False))
-
-
 def stack_description() -> str:
     """One line naming the installed versions, for logs and error messages."""
-    module = torch_tensorrt_or_none()
-    if module is None:
-        return f"torch {torch.__version__}, Torch-TensorRT not importable"
-    flavour = "TensorRT-RTX" if is_tensorrt_rtx() else "TensorRT"
-    trt = sys.modules.get("tensorrt")
-    return (
-        f"torch {torch.__version__}, Torch-TensorRT {module.__version__}, {flavour} {getattr(trt, '__version__', '?')}"
-    )
+    return current_stack().describe()

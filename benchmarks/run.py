@@ -144,7 +144,7 @@ def measure_model(
     """All contenders for one model."""
     from aitune.torch.backend import TorchTensorRTAotBackend as BuiltIn
 
-    from aitune_trt_aot import CompilationSettings, TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
+    from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
 
     reference, make = build(model_name)
     reference = reference.cuda()
@@ -180,8 +180,8 @@ def measure_model(
     for key, (label, dtype, fields) in OURS.items():
         if key not in contenders:
             continue
-        settings = CompilationSettings(enabled_precisions={dtype})
-        config = TorchTensorRTAotBackendConfig(compile_config=settings, **fields)
+        precision = {torch.float32: "fp32", torch.float16: "fp16"}[dtype]
+        config = TorchTensorRTAotBackendConfig(precision=precision, **fields)
         try:
             tuned, seconds = tune_aitune(model_name, TorchTensorRTAotBackend(config), batches, out, key)
         except Exception as error:

@@ -22,7 +22,7 @@ os.environ.setdefault("AITUNE_TRT_AOT_RUNTIME_ONLY", "1")
 import torch  # noqa: E402
 from pt2_cases import read_cases, write_cases  # noqa: E402  (examples/pt2_cases.py)
 
-from aitune_trt_aot.pt2_runtime import Pt2Model, load_pt2  # noqa: E402
+from aitune_trt_aot.pt2.runtime import Pt2Model, load_pt2  # noqa: E402
 
 
 def random_inputs(model: Pt2Model, batch: int) -> list[torch.Tensor]:

@@ -16,7 +16,8 @@ from torch import nn
 # isort: off
 # Import aitune_trt_aot first: it registers the backend and, on TensorRT-RTX installs, gives aitune.torch
 # the `tensorrt` module it imports.
-from aitune_trt_aot import CompilationSettings, TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
+import aitune_trt_aot
+from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
 import aitune.torch as ait
 # isort: on
 
@@ -29,8 +30,7 @@ def build_net() -> nn.Module:
 
 def strategy() -> ait.OneBackendStrategy:
     """One backend: fp16 engines, dynamic batch from the tuning data."""
-    settings = CompilationSettings(enabled_precisions={torch.float16})
-    backend = TorchTensorRTAotBackend(TorchTensorRTAotBackendConfig(ir="dynamo", compile_config=settings))
+    backend = TorchTensorRTAotBackend(TorchTensorRTAotBackendConfig(ir="dynamo", precision="fp16"))
     return ait.OneBackendStrategy(backend=backend)
 
 
@@ -40,7 +40,7 @@ def tune(path: str) -> None:
     dataset = [torch.randn(128, device="cuda") for _ in range(8)]  # AITune uses data as given: put it on the GPU
     # ignore_failing_modules=False: a failed build raises instead of silently leaving the model in eager mode.
     ait.tune(model, dataset, batch_sizes=[1, 8], device="cuda", ignore_failing_modules=False)
-    ait.save(model, path)
+    aitune_trt_aot.save(model, path)  # ait.save, but a killed save keeps the previous file
     print("saved", path)
 
 

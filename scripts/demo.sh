@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: tunes a small model with TorchTensorRTAotBackend on the GPU, saves it as an AITune
 # checkpoint and reloads it in a fresh process (python -m aitune_trt_aot.demo). Needs an NVIDIA GPU.
-# On first use it creates .venv-gpu with torch 2.11 + Torch-TensorRT (TensorRT-RTX) + AITune from PyPI,
+# On first use it creates .venv-gpu with torch 2.14 + Torch-TensorRT 2.14 (TensorRT-RTX 1.6) + AITune from PyPI,
 # unless the current python3 already has them (set AITUNE_TRT_AOT_PYTHON to choose another Python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +13,12 @@ fi
 PY=${AITUNE_TRT_AOT_PYTHON:-python3}
 if ! "$PY" -c "import torch_tensorrt, aitune" >/dev/null 2>&1; then
   if [ ! -x .venv-gpu/bin/python ]; then
-    echo "setting up .venv-gpu (torch 2.11, Torch-TensorRT-RTX 2.11, AITune)..."
+    echo "setting up .venv-gpu (torch 2.14, Torch-TensorRT-RTX 2.14, AITune)..."
     python3 -m venv .venv-gpu
     .venv-gpu/bin/python -m pip install -q --upgrade pip
     .venv-gpu/bin/python -m pip install -q -e ".[tensorrt-rtx]" --no-deps
-    .venv-gpu/bin/python -m pip install -q "torch==2.11.*" "torch-tensorrt-rtx==2.11.0" dllist \
-      "tensorrt-rtx-cu13-bindings==1.4.0.76" "tensorrt-rtx-cu13-libs==1.4.0.76" "tensorrt_rtx_cu13==1.4.0.76"
+    .venv-gpu/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" "torch-tensorrt-rtx==2.14.0" dllist \
+      "tensorrt-rtx-cu13-bindings==1.6.1.120" "tensorrt-rtx-cu13-libs==1.6.1.120" "tensorrt_rtx_cu13==1.6.1.120"
     grep -v -E '^(torch|triton|pytest|ruff)' requirements/cpu-test.txt | grep -v '^#' > .venv-gpu/requirements.txt
     .venv-gpu/bin/python -m pip install -q -r .venv-gpu/requirements.txt
     .venv-gpu/bin/python -m pip install -q --no-deps "aitune==0.6.0"

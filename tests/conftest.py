@@ -1,11 +1,8 @@
-"""Shared test set-up: the `gpu` marker, AITune isolation, and skipping GPU tests where they cannot run."""
+"""Shared test set-up: skipping GPU tests where they cannot run, and AITune isolation. Helpers live in tests/support."""
 
 from __future__ import annotations
 
 import gc
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +27,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip `gpu`-marked tests, with the reason, where CUDA or Torch-TensorRT is missing."""
+    """Mark everything under tests/gpu as `gpu`; skip those tests, with the reason, without CUDA or Torch-TensorRT."""
+    for item in items:
+        if "/tests/gpu/" in str(item.path).replace("\\", "/"):
+            item.add_marker(pytest.mark.gpu)
     if not any("gpu" in item.keywords for item in items):
         return
     reason = _gpu_skip_reason()
@@ -55,30 +55,3 @@ def isolated_aitune(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     yield
     MODULE_REGISTRY.clear()
     ait.config.cache_dir = previous
-
-
-@pytest.fixture
-def repo_root() -> Path:
-    """The repository root (subprocess scripts import `tests.*` from there)."""
-    return Path(__file__).resolve().parent.parent
-
-
-def subprocess_env(repo_root: Path) -> dict[str, str]:
-    """Environment for a fresh Python process that can import this checkout."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(repo_root)) if p)
-    return env
-
-
-def run_python(
-    repo_root: Path, *args: str, cwd: Path | None = None, timeout: int = 120, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """Run ``python ARGS`` in a fresh process that can import this checkout; capture its output as text."""
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=cwd or repo_root,
-        env=env or subprocess_env(repo_root),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )

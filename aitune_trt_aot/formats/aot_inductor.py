@@ -1,6 +1,6 @@
 """``aot_inductor``: one ``.pt2`` AOTInductor package: TensorRT engines plus native code for the rest of the graph.
 
-Runs without AITune and without importing ``torch_tensorrt`` (see ``aitune_trt_aot.pt2_runtime``), in
+Runs without AITune and without importing ``torch_tensorrt`` (see ``aitune_trt_aot.pt2.runtime``), in
 Python and in C++ (``torch::inductor::AOTIModelPackageLoader``).
 """
 
@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch.export import ExportedProgram
 
+from aitune_trt_aot.compiled import CompiledModel
 from aitune_trt_aot.formats.base import ArtifactFormat
-from aitune_trt_aot.frontends.base import CompiledModel
-from aitune_trt_aot.pt2_runtime import (
+from aitune_trt_aot.pt2.runtime import (
     CONSTANTS_METADATA_KEY,
+    COVERAGE_METADATA_KEY,
     INPUTS_METADATA_KEY,
     TensorRange,
     load_pt2,
@@ -64,10 +65,11 @@ def _quiet_fake_engine_warnings() -> Iterator[None]:
         registry_logger.setLevel(level)
 
 
-def _package_configs(program: ExportedProgram, constants: dict[str, Any]) -> dict[str, Any]:
+def _package_configs(program: ExportedProgram, compiled: CompiledModel) -> dict[str, Any]:
     metadata = {
         INPUTS_METADATA_KEY: json.dumps([r.to_json() for r in input_ranges(program)]),
-        CONSTANTS_METADATA_KEY: json.dumps(constants, default=repr),
+        CONSTANTS_METADATA_KEY: json.dumps(compiled.constants, default=repr),
+        COVERAGE_METADATA_KEY: json.dumps(compiled.coverage.to_dict()),
     }
     return {"aot_inductor.metadata": metadata}
 
@@ -77,15 +79,20 @@ class AotInductorFormat(ArtifactFormat):
 
     name = "aot_inductor"
     suffix = ".pt2"
+    cuda_graphs = False  # capturing a package's call invalidated the capture (cudaErrorStreamCaptureInvalidated)
 
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
         """Export the compiled graph with its dynamic shapes and compile it into a package at ``path``."""
         args, kwargs = compiled.sample
         with _quiet_fake_engine_warnings():
             program = torch.export.export(
-                compiled.module, tuple(args), kwargs or None, dynamic_shapes=compiled.dynamic_shapes, strict=False
+                compiled.module,
+                tuple(args),
+                kwargs or None,
+                dynamic_shapes=compiled.positional_dynamic_shapes(),
+                strict=False,
             )
-            configs = _package_configs(program, compiled.constants)
+            configs = _package_configs(program, compiled)
             logger.info("Compiling the AOTInductor package %s", path)
             torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
 

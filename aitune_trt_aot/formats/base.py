@@ -9,17 +9,15 @@ from typing import Any, ClassVar
 
 import torch
 
-from aitune_trt_aot.frontends.base import CompiledModel
+from aitune_trt_aot.compiled import CompiledModel
 
 
 class ArtifactFormat(ABC):
-    """One on-disk form of a compiled model."""
+    """One on-disk form of a compiled model (one of the forms ``torch_tensorrt.save`` writes)."""
 
     name: ClassVar[str]
     suffix: ClassVar[str]
-    # Which Torch-TensorRT runtime the saved engines run in: "cpp" (TorchTensorRTModule, the TorchScript
-    # runtime, AOTInductor) or "python" (PythonTorchTensorRTModule; its calls can be captured in CUDA graphs).
-    runtime: ClassVar[str] = "cpp"
+    cuda_graphs: ClassVar[bool] = True  # whether its calls can be captured in a CUDA graph
 
     @abstractmethod
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch._export.verifier import SpecViolationError
 
+from aitune_trt_aot.compiled import CompiledModel
 from aitune_trt_aot.formats.base import ArtifactFormat
-from aitune_trt_aot.frontends.base import CompiledModel
 from aitune_trt_aot.stack import require_torch_tensorrt
 
 logger = logging.getLogger(__name__)
@@ -21,17 +20,17 @@ class ExportedProgramFormat(ArtifactFormat):
     """An ``ExportedProgram`` archive holding the TensorRT engines; loaded with ``torch_tensorrt.load``."""
 
     name = "exported_program"
-    suffix = ".pt2"
+    suffix = ".pt2"  # torch.export.load expects the name to end in .pt2
 
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
-        """Serialise the graph as is; re-export it only when the graph fails the export verifier."""
+        """Serialise the graph as is; re-export it from the recorded call where graph surgery fails."""
         torch_tensorrt = require_torch_tensorrt()
         try:
             torch_tensorrt.save(compiled.module, str(path), retrace=False, pickle_protocol=pickle_protocol)
-        except (SpecViolationError, KeyError, RuntimeError) as error:
-            # The graph-surgery path fails on some graphs (verifier errors; non-tensor inputs such as a float
-            # keyword raise KeyError in the serializer). Re-exporting from the recorded call handles them.
-            logger.warning(
+        except Exception as error:
+            # Graph surgery fails on some graphs: verifier errors, non-tensor inputs (KeyError), graphs with
+            # PyTorch-run submodules ("'Node' object is not iterable", measured for an rfft graph on 2.14).
+            logger.info(
                 "Saving without retrace failed (%s: %s); saving with retrace=True.", type(error).__name__, error
             )
             path.unlink(missing_ok=True)
@@ -42,7 +41,7 @@ class ExportedProgramFormat(ArtifactFormat):
                 retrace=True,
                 arg_inputs=list(args),
                 kwarg_inputs=kwargs or None,
-                dynamic_shapes=compiled.dynamic_shapes,
+                dynamic_shapes=compiled.positional_dynamic_shapes(),
                 pickle_protocol=pickle_protocol,
             )
 

@@ -1,4 +1,8 @@
-"""``torchscript``: a TorchScript module with embedded engines (``torch.jit.save``/``torch.jit.load``)."""
+"""``torchscript``: a TorchScript module with embedded engines (``torch.jit.save``/``torch.jit.load``).
+
+The TorchScript frontend's output is saved as it is; a Dynamo-compiled graph is traced into TorchScript
+by ``torch_tensorrt.save(output_format="torchscript")``.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ from typing import Any
 
 import torch
 
+from aitune_trt_aot.compiled import CompiledModel
 from aitune_trt_aot.formats.base import ArtifactFormat
-from aitune_trt_aot.frontends.base import CompiledModel
 from aitune_trt_aot.stack import require_torch_tensorrt
 
 
@@ -20,8 +24,14 @@ class TorchScriptFormat(ArtifactFormat):
     suffix = ".ts"
 
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
-        """Write the scripted module."""
-        torch.jit.save(compiled.module, str(path))
+        """Write the scripted module, tracing a Dynamo graph into TorchScript first."""
+        if isinstance(compiled.module, torch.jit.ScriptModule):
+            torch.jit.save(compiled.module, str(path))
+            return
+        args, kwargs = compiled.sample
+        require_torch_tensorrt().save(
+            compiled.module, str(path), output_format="torchscript", arg_inputs=list(args), kwarg_inputs=kwargs or None
+        )
 
     def load(self, path: Path, device: torch.device) -> Callable[..., Any]:
         """Register the TensorRT engine class, then load the module onto ``device``."""

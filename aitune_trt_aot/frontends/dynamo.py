@@ -10,7 +10,8 @@ import torch
 from aitune.torch.libs.torch import TorchExporter
 from aitune.torch.utils.tensor import format_tensor_name
 
-from aitune_trt_aot.frontends.base import CompiledModel, CompileRequest, Frontend
+from aitune_trt_aot.compiled import CompiledModel, count_ops, graph_coverage
+from aitune_trt_aot.frontends.base import CompileRequest, Frontend
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +32,7 @@ class DynamoFrontend(Frontend):
     name = "dynamo"
     feature = "dynamo_frontend"
     alternative = "ir='ts'"
-    other_formats = ("aot_inductor", "pickled_module")
-
-    def artifact_format(self, tensorrt_rtx: bool) -> str:
-        """An ExportedProgram (C++ runtime); on TensorRT-RTX the pickled module (Python runtime).
-
-        TensorRT-RTX needs the Python runtime to turn off shape-specialised kernels (``rtx_runtime``).
-        """
-        return "pickled_module" if tensorrt_rtx else "exported_program"
+    formats = ("exported_program", "torchscript", "aot_inductor")
 
     def compile(self, request: CompileRequest) -> CompiledModel:
         """Export the module and build one TensorRT engine per TensorRT-convertible subgraph."""
@@ -48,27 +42,21 @@ class DynamoFrontend(Frontend):
         export = TorchExporter(use_auto=False, strict=False, fallback_to_dynamic_hints=True).export(
             request.module, request.sample, request.graph_spec, device=request.device
         )
-        inputs = []
-        for locator, tensor_spec in request.graph_spec.input_spec.tensor_data:
-            min_shape, opt_shape, max_shape = request.graph_spec.get_effective_input_shapes(locator, tensor_spec)
-            inputs.append(
-                torch_tensorrt.Input(
-                    min_shape=min_shape,
-                    opt_shape=opt_shape,
-                    max_shape=max_shape,
-                    dtype=tensor_spec.dtype,
-                    name=format_tensor_name(locator.path, "input"),
-                )
-            )
-            logger.info("Engine profile %s: min=%s opt=%s max=%s", locator, min_shape, opt_shape, max_shape)
+        for r in request.ranges:
+            logger.info("Engine profile %s: min=%s opt=%s max=%s", r.name, r.min_shape, r.opt_shape, r.max_shape)
         settings = dataclasses.asdict(request.settings)
         settings["device"] = torch_tensorrt.Device(gpu_id=request.device.index or 0)
-        if request.options.get("python_runtime"):
-            settings["use_python_runtime"] = True  # see rtx_runtime: the only runtime whose contexts we can configure
+        names = [format_tensor_name(r.locator.path, "input") for r in request.ranges]
         compiled = torch_tensorrt.dynamo.compile(
             export.exported_program,
-            inputs=inputs,
+            inputs=request.trt_inputs(names),
             kwarg_inputs=_non_tensor_kwargs(export.sample[1]),
             **settings,
         )
-        return CompiledModel(module=compiled, sample=export.sample, dynamic_shapes=export.dynamic_shapes)
+        source_ops = count_ops(export.exported_program.graph_module)
+        return CompiledModel(
+            module=compiled,
+            sample=export.sample,
+            coverage=graph_coverage(compiled, source_ops),
+            dynamic_shapes=export.dynamic_shapes,
+        )

@@ -8,13 +8,14 @@ from typing import Any
 import torch
 from aitune.torch.utils.shapes import prepare_export_sample
 
-from aitune_trt_aot.frontends.base import CompiledModel, CompileRequest, Frontend
+from aitune_trt_aot.compiled import CompiledModel, script_coverage
+from aitune_trt_aot.errors import BuildError
+from aitune_trt_aot.frontends.base import CompileRequest, Frontend
 
 logger = logging.getLogger(__name__)
 
 # CompilationSettings fields the TorchScript frontend understands, under its own names.
 _TS_SETTINGS = {
-    "enabled_precisions": "enabled_precisions",
     "workspace_size": "workspace_size",
     "min_block_size": "min_block_size",
     "require_full_compilation": "require_full_compilation",
@@ -22,6 +23,7 @@ _TS_SETTINGS = {
     "disable_tf32": "disable_tf32",
     "sparse_weights": "sparse_weights",
     "num_avg_timing_iters": "num_avg_timing_iters",
+    "torch_executed_ops": "torch_executed_ops",
 }
 
 
@@ -33,7 +35,7 @@ def _capture(module: torch.nn.Module, example: tuple[torch.Tensor, ...], how: st
             return torch.jit.trace(module, example, check_trace=False)
     except Exception as error:
         other = "script" if how == "trace" else "trace"
-        raise RuntimeError(
+        raise BuildError(
             f"TorchScript capture with torch.jit.{how} failed for {type(module).__name__}: {error}. Try "
             f"ts_capture={other!r}, or ir='dynamo'."
         ) from error
@@ -44,11 +46,9 @@ class TorchScriptFrontend(Frontend):
 
     name = "ts"
     feature = "torchscript_frontend"
+    formats = ("torchscript",)
     positional_only = True
-
-    def artifact_format(self, tensorrt_rtx: bool) -> str:
-        """A TorchScript archive."""
-        return "torchscript"
+    accepted_settings = frozenset(_TS_SETTINGS)
 
     def compile(self, request: CompileRequest) -> CompiledModel:
         """Capture the module as TorchScript and replace its convertible parts with TensorRT engines."""
@@ -56,27 +56,15 @@ class TorchScriptFrontend(Frontend):
         # A batch of at least 2 keeps traced reshapes from baking in a batch of 1.
         args, _ = prepare_export_sample(request.sample, request.graph_spec)
         example = tuple(a.to(request.device) for a in args)
-        scripted = _capture(request.module, example, request.options.get("ts_capture", "trace"))
-        inputs = []
-        for locator, tensor_spec in request.graph_spec.input_spec.tensor_data:
-            min_shape, opt_shape, max_shape = request.graph_spec.get_effective_input_shapes(locator, tensor_spec)
-            inputs.append(
-                torch_tensorrt.Input(
-                    min_shape=min_shape, opt_shape=opt_shape, max_shape=max_shape, dtype=tensor_spec.dtype
-                )
-            )
-        options: dict[str, Any] = {
-            ts_name: getattr(request.settings, name)
-            for name, ts_name in _TS_SETTINGS.items()
-            if hasattr(request.settings, name)
-        }
-        executed_ops = getattr(request.settings, "torch_executed_ops", None)
-        if executed_ops:
-            options["torch_executed_ops"] = [str(op) for op in executed_ops]
+        scripted = _capture(request.module, example, request.options.ts_capture)
+        options: dict[str, Any] = {ts_name: getattr(request.settings, name) for name, ts_name in _TS_SETTINGS.items()}
+        options["torch_executed_ops"] = [str(op) for op in options["torch_executed_ops"]]
+        reduced = request.options.reduced_dtype
+        options["enabled_precisions"] = {torch.float32} if reduced is None else {torch.float32, reduced}
         compiled = torch_tensorrt.ts.compile(
             scripted,
-            inputs=inputs,
+            inputs=request.trt_inputs(),
             device=torch_tensorrt.Device(gpu_id=request.device.index or 0),
             **options,
         )
-        return CompiledModel(module=compiled, sample=(example, {}))
+        return CompiledModel(module=compiled, sample=(example, {}), coverage=script_coverage(compiled))

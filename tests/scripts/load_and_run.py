@@ -1,7 +1,8 @@
 """Fresh-process check: ``ait.load`` a checkpoint and run it, without any recompilation.
 
 Usage: python -m tests.scripts.load_and_run CASE CHECKPOINT EXPECTED.pt [--no-import]
-Prints one JSON line: load seconds, backend classes, max abs error per batch size.
+Prints one JSON line: load seconds, backend classes, calls and how many the backend served, max abs error per
+batch size.
 ``--no-import`` skips ``import aitune_trt_aot`` (the checkpoint itself must bring the backend in).
 """
 
@@ -21,8 +22,8 @@ else:
 import aitune.torch as ait  # noqa: E402
 import torch_tensorrt  # noqa: E402
 
-from tests.gpu_support import selected_backends, strategy_for  # noqa: E402
-from tests.models import build_model  # noqa: E402
+from tests.support.gpu import CallCounter, selected_backends, strategy_for  # noqa: E402
+from tests.support.models import build_model  # noqa: E402
 
 
 def _forbid(*_: object, **__: object) -> None:
@@ -42,6 +43,8 @@ def main() -> None:
     start = time.perf_counter()
     loaded = ait.load(ait.Module(model, case, strategy=strategy_for(TorchEagerBackend())), checkpoint)
     load_seconds = time.perf_counter() - start
+    counters = [CallCounter(b) for b in selected_backends(loaded) if hasattr(b, "_runner")]
+    calls = 0
     errors, errors_vs_eager = {}, {}
     first_call = None
     for batch, (args, kwargs, output, eager) in expected.items():
@@ -52,6 +55,7 @@ def main() -> None:
             with torch.no_grad():
                 actual = loaded(*args, **kwargs)
             torch.cuda.synchronize()
+            calls += 1
             first_call = first_call if first_call is not None else time.perf_counter() - start
             error = float((actual.float().cpu() - output.float()).abs().max())
             error_vs_eager = float((actual.float().cpu() - eager.float()).abs().max())
@@ -64,6 +68,8 @@ def main() -> None:
                 "load_seconds": load_seconds,
                 "first_call_seconds": first_call,
                 "backends": backends,
+                "calls": calls,
+                "served_by_backend": sum(c.calls for c in counters),
                 "errors": errors,
                 "errors_vs_eager": errors_vs_eager,
             }

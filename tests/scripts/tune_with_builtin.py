@@ -12,7 +12,7 @@ import torch_tensorrt  # noqa: F401  (first: makes `tensorrt` importable for ait
 import aitune.torch as ait
 from aitune.torch.backend import TorchTensorRTAotBackend  # the built-in one
 
-from tests.gpu_support import save_expected, selected_backends, tune_case
+from tests.support.gpu import save_expected, selected_backends, tune_case
 # isort: on
 
 

@@ -62,7 +62,7 @@ class TwoInputs(nn.Module):
 
 
 class Encoder(nn.Module):
-    """A small batch-first transformer encoder (fp16 autocast in Torch-TensorRT 2.11 fails on it)."""
+    """A small batch-first transformer encoder (fp16 autocast in Torch-TensorRT 2.14 fails on it)."""
 
     def __init__(self, d_model: int = 64, layers: int = 2, seq: int = 16) -> None:
         """Build the layers."""
@@ -74,6 +74,47 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encode ``x`` of shape (batch, seq, d_model)."""
         return self.encoder(x)
+
+
+class SmallMLP(nn.Module):
+    """Linear-GELU-Linear: three operations, fewer than Torch-TensorRT's default min_block_size of 5."""
+
+    def __init__(self) -> None:
+        """Build the layers."""
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Classify ``x`` of shape (batch, 64)."""
+        return self.net(x)
+
+
+class FFTMLP(nn.Module):
+    """MLP blocks around ``torch.fft.rfft``, which TensorRT does not convert: a partly converted graph."""
+
+    def __init__(self) -> None:
+        """Build the layers."""
+        super().__init__()
+        self.pre = nn.Sequential(nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 128), nn.GELU(), nn.Linear(128, 64))
+        self.post = nn.Sequential(nn.Linear(33, 128), nn.GELU(), nn.Linear(128, 128), nn.GELU(), nn.Linear(128, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Mix ``x`` (batch, 64) through a real FFT's magnitudes."""
+        return self.post(torch.fft.rfft(self.pre(x), dim=-1).abs())
+
+
+class CumProd(nn.Module):
+    """A single ``torch.cumprod``: no operation TensorRT converts."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Running product along the features of ``x`` (batch, 64)."""
+        return torch.cumprod(x, dim=-1)
+
+
+def _resnet50() -> nn.Module:
+    from torchvision.models import resnet50
+
+    return resnet50(weights=None)
 
 
 @dataclass(frozen=True)
@@ -106,6 +147,10 @@ CASES = {
     "cnn": Case("cnn", SmallCNN, _single(3, 32, 32)),
     "two_inputs": Case("two_inputs", TwoInputs, _two_inputs),
     "encoder": Case("encoder", Encoder, _single(16, 64)),
+    "small_mlp": Case("small_mlp", SmallMLP, _single(64)),
+    "fft_mlp": Case("fft_mlp", FFTMLP, _single(64)),
+    "cumprod": Case("cumprod", CumProd, _single(64)),
+    "resnet50": Case("resnet50", _resnet50, _single(3, 224, 224)),
 }
 
 

@@ -17,7 +17,7 @@ from torch.export import Dim
 from aitune_trt_aot import InputShapeError
 from aitune_trt_aot.shapes import InputRange, ShapeGuard, input_ranges
 from aitune_trt_aot.wrappers import bind_constants
-from tests.models import TwoInputs
+from tests.support.models import TwoInputs
 
 Call = tuple[tuple, dict]
 

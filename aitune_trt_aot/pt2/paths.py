@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from aitune_trt_aot.pt2_runtime import Pt2LoadError, runtime_library, tensorrt_library
+from aitune_trt_aot.errors import Pt2LoadError
+from aitune_trt_aot.pt2.runtime import runtime_library, tensorrt_library
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m aitune_trt_aot.pt2_paths --runtime-library | --tensorrt-library``: print a library path.
+    """``python -m aitune_trt_aot.pt2.paths --runtime-library | --tensorrt-library``: print a library path.
 
     For build systems (``examples/cpp/CMakeLists.txt``) that link the libraries a package needs.
     """

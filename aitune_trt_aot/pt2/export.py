@@ -12,14 +12,9 @@ from aitune.torch.module.wrapper_module import Module as AITuneModule
 from torch import nn
 
 from aitune_trt_aot.backend import TorchTensorRTAotBackend
+from aitune_trt_aot.errors import Pt2ExportError
 from aitune_trt_aot.files import write_atomically
 from aitune_trt_aot.formats.aot_inductor import AotInductorFormat
-
-PT2_FORMAT = AotInductorFormat.name
-
-
-class Pt2ExportError(ValueError):
-    """What was given cannot be written as one ``.pt2`` package; the message says why and what to do."""
 
 
 def _aitune_modules(module: Any) -> Iterator[AITuneModule]:
@@ -82,7 +77,7 @@ def _backend_to_export(target: Any) -> TorchTensorRTAotBackend:
 def save_pt2(target: Any, path: str | os.PathLike[str]) -> Path:
     """Write the ``.pt2`` AOTInductor package of a tuned model (or of one backend) to ``path``.
 
-    The package runs without AITune: :func:`aitune_trt_aot.pt2_runtime.load_pt2` in Python,
+    The package runs without AITune: :func:`aitune_trt_aot.pt2.runtime.load_pt2` in Python,
     ``torch::inductor::AOTIModelPackageLoader`` in C++ (``examples/cpp``).
 
     Args:
@@ -100,7 +95,7 @@ def save_pt2(target: Any, path: str | os.PathLike[str]) -> Path:
     if source is None:
         raise Pt2ExportError(f"{backend.describe()} has not been built or loaded yet: run ait.tune or ait.load first.")
     fmt = backend.artifact_format
-    if fmt != PT2_FORMAT:
+    if fmt != AotInductorFormat.name:
         raise Pt2ExportError(
             f"{backend.describe()} holds a {fmt!r} artifact, not a .pt2 package. Tune with "
             "TorchTensorRTAotBackendConfig(ir='dynamo', output_format='aot_inductor') to be able to save one."

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from aitune_trt_aot import CompilationSettings, TorchTensorRTAotBackendConfig
+from aitune_trt_aot import AitrtAotError, CompilationSettings, ConfigError, TorchTensorRTAotBackendConfig
 from aitune_trt_aot.settings import DeviceSpec, normalize_precisions, settings_from_dict, to_torch_dtype
-from tests.conftest import run_python, subprocess_env
+from tests.support.processes import REPO_ROOT, subprocess_env
 
 _OPS = ("torch.ops.aten.relu.default", "torch.ops.aten.gelu.default", "torch.ops.aten.mm.default")
 
@@ -22,8 +21,8 @@ def key_probe_config() -> TorchTensorRTAotBackendConfig:
     """
     return TorchTensorRTAotBackendConfig(
         ir="dynamo",
+        precision="fp16",
         compile_config=CompilationSettings(
-            enabled_precisions={torch.float32, torch.float16},
             torch_executed_ops=set(_OPS),
             min_block_size=1,
             optimization_level=5,
@@ -32,12 +31,15 @@ def key_probe_config() -> TorchTensorRTAotBackendConfig:
     )
 
 
-def _rich_config(precision: torch.dtype) -> TorchTensorRTAotBackendConfig:
-    """A config that changes settings of every stored kind: dtype set, device, enum name, op set, ints."""
+def _rich_config(precision: str) -> TorchTensorRTAotBackendConfig:
+    """A config that changes settings of every stored kind: dtype, device, enum name, op set, ints, paths."""
     return TorchTensorRTAotBackendConfig(
-        ir="ts",
+        ir="dynamo",
+        precision=precision,
         compile_config=CompilationSettings(
-            enabled_precisions={precision},
+            enable_autocast=True,
+            autocast_low_precision_type={"fp16": torch.float16, "bf16": torch.bfloat16}[precision],
+            timing_cache_path="/data/tc.bin",
             device=DeviceSpec(gpu_id=1),
             engine_capability="SAFETY",
             torch_executed_ops={"torch.ops.aten.relu.default"},
@@ -58,12 +60,14 @@ def test_defaults() -> None:
     """A default config builds with the dynamo IR, fp32, automatic precision route and shape checks on."""
     config = TorchTensorRTAotBackendConfig()
     assert config.ir == "dynamo"
+    assert config.precision == "fp32"
+    assert config.output_format == "auto"
     assert config.precision_route == "auto"
     assert config.ts_capture == "trace"
     assert config.check_shapes is True
     assert config.pickle_protocol == 5
     assert isinstance(config.compile_config, CompilationSettings)
-    assert config.compile_config.enabled_precisions == {torch.float32}
+    assert not hasattr(config.compile_config, "enabled_precisions")  # Torch-TensorRT 2.14 removed it
     assert config.to_dict()["compile_config"] == {}
 
 
@@ -93,6 +97,8 @@ def test_unknown_ir_names_allowed_values() -> None:
 def test_bad_field_values_are_rejected() -> None:
     """Each invalid choice or type raises a ValueError that says what is allowed."""
     cases = [
+        ("precision", "fp8", "'fp32', 'fp16', 'bf16'"),
+        ("output_format", "pickled_module", "'auto', 'exported_program', 'torchscript', 'aot_inductor'"),
         ("precision_route", "fast", "'auto', 'autocast', 'cast_module'"),
         ("ts_capture", "compile", "'trace', 'script'"),
         ("check_shapes", 1, "check_shapes must be True or False"),
@@ -103,17 +109,65 @@ def test_bad_field_values_are_rejected() -> None:
         ("pickle_protocol", "5", "pickle_protocol must be an int"),
     ]
     for field, value, expected in cases:
-        with pytest.raises(ValueError) as error:
+        with pytest.raises(ConfigError) as error:
             TorchTensorRTAotBackendConfig(**{field: value})
         assert expected in str(error.value), (field, value)
+        assert isinstance(error.value, (ValueError, AitrtAotError))
+
+
+def test_precision_names_are_normalised() -> None:
+    """Precision accepts the usual spellings."""
+    for given, expected in {
+        "FP16": "fp16",
+        "half": "fp16",
+        "float16": "fp16",
+        "bfloat16": "bf16",
+        "fp32": "fp32",
+    }.items():
+        assert TorchTensorRTAotBackendConfig(precision=given).precision == expected, given
 
 
 def test_compile_config_given_as_dict() -> None:
-    """A dict of CompilationSettings fields becomes the settings object, with precisions as torch dtypes."""
-    config = TorchTensorRTAotBackendConfig(compile_config={"enabled_precisions": {"fp16"}, "min_block_size": 2})
+    """A dict of CompilationSettings fields becomes the settings object."""
+    config = TorchTensorRTAotBackendConfig(compile_config={"min_block_size": 2, "optimization_level": 4})
     assert isinstance(config.compile_config, CompilationSettings)
-    assert config.compile_config.enabled_precisions == {torch.float16}
     assert config.compile_config.min_block_size == 2
+    assert config.compile_config.optimization_level == 4
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("min_block_size", "five", "'min_block_size' must be int, got 'five' (str)"),
+        ("min_block_size", True, "'min_block_size' must be int, got True (bool)"),
+        ("optimization_level", 2.5, "'optimization_level' must be int or None, got 2.5 (float)"),
+        ("use_fast_partitioner", "no", "'use_fast_partitioner' must be bool, got 'no' (str)"),
+        ("timing_cache_path", 3, "'timing_cache_path' must be str, got 3 (int)"),
+    ],
+)
+def test_compile_config_values_are_type_checked(field: str, value: object, expected: str) -> None:
+    """A setting of the wrong type fails when the config is made, naming the field, the type and the value."""
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        TorchTensorRTAotBackendConfig(compile_config={field: value})
+    with pytest.raises(ConfigError, match=field):
+        TorchTensorRTAotBackendConfig(compile_config=CompilationSettings(**{field: value}))
+
+
+@pytest.mark.parametrize("field", ["enabled_precisions", "use_explicit_typing", "use_python_runtime"])
+def test_settings_removed_in_torch_tensorrt_2_14_name_the_replacement(field: str) -> None:
+    """Older Torch-TensorRT settings fail with what to use instead (precision= for reduced precision)."""
+    with pytest.raises(ConfigError, match=f"'{field}' is not a Torch-TensorRT 2.14 setting: use"):
+        TorchTensorRTAotBackendConfig(compile_config={field: {"fp16"} if field == "enabled_precisions" else True})
+
+
+def test_impossible_ir_and_format_pairs_fail_at_config_time() -> None:
+    """The build plan's stack-free rules run when the config is made."""
+    with pytest.raises(ConfigError, match="ir='ts' cannot write output_format='exported_program'"):
+        TorchTensorRTAotBackendConfig(ir="ts", output_format="exported_program")
+    with pytest.raises(ConfigError, match="ir='ts' cannot write output_format='aot_inductor'"):
+        TorchTensorRTAotBackendConfig(ir="ts", output_format="aot_inductor")
+    for output_format in ("exported_program", "torchscript", "aot_inductor"):
+        assert TorchTensorRTAotBackendConfig(output_format=output_format).output_format == output_format
 
 
 def test_compile_config_of_wrong_type_is_rejected() -> None:
@@ -141,15 +195,16 @@ def test_settings_from_dict_with_unknown_field_mentions_version() -> None:
 # --- stored form -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("precision", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
-def test_to_dict_from_dict_round_trip(precision: torch.dtype) -> None:
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_to_dict_from_dict_round_trip(precision: str) -> None:
     """to_dict is JSON-safe, and from_dict (even after a JSON round trip) restores an equal config."""
     config = _rich_config(precision)
     stored = config.to_dict()
     restored = TorchTensorRTAotBackendConfig.from_dict(json.loads(json.dumps(stored)))
     assert restored.to_dict() == stored
     assert restored == config
-    assert restored.compile_config.enabled_precisions == {precision}
+    assert restored.precision == precision
+    assert restored.compile_config.timing_cache_path == "/data/tc.bin"
     assert restored.compile_config.device == DeviceSpec(gpu_id=1)
     assert restored.compile_config.torch_executed_ops == {"torch.ops.aten.relu.default"}
     assert restored.key() == config.key()
@@ -158,11 +213,11 @@ def test_to_dict_from_dict_round_trip(precision: torch.dtype) -> None:
 def test_to_dict_stores_only_changed_settings() -> None:
     """compile_config holds only the settings that differ from the defaults, in a tagged JSON form."""
     stored = TorchTensorRTAotBackendConfig(
-        compile_config=CompilationSettings(enabled_precisions={torch.bfloat16}, workspace_size=1 << 20)
+        compile_config=CompilationSettings(autocast_low_precision_type=torch.bfloat16, workspace_size=1 << 20)
     ).to_dict()
     assert stored["compile_config"] == {
-        "enabled_precisions": {"set": [{"dtype": "bfloat16"}]},
         "workspace_size": 1 << 20,
+        "autocast_low_precision_type": {"dtype": "bfloat16"},
     }
 
 
@@ -203,18 +258,18 @@ def test_describe_shows_only_changed_fields() -> None:
     """describe() is empty for the default config and lists exactly the fields that were changed."""
     assert TorchTensorRTAotBackendConfig().describe() == ""
     assert TorchTensorRTAotBackendConfig(ir="TorchScript").describe() == "ir=ts"
-    fp16 = CompilationSettings(enabled_precisions={torch.float16})
-    fp16_description = "compile_config(enabled_precisions={float16})"
-    assert TorchTensorRTAotBackendConfig(compile_config=fp16).describe() == fp16_description
-    both = TorchTensorRTAotBackendConfig(ir="ts", compile_config=fp16, check_shapes=False)
-    assert both.describe() == "ir=ts,compile_config(enabled_precisions={float16}),check_shapes=False"
+    assert TorchTensorRTAotBackendConfig(precision="fp16").describe() == "precision=fp16"
+    ops = CompilationSettings(min_block_size=1, torch_executed_ops={_OPS[0]})
+    ops_description = "compile_config(min_block_size=1,torch_executed_ops={torch.ops.aten.relu.default})"
+    assert TorchTensorRTAotBackendConfig(compile_config=ops).describe() == ops_description
+    both = TorchTensorRTAotBackendConfig(ir="ts", compile_config=ops, check_shapes=False)
+    assert both.describe() == f"ir=ts,{ops_description},check_shapes=False"
 
 
 def test_key_is_the_same_for_equivalent_configs() -> None:
     """Spellings of the same choices (IR alias, precision names) give the same key."""
-    spelled = TorchTensorRTAotBackendConfig(ir="TorchScript", compile_config={"enabled_precisions": {"half"}})
-    fp16 = CompilationSettings(enabled_precisions={torch.float16})
-    canonical = TorchTensorRTAotBackendConfig(ir="ts", compile_config=fp16)
+    spelled = TorchTensorRTAotBackendConfig(ir="TorchScript", precision="half")
+    canonical = TorchTensorRTAotBackendConfig(ir="ts", precision="fp16")
     assert spelled.key() == canonical.key()
     assert TorchTensorRTAotBackendConfig().key() == TorchTensorRTAotBackendConfig().key()
 
@@ -224,8 +279,9 @@ def test_key_changes_with_compile_relevant_fields() -> None:
     default_key = TorchTensorRTAotBackendConfig().key()
     variants = {
         "ir": {"ir": "ts"},
-        "fp16": {"compile_config": CompilationSettings(enabled_precisions={torch.float16})},
-        "bf16": {"compile_config": CompilationSettings(enabled_precisions={torch.bfloat16})},
+        "fp16": {"precision": "fp16"},
+        "bf16": {"precision": "bf16"},
+        "output_format": {"output_format": "torchscript"},
         "precision_route": {"precision_route": "cast_module"},
         "min_block_size": {"compile_config": CompilationSettings(min_block_size=1)},
         "torch_executed_ops": {"compile_config": CompilationSettings(torch_executed_ops={_OPS[0]})},
@@ -237,11 +293,16 @@ def test_key_changes_with_compile_relevant_fields() -> None:
     assert len(set(keys.values())) == len(keys), keys
 
 
-def test_key_is_stable_across_processes(repo_root: Path) -> None:
+def test_key_is_stable_across_processes() -> None:
     """A fresh process with another hash seed computes the same key (set order must not leak into it)."""
-    env = subprocess_env(repo_root) | {"PYTHONHASHSEED": "12345"}  # this process has a random seed
-    code = "from tests.test_config import key_probe_config; print('KEY=' + key_probe_config().key())"
-    result = run_python(repo_root, "-c", code, env=env)
+    import subprocess
+    import sys
+
+    env = subprocess_env() | {"PYTHONHASHSEED": "12345"}  # this process has a random seed
+    code = "from tests.cpu.test_config import key_probe_config; print('KEY=' + key_probe_config().key())"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     keys = [line.removeprefix("KEY=") for line in result.stdout.splitlines() if line.startswith("KEY=")]
     assert keys == [key_probe_config().key()]

@@ -14,17 +14,19 @@ from aitune.torch.checkpoint.artifact import ArtifactPath
 from torch.utils import _pytree as pytree
 
 from aitune_trt_aot import (
+    ConfigError,
     Pt2ExportError,
+    Pt2InputError,
     Pt2LoadError,
     TorchTensorRTAotBackend,
     TorchTensorRTAotBackendConfig,
-    pt2_runtime,
     save_pt2,
 )
 from aitune_trt_aot.checkpoint import CheckpointWriter
 from aitune_trt_aot.formats.aot_inductor import input_ranges
-from aitune_trt_aot.pt2_runtime import TensorRange, load_pt2
-from tests.conftest import run_python
+from aitune_trt_aot.pt2 import runtime as pt2_runtime
+from aitune_trt_aot.pt2.runtime import TensorRange, load_pt2
+from tests.support.processes import run_python, subprocess_env
 
 
 def test_output_format_is_validated_and_round_trips() -> None:
@@ -32,9 +34,9 @@ def test_output_format_is_validated_and_round_trips() -> None:
     config = TorchTensorRTAotBackendConfig(output_format="aot_inductor")
     assert TorchTensorRTAotBackendConfig.from_dict(config.to_dict()) == config
     assert config.describe() == "output_format=aot_inductor"
-    with pytest.raises(ValueError, match="needs ir='dynamo'"):
+    with pytest.raises(ConfigError, match="needs ir='dynamo'"):
         TorchTensorRTAotBackendConfig(ir="ts", output_format="aot_inductor")
-    with pytest.raises(ValueError, match="Unknown output_format 'onnx': use one of 'auto', 'aot_inductor'"):
+    with pytest.raises(ConfigError, match="Unknown output_format 'onnx': use one of 'auto', 'exported_program'"):
         TorchTensorRTAotBackendConfig(output_format="onnx")
     old = {k: v for k, v in TorchTensorRTAotBackendConfig().to_dict().items() if k != "output_format"}
     assert TorchTensorRTAotBackendConfig.from_dict(old).output_format == "auto"
@@ -67,9 +69,44 @@ def test_load_pt2_refuses_clearly_without_file_or_gpu(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     package = tmp_path / "model.pt2"
-    package.write_bytes(b"not read before the CUDA check")
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("model/data/aotinductor/model/wrapper.cpp", "")
     with pytest.raises(Pt2LoadError, match="need an NVIDIA GPU; CUDA is not available here"):
         load_pt2(package)
+
+
+def test_load_pt2_names_a_damaged_or_cut_package(tmp_path: Path) -> None:
+    """A package cut to half its size (or not a zip at all) is a Pt2LoadError naming the file, not BadZipFile."""
+    package = tmp_path / "model.pt2"
+    with zipfile.ZipFile(package, "w") as archive:
+        for index in range(20):
+            archive.writestr(f"model/data/constants/custom_obj_{index}", bytes(range(256)) * 64)
+    data = package.read_bytes()
+    package.write_bytes(data[: len(data) // 2])
+    with pytest.raises(Pt2LoadError, match=r"model.pt2 is not a complete .pt2 package.*damaged or was cut short"):
+        load_pt2(package)
+    package.write_bytes(b"plain text")
+    with pytest.raises(Pt2LoadError, match="damaged or was cut short"):
+        load_pt2(package)
+
+
+def _package_signature(keywords: list[str], constants: dict) -> pt2_runtime.Pt2Model:
+    """A Pt2Model with only what keyword handling reads (no loader, no GPU)."""
+    model = object.__new__(pt2_runtime.Pt2Model)
+    model.path, model._keyword_order, model.constants = Path("two_inputs.pt2"), keywords, constants
+    return model
+
+
+def test_package_keywords_are_ordered_and_checked() -> None:
+    """Keywords come back in traced order; a built-in value must match; an unknown keyword is refused."""
+    model = _package_signature(["bias", "mask"], {"scale": 0.5})
+    bias, mask = torch.zeros(1), torch.ones(1)
+    assert list(model._traced_keywords({"mask": mask, "bias": bias})) == ["bias", "mask"]
+    assert list(model._traced_keywords({"bias": bias, "scale": 0.5})) == ["bias"]
+    with pytest.raises(Pt2InputError, match="compiled with scale=0.5 built in; this call passes scale=2.0"):
+        model._traced_keywords({"bias": bias, "scale": 2.0})
+    with pytest.raises(Pt2InputError, match="takes no keyword 'shift'"):
+        model._traced_keywords({"bias": bias, "shift": 1.0})
 
 
 def test_keyword_order_comes_from_the_call_spec() -> None:
@@ -91,29 +128,27 @@ def test_model_names_are_read_from_the_archive(tmp_path: Path) -> None:
     assert pt2_runtime._model_names(package) == ["a", "b"]
 
 
-def test_runtime_library_missing_is_explained(repo_root: Path) -> None:
+def test_runtime_library_missing_is_explained() -> None:
     """Without Torch-TensorRT the loader and the CMake helper say which library is needed."""
     try:
         found = pt2_runtime.runtime_library()
     except Pt2LoadError as error:
         assert "libtorchtrt_runtime.so" in str(error) and "without importing torch_tensorrt" in str(error)
-        result = run_python(repo_root, "-m", "aitune_trt_aot.pt2_paths", "--runtime-library")
+        result = run_python("-m", "aitune_trt_aot.pt2.paths", "--runtime-library")
         assert result.returncode == 1 and "libtorchtrt_runtime.so" in result.stderr
     else:
         assert found.name == "libtorchtrt_runtime.so"
 
 
-def test_runtime_only_import_skips_aitune(repo_root: Path) -> None:
+def test_runtime_only_import_skips_aitune() -> None:
     """With AITUNE_TRT_AOT_RUNTIME_ONLY=1 the package offers load_pt2 and does not import AITune."""
     code = (
         "import sys, aitune_trt_aot as p; "
         "print(int('aitune' in sys.modules), int(hasattr(p, 'load_pt2')), int(hasattr(p, 'save_pt2')))"
     )
-    from tests.conftest import subprocess_env
-
-    env = subprocess_env(repo_root)
+    env = subprocess_env()
     env["AITUNE_TRT_AOT_RUNTIME_ONLY"] = "1"
-    result = run_python(repo_root, "-c", code, env=env)
+    result = run_python("-c", code, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-3:] == ["0", "1", "0"]
 
@@ -148,8 +183,8 @@ def test_save_pt2_refuses_what_is_not_one_pt2_graph(tmp_path: Path) -> None:
     """Unbuilt backends, other formats, other backends and several graphs are refused with what to do."""
     with pytest.raises(Pt2ExportError, match="has not been built or loaded yet"):
         save_pt2(TorchTensorRTAotBackend(), tmp_path / "a.pt2")
-    with pytest.raises(Pt2ExportError, match="holds a 'pickled_module' artifact.*output_format='aot_inductor'"):
-        save_pt2(_loaded_backend(tmp_path, "pickled_module"), tmp_path / "a.pt2")
+    with pytest.raises(Pt2ExportError, match="holds a 'torchscript' artifact.*output_format='aot_inductor'"):
+        save_pt2(_loaded_backend(tmp_path, "torchscript"), tmp_path / "a.pt2")
     with pytest.raises(Pt2ExportError, match="Found no AITune module"):
         save_pt2(torch.nn.Linear(2, 2), tmp_path / "a.pt2")
 

@@ -7,7 +7,7 @@ stored as. The Python ``torch_tensorrt`` package itself is not imported: this mo
 libraries directly (see docs/pt2.md for what that avoids).
 
 Example:
-    >>> from aitune_trt_aot.pt2_runtime import load_pt2  # doctest: +SKIP
+    >>> from aitune_trt_aot.pt2.runtime import load_pt2  # doctest: +SKIP
     >>> model = load_pt2("model.pt2")  # doctest: +SKIP
     >>> y = model(torch.randn(4, 64, device="cuda"))  # doctest: +SKIP
 
@@ -28,20 +28,15 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
+from aitune_trt_aot.errors import Pt2InputError, Pt2LoadError
+
 INPUTS_METADATA_KEY = "aitune_trt_aot.inputs"
+COVERAGE_METADATA_KEY = "aitune_trt_aot.coverage"
 CONSTANTS_METADATA_KEY = "aitune_trt_aot.constants"
 DEFAULT_MODEL_NAME = "model"
 
 # TensorRT-RTX first (the only TensorRT installable on some hosts), then standard TensorRT 10.
 _TENSORRT_LIBRARIES = (("tensorrt_rtx_libs", "libtensorrt_rtx.so"), ("tensorrt_libs", "libnvinfer.so"))
-
-
-class Pt2LoadError(RuntimeError):
-    """A ``.pt2`` package, or what running it needs, is missing or unusable; the message says what to do."""
-
-
-class Pt2InputError(ValueError):
-    """A call's tensors do not fit the shapes and dtypes the package was compiled for."""
 
 
 def _package_dir(name: str) -> Path | None:
@@ -171,11 +166,10 @@ class Pt2Model:
     ranges first: a batch outside them raises :class:`Pt2InputError` instead of returning nothing.
     """
 
-    def __init__(self, loader: Any, path: Path, model_name: str, device: torch.device) -> None:
+    def __init__(self, loader: Any, path: Path, device: torch.device) -> None:
         """Wrap an ``AOTIModelPackageLoader``; use :func:`load_pt2` rather than this."""
         self._loader = loader
         self.path = path
-        self.model_name = model_name
         self.device = device
         in_spec, out_spec = loader.get_call_spec()
         self._keyword_order = traced_keyword_order(pytree.treespec_loads(in_spec))
@@ -190,11 +184,32 @@ class Pt2Model:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the package on ``args``/``kwargs`` (tensors on ``self.device``)."""
-        if kwargs and self._keyword_order:
-            # Keyword arguments in the order the package was traced with (what pytree flattening expects).
-            kwargs = {key: kwargs[key] for key in self._keyword_order if key in kwargs}
+        if kwargs:
+            kwargs = self._traced_keywords(kwargs)
         flat = [leaf for leaf in pytree.tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)]
         return pytree.tree_unflatten(self.run_flat(flat), self._out_spec)
+
+    def _traced_keywords(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The keyword tensors in the order the package was traced with (what pytree flattening expects).
+
+        A keyword that names a value built into the package must carry that value; any other unknown keyword
+        is an error, never silently dropped.
+        """
+        for key, value in kwargs.items():
+            if key in self._keyword_order:
+                continue
+            if key in self.constants:
+                if value != self.constants[key] or type(value) is not type(self.constants[key]):
+                    raise Pt2InputError(
+                        f"{self.path} was compiled with {key}={self.constants[key]!r} built in; this call passes "
+                        f"{key}={value!r}. Call it with the compiled value (or leave it out), or re-tune with this one."
+                    )
+                continue
+            raise Pt2InputError(
+                f"{self.path} takes no keyword {key!r}; its keyword inputs are {self._keyword_order or 'none'} and "
+                f"its built-in values {self.constants or 'none'}."
+            )
+        return {key: kwargs[key] for key in self._keyword_order if key in kwargs}
 
     def run_flat(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         """Run on the flat list of input tensors (positional, then keyword, as traced); return the flat outputs.
@@ -247,6 +262,11 @@ def load_pt2(
     path = Path(path)
     if not path.is_file():
         raise Pt2LoadError(f"No .pt2 package at {path}.")
+    if not zipfile.is_zipfile(path):
+        raise Pt2LoadError(
+            f"{path} is not a complete .pt2 package (not a readable zip archive): the file is damaged or was cut "
+            "short. Write it again with aitune_trt_aot.save_pt2."
+        )
     if not torch.cuda.is_available():
         raise Pt2LoadError(f"{path} holds TensorRT engines, which need an NVIDIA GPU; CUDA is not available here.")
     load_tensorrt_runtime()
@@ -265,5 +285,4 @@ def load_pt2(
         if names and model_name not in names:
             raise Pt2LoadError(f"{path} has no model {model_name!r}; it holds {names}.") from error
         raise Pt2LoadError(f"Could not load {path}: {error}") from error
-    return Pt2Model(loader, path, model_name, torch.device("cuda", index))
-
+    return Pt2Model(loader, path, torch.device("cuda", index))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from aitune_trt_aot import CompilationSettings
+from aitune_trt_aot import CompilationSettings, ConfigError
 from aitune_trt_aot.precision import PrecisionBoundary, cast_floating, output_dtypes, plan_precision, precision_boundary
 
 
@@ -48,100 +48,68 @@ def _scaled() -> Scaled:
 
 # --- plan_precision ------------------------------------------------------------------------------------------
 
+NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16"}
+
 
 def test_fp32_plan() -> None:
-    """Default settings give the fp32 route with fp32 as the only enabled precision."""
-    plan = plan_precision(CompilationSettings(), "auto", is_tensorrt_rtx=True)
+    """fp32 keeps the settings as given."""
+    settings = CompilationSettings()
+    plan = plan_precision("fp32", settings, "auto", strongly_typed=True, ir="dynamo")
     assert (plan.route, plan.dtype, plan.describe()) == ("fp32", None, "fp32")
-    assert plan.settings.enabled_precisions == {torch.float32}
+    assert plan.settings == settings
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 def test_reduced_precision_with_auto_route_uses_autocast(dtype: torch.dtype) -> None:
-    """fp16/bf16 with route auto becomes Torch-TensorRT autocast on a strongly typed fp32 network."""
-    user = CompilationSettings(enabled_precisions={dtype})
-    plan = plan_precision(user, "auto", is_tensorrt_rtx=True)
+    """fp16/bf16 with route auto becomes Torch-TensorRT autocast; the user's settings are not changed."""
+    user = CompilationSettings()
+    plan = plan_precision(NAMES[dtype], user, "auto", strongly_typed=True, ir="dynamo")
     assert (plan.route, plan.dtype) == ("autocast", dtype)
     assert plan.describe() == f"autocast({str(dtype).removeprefix('torch.')})"
     assert plan.settings.enable_autocast is True
     assert plan.settings.autocast_low_precision_type == dtype
-    assert plan.settings.enabled_precisions == {torch.float32}
-    assert plan.settings.use_explicit_typing is True
-    assert user.enabled_precisions == {dtype} and user.enable_autocast is False, "the user's settings were changed"
+    assert user.enable_autocast is False, "the user's settings were changed"
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 def test_cast_module_route(dtype: torch.dtype) -> None:
     """Route cast_module keeps autocast off; the network is typed by the cast module instead."""
-    plan = plan_precision(CompilationSettings(enabled_precisions={dtype}), "cast_module", is_tensorrt_rtx=True)
+    plan = plan_precision(NAMES[dtype], CompilationSettings(), "cast_module", strongly_typed=True, ir="dynamo")
     assert (plan.route, plan.dtype) == ("cast_module", dtype)
     assert plan.settings.enable_autocast is False
     assert plan.settings.autocast_low_precision_type is None
-    assert plan.settings.enabled_precisions == {torch.float32}
-    assert plan.settings.use_explicit_typing is True
 
 
 def test_users_own_autocast_wins_over_route() -> None:
-    """Settings that already enable autocast are built with autocast, whatever the route."""
+    """Settings that already enable autocast are built with autocast, whatever the route and precision field."""
     settings = CompilationSettings(enable_autocast=True, autocast_low_precision_type=torch.float16)
-    plan = plan_precision(settings, "cast_module", is_tensorrt_rtx=False)
+    plan = plan_precision("fp32", settings, "cast_module", strongly_typed=False, ir="dynamo")
     assert (plan.route, plan.dtype) == ("autocast", torch.float16)
 
 
-def test_unsupported_precision_lists_supported_ones() -> None:
-    """int8 is refused with a message naming the precisions the backend builds."""
-    with pytest.raises(ValueError, match="int8") as error:
-        plan_precision(CompilationSettings(enabled_precisions={torch.int8}), "auto", is_tensorrt_rtx=False)
-    assert "fp32, fp16 and bf16" in str(error.value)
-
-
 def test_two_reduced_precisions_are_rejected() -> None:
-    """fp16 and bf16 together is ambiguous and refused, also when one comes from the autocast setting."""
-    both = CompilationSettings(enabled_precisions={torch.float16, torch.bfloat16})
-    with pytest.raises(ValueError, match="choose one reduced precision"):
-        plan_precision(both, "auto", is_tensorrt_rtx=False)
-    mixed = CompilationSettings(
-        enabled_precisions={torch.float16}, enable_autocast=True, autocast_low_precision_type=torch.bfloat16
-    )
-    with pytest.raises(ValueError, match="choose one reduced precision"):
-        plan_precision(mixed, "auto", is_tensorrt_rtx=False)
-
-
-def test_weak_typing_is_refused_with_tensorrt_rtx() -> None:
-    """use_explicit_typing=False cannot work with TensorRT-RTX, which is always strongly typed."""
-    settings = CompilationSettings(enabled_precisions={torch.float16}, use_explicit_typing=False)
-    with pytest.raises(ValueError, match="use_explicit_typing=False is not available with TensorRT-RTX"):
-        plan_precision(settings, "auto", is_tensorrt_rtx=True)
-
-
-def test_weak_typing_is_passed_through_with_standard_tensorrt() -> None:
-    """With standard TensorRT, weak typing keeps the user's settings exactly as given."""
-    settings = CompilationSettings(enabled_precisions={torch.float16}, use_explicit_typing=False)
-    plan = plan_precision(settings, "auto", is_tensorrt_rtx=False)
-    assert (plan.route, plan.dtype) == ("weak_typing", torch.float16)
-    assert plan.settings == settings
-    assert plan.settings.enabled_precisions == {torch.float16}
+    """precision='fp16' with an autocast type of bf16 is ambiguous and refused, naming both."""
+    mixed = CompilationSettings(enable_autocast=True, autocast_low_precision_type=torch.bfloat16)
+    with pytest.raises(ConfigError, match="ask for two reduced precisions"):
+        plan_precision("fp16", mixed, "auto", strongly_typed=False, ir="dynamo")
 
 
 @pytest.mark.parametrize("ir", ["ts", "fx"])
 def test_reduced_precision_with_non_dynamo_ir_on_tensorrt_rtx_is_refused(ir: str) -> None:
-    """The TorchScript/FX frontends cannot build fp16 on TensorRT-RTX; the error points to ir='dynamo'."""
-    settings = CompilationSettings(enabled_precisions={torch.float16})
-    with pytest.raises(ValueError, match="Use ir='dynamo'"):
-        plan_precision(settings, "auto", is_tensorrt_rtx=True, ir=ir)
+    """The TorchScript/FX frontends cannot build fp16 on strongly typed TensorRT-RTX; the error points to dynamo."""
+    with pytest.raises(ConfigError, match="Use ir='dynamo'"):
+        plan_precision("fp16", CompilationSettings(), "auto", strongly_typed=True, ir=ir)
 
 
 def test_reduced_precision_with_ts_on_standard_tensorrt_uses_builder_flags() -> None:
-    """On standard TensorRT, ir='ts' gets fp16 as a weakly typed builder flag next to fp32."""
-    settings = CompilationSettings(enabled_precisions={torch.float16})
-    plan = plan_precision(settings, "auto", is_tensorrt_rtx=False, ir="ts")
+    """On standard TensorRT, ir='ts' gets fp16 as a weakly typed builder flag (the frontend adds it to fp32)."""
+    plan = plan_precision("fp16", CompilationSettings(), "auto", strongly_typed=False, ir="ts")
     assert (plan.route, plan.dtype) == ("weak_typing", torch.float16)
-    assert plan.settings.enabled_precisions == {torch.float32, torch.float16}
 
 
 def test_fp32_with_ts_on_tensorrt_rtx_is_fine() -> None:
     """fp32 has nothing to translate, so every IR accepts it on TensorRT-RTX."""
-    assert plan_precision(CompilationSettings(), "auto", is_tensorrt_rtx=True, ir="ts").route == "fp32"
+    assert plan_precision("fp32", CompilationSettings(), "auto", strongly_typed=True, ir="ts").route == "fp32"
 
 
 # --- precision boundary ----------------------------------------------------------------------------------------

@@ -18,17 +18,28 @@ from aitune.torch.module.tuned_module import TunedModule
 
 import aitune_trt_aot
 from aitune_trt_aot import (
-    CompilationSettings,
+    ArtifactError,
     MissingRequirementError,
     TorchTensorRTAotBackend,
     TorchTensorRTAotBackendConfig,
 )
-from aitune_trt_aot.checkpoint import FORMAT_VERSION, CheckpointWriter
-from aitune_trt_aot.checkpoint import BackendState as EntryState
+from aitune_trt_aot.checkpoint import FORMAT_VERSION, CheckpointEntry, CheckpointWriter
+from aitune_trt_aot.compiled import Coverage
+from aitune_trt_aot.files import file_digest
 from aitune_trt_aot.shapes import InputRange, ShapeGuard
 from aitune_trt_aot.stack import torch_tensorrt_or_none
-from tests.conftest import run_python
-from tests.models import MLP
+from tests.support.models import MLP
+from tests.support.processes import run_python
+
+BUILT_FOR = {
+    "gpu": "NVIDIA H200",
+    "compute_capability": "9.0",
+    "tensorrt_flavour": "TensorRT-RTX",
+    "tensorrt": "1.6.1.120",
+    "torch_tensorrt": "2.14.0",
+    "torch": "2.14.1+cu130",
+    "aitune_trt_aot": "0.2.0",
+}
 
 NAME = "TorchTensorRTAotBackend"
 
@@ -45,15 +56,17 @@ def _guard() -> ShapeGuard:
     return ShapeGuard(signature, [InputRange(locator, "x", (1, 64), (16, 64), (16, 64), torch.float32)], {})
 
 
-def _state(root: Path) -> EntryState:
-    config = TorchTensorRTAotBackendConfig(compile_config=CompilationSettings(enabled_precisions={torch.float16}))
-    return EntryState(
-        config=config,
+def _state(root: Path, checksum: str | None = None) -> CheckpointEntry:
+    return CheckpointEntry(
+        config=TorchTensorRTAotBackendConfig(precision="fp16"),
         artifact=ArtifactPath(root, "model.pt2"),
         artifact_format="exported_program",
         device=torch.device("cuda:0"),
         shape_guard=_guard(),
         precision="autocast(float16)",
+        coverage=Coverage(engines=1, tensorrt_ops=5, pytorch_ops=0),
+        checksum=checksum,
+        built_for=BUILT_FOR,
     )
 
 
@@ -107,7 +120,7 @@ def test_builtin_config_class_is_rejected() -> None:
     assert "aitune.torch.backend.torch_tensorrt_aot_backend" in str(error.value)
 
 
-def test_checkpoint_marker_imports_the_package(tmp_path: Path, repo_root: Path) -> None:
+def test_checkpoint_marker_imports_the_package(tmp_path: Path) -> None:
     """Unpickling an entry's CheckpointWriter in a process that imported only aitune.torch registers our class."""
     path = tmp_path / "entry.pt"
     torch.save({"type": NAME, "writer": CheckpointWriter()}, path)
@@ -128,7 +141,7 @@ entry = torch.load(sys.argv[1], weights_only=False)
 print(json.dumps({"before": before, "imported_before": imported_before, "after": resolved(),
                   "writer": type(entry["writer"]).__module__}))
 """
-    result = run_python(repo_root, "-c", code, str(path), cwd=tmp_path)
+    result = run_python("-c", code, str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {
@@ -149,7 +162,7 @@ def test_entry_round_trip(tmp_path: Path) -> None:
     assert entry["type"] == NAME
     assert entry["writer"] == CheckpointWriter(version=FORMAT_VERSION)
     torch.save(entry, tmp_path / "entry.pt")
-    restored = EntryState.from_dict(torch.load(tmp_path / "entry.pt", weights_only=False))
+    restored = CheckpointEntry.from_dict(torch.load(tmp_path / "entry.pt", weights_only=False))
     assert restored.config == state.config
     assert restored.artifact == state.artifact
     assert restored.artifact_format == "exported_program"
@@ -157,13 +170,17 @@ def test_entry_round_trip(tmp_path: Path) -> None:
     assert restored.precision == "autocast(float16)"
     assert restored.shape_guard is not None
     assert restored.shape_guard.to_dict() == state.shape_guard.to_dict()
+    assert restored.coverage == Coverage(engines=1, tensorrt_ops=5, pytorch_ops=0)
+    assert restored.built_for == BUILT_FOR
 
 
 def test_backend_from_our_entry(tmp_path: Path) -> None:
     """from_dict gives a backend ready to deploy, with the stored config, artifact and precision."""
     backend = TorchTensorRTAotBackend.from_dict(None, _state(tmp_path).to_dict(NAME))
     assert backend.state == BackendState.CHECKPOINT_LOADED
-    assert backend.config.compile_config.enabled_precisions == {torch.float16}
+    assert backend.config.precision == "fp16"
+    assert backend.coverage == Coverage(engines=1, tensorrt_ops=5, pytorch_ops=0)
+    assert backend.describe() == f"{NAME}(precision=fp16; 1 TensorRT engine, 5 ops in TensorRT, 0 in PyTorch)"
     assert backend.artifact_path == tmp_path / "model.pt2"
     assert backend.precision == "autocast(float16)"
     assert backend.device == torch.device("cuda:0")
@@ -174,8 +191,9 @@ def test_backend_from_builtin_entry(tmp_path: Path) -> None:
     """An entry written by AITune's built-in backend loads as an exported program with the default config."""
     backend = TorchTensorRTAotBackend.from_dict(None, _builtin_entry(tmp_path))
     assert backend.state == BackendState.CHECKPOINT_LOADED
-    assert backend._state is not None and backend._state.artifact_format == "exported_program"
-    assert backend._state.shape_guard is None
+    assert backend.artifact_format == "exported_program"
+    assert backend._entry is not None and backend._entry.shape_guard is None
+    assert backend.coverage is None
     assert backend.artifact_path == tmp_path / "model.pt2"
     assert backend.config == TorchTensorRTAotBackendConfig()
     assert "built-in" in (backend.precision or "")
@@ -198,25 +216,35 @@ def test_tuned_module_resolves_entries_to_this_package(tmp_path: Path) -> None:
 
 
 def test_damaged_entry_is_rejected(tmp_path: Path) -> None:
-    """An entry with neither format's fields, or with a plain path for the artifact, is a clear ValueError."""
-    with pytest.raises(ValueError, match="damaged") as error:
+    """An entry with neither format's fields, or with a plain path for the artifact, is a clear ArtifactError."""
+    with pytest.raises(ArtifactError, match="damaged") as error:
         TorchTensorRTAotBackend.from_dict(None, {"type": NAME, "something": 1})
     assert "something" in str(error.value)
     entry = _state(tmp_path).to_dict(NAME) | {"artifact": str(tmp_path / "model.pt2")}
-    with pytest.raises(ValueError, match="'artifact' should be an ArtifactPath"):
+    with pytest.raises(ArtifactError, match="'artifact' should be an ArtifactPath"):
         TorchTensorRTAotBackend.from_dict(None, entry)
 
 
 def test_newer_format_asks_to_upgrade(tmp_path: Path) -> None:
     """An entry from a newer format version says to upgrade aitune-trt-aot."""
     entry = _state(tmp_path).to_dict(NAME) | {"writer": CheckpointWriter(version=FORMAT_VERSION + 1)}
-    with pytest.raises(ValueError, match="Upgrade aitune-trt-aot"):
+    with pytest.raises(ArtifactError, match="Upgrade aitune-trt-aot"):
+        TorchTensorRTAotBackend.from_dict(None, entry)
+
+
+def test_entry_of_the_torch_2_11_release_asks_to_retune(tmp_path: Path) -> None:
+    """An entry written by aitune-trt-aot 0.1 (format 1, torch 2.11 stack) cannot run on 2.14: re-tune."""
+    entry = _state(tmp_path).to_dict(NAME) | {
+        "writer": CheckpointWriter(version=1),
+        "artifact_format": "pickled_module",
+    }
+    with pytest.raises(ArtifactError, match="format 1.*torch 2.11.*Re-run ait.tune"):
         TorchTensorRTAotBackend.from_dict(None, entry)
 
 
 def test_entry_of_another_type_is_rejected(tmp_path: Path) -> None:
     """from_dict refuses an entry whose type names another backend."""
-    with pytest.raises(ValueError, match="'TorchInductorAotBackend' is not a TorchTensorRTAotBackend"):
+    with pytest.raises(ArtifactError, match="'TorchInductorAotBackend' is not a TorchTensorRTAotBackend"):
         TorchTensorRTAotBackend.from_dict(None, _builtin_entry(tmp_path) | {"type": "TorchInductorAotBackend"})
 
 
@@ -237,10 +265,39 @@ def test_unbuilt_backend_cannot_run_or_save() -> None:
 def test_deploy_with_missing_artifact_names_the_path(tmp_path: Path) -> None:
     """A checkpoint whose artifact file is gone fails at deploy with the missing path (before any CUDA check)."""
     backend = TorchTensorRTAotBackend.from_dict(None, _builtin_entry(tmp_path))
-    with pytest.raises(FileNotFoundError, match="is missing") as error:
+    with pytest.raises(ArtifactError, match="is missing") as error:
         backend.deploy(torch.device("cuda"))
     assert str(tmp_path / "model.pt2") in str(error.value)
     assert backend.state == BackendState.CHECKPOINT_LOADED
+
+
+def test_damaged_artifact_is_refused_before_loading(tmp_path: Path) -> None:
+    """A flipped byte in the engine file no longer matches the checksum recorded at save: ArtifactError, no load."""
+    artifact = tmp_path / "model.pt2"
+    artifact.write_bytes(bytes(range(256)) * 16)
+    backend = TorchTensorRTAotBackend.from_dict(None, _state(tmp_path, file_digest(artifact)).to_dict(NAME))
+    data = bytearray(artifact.read_bytes())
+    data[100] ^= 0x01
+    artifact.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="model.pt2 is damaged.*Restore the .ait checkpoint"):
+        backend.deploy(torch.device("cuda"))
+
+
+def test_artifact_built_elsewhere_is_refused_naming_both_sides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Engines built for another GPU architecture or TensorRT release are refused before deserialisation."""
+    from aitune_trt_aot import compat
+
+    here = BUILT_FOR | {"gpu": "NVIDIA A100", "compute_capability": "8.0", "tensorrt": "1.7.0.1"}
+    monkeypatch.setattr(compat, "build_environment", lambda device=None: here)
+    problem = compat.incompatibility(BUILT_FOR)
+    assert problem is not None
+    assert "built for NVIDIA H200 (sm 9.0), TensorRT-RTX 1.6.1.120" in problem
+    assert "this machine has NVIDIA A100 (sm 8.0), TensorRT-RTX 1.7.0.1" in problem
+    assert "differs in: compute_capability, tensorrt" in problem
+    assert compat.incompatibility(None) is None
+    unknown_here = BUILT_FOR | {"compute_capability": None, "tensorrt": None, "torch_tensorrt": None}
+    monkeypatch.setattr(compat, "build_environment", lambda device=None: unknown_here)
+    assert compat.incompatibility(BUILT_FOR) is None  # nothing known here to compare with
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")

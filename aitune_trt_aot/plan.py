@@ -1,0 +1,165 @@
+"""The build plan: what one build will do on this stack, and every "not supported here" rule.
+
+``make_plan(config, stack, graph_spec, sample)`` turns the user's config, the installed stack and the
+recorded inputs into a :class:`BuildPlan`: frontend, artifact format, precision route, input ranges and
+frontend options. Every refusal lives here (``check_config`` holds the rules that need no stack and runs
+when the config is made); ``docs/irs.md`` has the same rules as a table. Adding an IR or a format means
+adding its module and naming it in the frontend's ``formats``; this file reads those declarations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from aitune.torch.module.graph_spec import GraphSpec
+
+from aitune_trt_aot.errors import ConfigError, MissingRequirementError, UnsupportedInputsError
+from aitune_trt_aot.formats import FORMATS, ArtifactFormat
+from aitune_trt_aot.frontends import FRONTENDS, Frontend, FrontendOptions
+from aitune_trt_aot.precision import PrecisionPlan, plan_precision
+from aitune_trt_aot.settings import settings_to_dict
+from aitune_trt_aot.shapes import InputRange, input_ranges
+from aitune_trt_aot.stack import Stack
+
+if TYPE_CHECKING:
+    from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything decided before a build starts.
+
+    Attributes:
+        frontend: The IR frontend that compiles.
+        artifact_format: The format the engines are saved in (inside the ``.ait`` checkpoint).
+        precision: How the requested precision is obtained, with the effective settings.
+        ranges: Min/opt/max shape of each tensor input, computed once.
+        options: Typed frontend options.
+        stack: The installed stack the plan was made for.
+
+    """
+
+    frontend: Frontend
+    artifact_format: ArtifactFormat
+    precision: PrecisionPlan
+    ranges: list[InputRange]
+    options: FrontendOptions
+    stack: Stack
+
+    def describe(self) -> str:
+        """``ir=dynamo format=exported_program precision=fp32`` for logs."""
+        return (
+            f"ir={self.frontend.name} format={self.artifact_format.name} precision={self.precision.describe()} "
+            f"[{self.stack.describe()}]"
+        )
+
+
+def resolve_format(ir: str, output_format: str) -> str:
+    """The artifact format name for ``output_format`` (``"auto"``: the IR's default); refuses impossible pairs."""
+    frontend = FRONTENDS[ir]
+    if output_format == "auto":
+        return frontend.default_format
+    if output_format not in frontend.formats:
+        able = sorted(name for name, f in FRONTENDS.items() if output_format in f.formats)
+        raise ConfigError(
+            f"ir={ir!r} cannot write output_format={output_format!r}; it writes {list(frontend.formats)}. "
+            f"{output_format!r} needs ir={' or '.join(map(repr, able))}."
+        )
+    return output_format
+
+
+def check_config(config: TorchTensorRTAotBackendConfig) -> None:
+    """The rules that need no stack: run when the config is made, so a bad config fails at once."""
+    name = resolve_format(config.ir, config.output_format)
+    if config.cuda_graphs and not FORMATS[name].cuda_graphs:
+        raise ConfigError(
+            f"cuda_graphs=True does not work with output_format={name!r}: calling an AOTInductor package cannot be "
+            "captured in a CUDA graph. Use output_format='exported_program' (or 'auto') with cuda_graphs, or "
+            "cuda_graphs=False."
+        )
+
+
+def _check_frontend_available(frontend: Frontend, stack: Stack) -> None:
+    reason = stack.unsupported_reason()
+    if reason is not None:
+        raise MissingRequirementError(reason)
+    if not stack.has_frontend(frontend.feature):
+        rtx_note = " (TensorRT-RTX builds of Torch-TensorRT never include it)" if stack.tensorrt_rtx else ""
+        raise MissingRequirementError(
+            f"ir={frontend.name!r} needs Torch-TensorRT's {frontend.feature}, which this installation "
+            f"({stack.describe()}) does not have{rtx_note}. Use {frontend.alternative} instead."
+        )
+
+
+def _check_inputs(frontend: Frontend, sample: tuple[tuple, dict]) -> None:
+    """Refuse a call the frontend cannot compile (ts/fx: positional tensors only)."""
+    if not frontend.positional_only:
+        return
+    args, kwargs = sample
+    problems = []
+    keyword_inputs = sorted(k for k, v in kwargs.items() if v is not None)
+    if keyword_inputs:
+        problems.append(f"keyword inputs {keyword_inputs}")
+    non_tensors = [f"argument {i} ({type(a).__name__})" for i, a in enumerate(args) if not isinstance(a, torch.Tensor)]
+    if non_tensors:
+        problems.append("non-tensor or nested inputs: " + ", ".join(non_tensors))
+    if problems:
+        raise UnsupportedInputsError(
+            f"ir={frontend.name!r} compiles calls whose inputs are positional tensors only; this model is called "
+            f"with {'; '.join(problems)}. Use ir='dynamo', which supports keyword, nested and non-tensor inputs."
+        )
+
+
+def _warn_dropped_settings(frontend: Frontend, settings: Any) -> None:
+    """Name every changed setting the frontend does not use (the TorchScript and FX frontends take few)."""
+    if frontend.accepted_settings is None:
+        return
+    dropped = sorted(set(settings_to_dict(settings)) - frontend.accepted_settings)
+    if dropped:
+        logger.warning(
+            "ir=%r ignores these compile_config settings: %s (it uses only %s). Use ir='dynamo' to apply them.",
+            frontend.name,
+            ", ".join(dropped),
+            ", ".join(sorted(frontend.accepted_settings)),
+        )
+
+
+def make_plan(
+    config: TorchTensorRTAotBackendConfig,
+    stack: Stack,
+    graph_spec: GraphSpec,
+    sample: tuple[tuple, dict],
+    settings: Any,
+) -> BuildPlan:
+    """Decide the build, or raise the error that says why this config cannot build here and what to do.
+
+    ``settings`` is ``config.compile_config`` as the installed ``CompilationSettings`` class.
+    """
+    frontend = FRONTENDS[config.ir]
+    _check_frontend_available(frontend, stack)
+    check_config(config)
+    _check_inputs(frontend, sample)
+    _warn_dropped_settings(frontend, settings)
+    precision = plan_precision(config.precision, settings, config.precision_route, stack.strongly_typed, frontend.name)
+    options = FrontendOptions(
+        ts_capture=config.ts_capture, reduced_dtype=precision.dtype if precision.route == "weak_typing" else None
+    )
+    return BuildPlan(
+        frontend=frontend,
+        artifact_format=FORMATS[resolve_format(config.ir, config.output_format)],
+        precision=precision,
+        ranges=input_ranges(graph_spec),
+        options=options,
+        stack=stack,
+    )
+
+
+def with_precision(plan: BuildPlan, precision: PrecisionPlan) -> BuildPlan:
+    """The same plan with another precision route (the ``precision_route="auto"`` fallback)."""
+    return dataclasses.replace(plan, precision=precision)

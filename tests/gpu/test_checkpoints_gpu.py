@@ -1,0 +1,56 @@
+"""GPU: checkpoints reloaded in fresh processes, AITune's built-in backend's checkpoints, damaged artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aitune_trt_aot import ArtifactError, TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
+from tests.support import tolerances
+from tests.support.gpu import reload_in_fresh_process, the_backend, tune_case
+from tests.support.processes import json_tail, run_python
+
+OURS = "aitune_trt_aot.backend.TorchTensorRTAotBackend"
+
+
+@pytest.mark.parametrize(("case", "precision"), [("mlp", "fp16"), ("two_inputs", "fp32")])
+def test_save_then_load_in_fresh_process(tmp_path: Path, case: str, precision: str) -> None:
+    """The reloaded module runs the saved engines (no recompilation) and gives the tuned outputs."""
+    config = TorchTensorRTAotBackendConfig(precision=precision)
+    tuned, reference = tune_case(case, TorchTensorRTAotBackend(config))
+    report = reload_in_fresh_process(tmp_path, tuned, reference, case)
+    print(f"\n[fresh-process load {case} {precision}] {report}")
+    assert report["backends"] == [OURS] and report["served_by_backend"] == report["calls"]
+    assert max(report["errors"].values()) <= tolerances.FP32
+    assert max(report["errors_vs_eager"].values()) <= tolerances.BY_PRECISION[precision]
+
+
+@pytest.mark.quick
+def test_our_checkpoint_resolves_to_us_without_import_and_damage_is_refused(tmp_path: Path) -> None:
+    """A process that never imports aitune_trt_aot loads our entries with our class; a flipped byte is refused."""
+    tuned, reference = tune_case("mlp", TorchTensorRTAotBackend())
+    report = reload_in_fresh_process(tmp_path, tuned, reference, "mlp", (1, 5, 16), "--no-import")
+    print(f"\n[load without import] {report}")
+    assert report["backends"] == [OURS] and report["served_by_backend"] == report["calls"]
+    assert max(report["errors"].values()) <= tolerances.FP32
+
+    backend = the_backend(tuned)
+    data = bytearray(backend.artifact_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    backend.artifact_path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="is damaged"):
+        backend._activate()  # what ait.load's deploy step runs
+
+
+def test_builtin_backend_checkpoint_loads_through_this_package(tmp_path: Path) -> None:
+    """A checkpoint written by AITune's built-in TorchTensorRTAotBackend loads and runs with our class."""
+    ckpt, expected = str(tmp_path / "builtin.ait"), str(tmp_path / "expected.pt")
+    result = run_python("-m", "tests.scripts.tune_with_builtin", "mlp", ckpt, expected)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    report = json_tail(
+        run_python("-m", "tests.scripts.load_and_run", "mlp", ckpt, expected), "load built-in checkpoint"
+    )
+    print(f"\n[built-in checkpoint through aitune_trt_aot] {report}")
+    assert report["backends"] == [OURS] and report["served_by_backend"] == report["calls"]
+    assert max(report["errors_vs_eager"].values()) <= tolerances.FP32

@@ -1,0 +1,121 @@
+"""GPU: ``.pt2`` AOTInductor packages standalone: in a fresh Python process without AITune, and from C++ (full tier)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from aitune_trt_aot import (
+    InputShapeError,
+    Pt2InputError,
+    TorchTensorRTAotBackend,
+    TorchTensorRTAotBackendConfig,
+    load_pt2,
+    save_pt2,
+)
+from aitune_trt_aot.pt2.runtime import runtime_library, tensorrt_library
+from tests.support import tolerances
+from tests.support.gpu import SWEEP, inputs_for, sweep_errors, the_backend, tune_case
+from tests.support.processes import json_tail, subprocess_env
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from pt2_cases import write_cases  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MAX_BATCH = 16
+CASE_BATCHES = tuple(dict.fromkeys(SWEEP))  # 8 distinct batch sizes in a changing order
+
+
+def _pt2_backend(precision: str = "fp32") -> TorchTensorRTAotBackend:
+    return TorchTensorRTAotBackend(TorchTensorRTAotBackendConfig(precision=precision, output_format="aot_inductor"))
+
+
+def test_two_inputs_pt2_standalone_keywords_and_constants(tmp_path: Path) -> None:
+    """The package's signature is the model's minus the built-in value; other keywords or values are refused."""
+    tuned, reference = tune_case("two_inputs", _pt2_backend())
+    assert the_backend(tuned).artifact_format == "aot_inductor"
+    package = load_pt2(save_pt2(tuned, tmp_path / "two_inputs.pt2"))
+    assert package.constants == {"scale": 0.5}
+    (x, y), kwargs = inputs_for("two_inputs", 9)
+    with torch.no_grad():
+        error = float((package(x, y, bias=kwargs["bias"]) - reference(x, y, **kwargs)).abs().max())
+        same = float((package(x, y, bias=kwargs["bias"], scale=0.5) - reference(x, y, **kwargs)).abs().max())
+    print(f"\n[two_inputs .pt2 standalone] max abs error vs eager {error:.2e}")
+    assert max(error, same) <= tolerances.FP32
+    with pytest.raises(Pt2InputError, match="compiled with scale=0.5"):
+        package(x, y, bias=kwargs["bias"], scale=2.0)
+    with pytest.raises(Pt2InputError, match="takes no keyword 'shift'"):
+        package(x, y, bias=kwargs["bias"], shift=1.0)
+
+
+def _build_cpp_example(repo_root: Path, build_dir: Path) -> Path:
+    if shutil.which("cmake") is None or shutil.which("c++") is None:
+        pytest.skip("the C++ example needs cmake and a C++ compiler")
+    configure = [
+        "cmake",
+        "-S",
+        str(repo_root / "examples" / "cpp"),
+        "-B",
+        str(build_dir),
+        f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
+        f"-DTORCHTRT_RUNTIME={runtime_library()}",
+        f"-DTENSORRT_LIBRARY={tensorrt_library()}",
+    ]
+    for command in (configure, ["cmake", "--build", str(build_dir), "-j", "8"]):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            errors = [line for line in (result.stdout + result.stderr).splitlines() if "error" in line.lower()]
+            pytest.xfail(f"the C++ example does not build here ({command[:2]}): {errors[:5]}")
+    return build_dir / "inference"
+
+
+def test_mlp_pt2_end_to_end(tmp_path: Path) -> None:
+    """Tune, save_pt2, run without AITune in a fresh Python process and from the C++ example, swept."""
+    tuned, reference = tune_case("mlp", _pt2_backend())
+    errors = sweep_errors(tuned, reference, "mlp")
+    print(f"\n[mlp fp32 .pt2 in the tuning process] sweep errors vs eager: {errors}")
+    assert max(errors.values()) <= tolerances.FP32
+    with pytest.raises(InputShapeError, match="outside the built range"):
+        tuned(torch.randn(MAX_BATCH + 1, 64, device="cuda"))
+
+    package = save_pt2(tuned, tmp_path / "mlp.pt2")
+    cases = []
+    for position, batch in enumerate(CASE_BATCHES):
+        (x,), _ = inputs_for("mlp", batch, seed=500 + position)
+        with torch.no_grad():
+            cases.append(([x], reference(x)))
+    write_cases(str(tmp_path / "cases.pt"), cases, max_batch=MAX_BATCH)
+
+    # Python, no AITune and no torch_tensorrt in the process (examples/deploy_pt2.py reports what it imported).
+    script = str(REPO_ROOT / "examples" / "deploy_pt2.py")
+    result = subprocess.run(
+        [sys.executable, script, str(package), "--check-cases", str(tmp_path / "cases.pt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(),
+    )
+    deployed = json_tail(result, "examples/deploy_pt2.py")
+    print(f"[mlp .pt2 standalone Python, fresh process] {deployed}")
+    assert deployed["imported"] == []
+    assert set(deployed["errors"]) == {str(b) for b in CASE_BATCHES}
+    assert max(deployed["errors"].values()) <= tolerances.FP32
+
+    standalone = load_pt2(package)
+    with pytest.raises(Pt2InputError, match=f"size {MAX_BATCH + 1} on axis 0, compiled for 1..{MAX_BATCH}"):
+        standalone(torch.randn(MAX_BATCH + 1, 64, device="cuda"))
+
+    # C++: build the example against the installed LibTorch and run it on the same package and cases.
+    binary = _build_cpp_example(REPO_ROOT, tmp_path / "cpp-build")
+    result = subprocess.run([str(binary), str(package), str(tmp_path / "cases.pt")], capture_output=True, text=True)
+    print(f"[C++ example]\n{result.stdout}{result.stderr[-2000:]}")
+    assert result.returncode == 0
+    cpp_errors = [float(e) for e in re.findall(r"max abs error vs expected (\S+)", result.stdout)]
+    assert len(cpp_errors) == 3 * len(CASE_BATCHES) and max(cpp_errors) <= tolerances.FP32
+    assert f"batch {MAX_BATCH + 1}: refused" in result.stdout
