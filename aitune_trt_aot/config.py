@@ -10,6 +10,7 @@ from typing import Any
 from aitune.torch.backend.backend import BackendConfig
 
 from aitune_trt_aot.errors import ConfigError
+from aitune_trt_aot.precision import PRECISIONS as PRECISION_DTYPES
 from aitune_trt_aot.settings import (
     CompilationSettings,
     check_setting_types,
@@ -20,7 +21,7 @@ from aitune_trt_aot.settings import (
 
 IRS = ("dynamo", "ts", "fx")
 IR_ALIASES = {"torchscript": "ts", "torch_script": "ts", "export": "dynamo"}
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = tuple(PRECISION_DTYPES)
 PRECISION_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 PRECISION_ROUTES = ("auto", "autocast", "cast_module")
 TS_CAPTURES = ("trace", "script")

@@ -27,8 +27,7 @@ from aitune_trt_aot.errors import ConfigError
 from aitune_trt_aot.settings import to_torch_dtype
 from aitune_trt_aot.wrappers import with_signature
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-PRECISION_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16"}
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}  # config.precision -> reduced dtype
 
 
 @dataclass(frozen=True)

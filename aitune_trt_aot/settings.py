@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import tempfile
-from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
@@ -145,12 +144,6 @@ def to_torch_dtype(value: Any) -> torch.dtype:
     raise ValueError(
         f"Unknown precision {value!r}. Use torch dtypes such as torch.float32, torch.float16 or torch.bfloat16."
     )
-
-
-def normalize_precisions(precisions: Iterable[Any] | None) -> set[torch.dtype]:
-    """Precisions as a set of ``torch.dtype`` (an empty or missing set means fp32)."""
-    normalized = {to_torch_dtype(p) for p in (precisions or ())}
-    return normalized or {torch.float32}
 
 
 def _default_settings() -> Any:

@@ -186,8 +186,3 @@ def require_cuda() -> None:
             "No CUDA GPU is available to PyTorch (torch.cuda.is_available() is False). Building and running "
             "TensorRT engines needs an NVIDIA GPU with its driver and a CUDA build of PyTorch."
         )
-
-
-def stack_description() -> str:
-    """One line naming the installed versions, for logs and error messages."""
-    return current_stack().describe()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aitune_trt_aot import AitrtAotError, CompilationSettings, ConfigError, TorchTensorRTAotBackendConfig
-from aitune_trt_aot.settings import DeviceSpec, normalize_precisions, settings_from_dict, to_torch_dtype
+from aitune_trt_aot.settings import DeviceSpec, settings_from_dict, to_torch_dtype
 from tests.support.processes import REPO_ROOT, subprocess_env
 
 _OPS = ("torch.ops.aten.relu.default", "torch.ops.aten.gelu.default", "torch.ops.aten.mm.default")
@@ -333,10 +333,3 @@ def test_unknown_precision_is_rejected() -> None:
     for bad in ("fp13", "", 16, None):
         with pytest.raises(ValueError, match="Unknown precision.*torch.float16"):
             to_torch_dtype(bad)
-
-
-def test_missing_precisions_mean_fp32() -> None:
-    """No precisions (None or empty) means fp32; names are normalised to dtypes."""
-    assert normalize_precisions(None) == {torch.float32}
-    assert normalize_precisions(set()) == {torch.float32}
-    assert normalize_precisions(["half", torch.float16]) == {torch.float16}

@@ -16,9 +16,9 @@ from aitune_trt_aot.frontends import FRONTENDS
 from aitune_trt_aot.plan import _check_frontend_available, _check_inputs, _warn_dropped_settings, resolve_format
 from aitune_trt_aot.stack import (
     Stack,
+    current_stack,
     require_cuda,
     require_torch_tensorrt,
-    stack_description,
     torch_tensorrt_or_none,
 )
 from tests.support.processes import REPO_ROOT, run_python
@@ -114,7 +114,7 @@ def test_stack_errors_without_torch_tensorrt() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(MissingRequirementError, match="No CUDA GPU"):
             require_cuda()
-    assert "Torch-TensorRT not importable" in stack_description()
+    assert "Torch-TensorRT not importable" in current_stack().describe()
 
 
 # --- inputs the TorchScript and FX frontends accept ------------------------------------------------------------
