@@ -20,12 +20,10 @@ from aitune_trt_aot import (
     save_pt2,
 )
 from aitune_trt_aot.pt2.runtime import runtime_library, tensorrt_library
+from examples.pt2_cases import write_cases
 from tests.support import tolerances
 from tests.support.gpu import SWEEP, inputs_for, sweep_errors, the_backend, tune_case
 from tests.support.processes import json_tail, subprocess_env
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-from pt2_cases import write_cases  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_BATCH = 16
