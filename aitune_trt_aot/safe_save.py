@@ -7,6 +7,8 @@ AITune's side outputs (the unzipped checkpoint folder, and a copy of its SHA sum
 ``ait.save`` leaves beside the ``.ait``) are not kept: the SHA sums are inside the ``.ait`` as well.
 A save killed part-way leaves the old checkpoint untouched and at most one ``.<name>.*.saving`` folder beside
 it, which the next save to the same path removes (two saves to one path at once are not supported).
+The file lands exactly where ``ait.save(model, path, storage)`` would put it, so ``ait.load`` with the same
+arguments finds it: AITune's default storage puts relative paths under its base folder (``checkpoints/``).
 """
 
 from __future__ import annotations
@@ -33,27 +35,37 @@ def _remove_leftovers(path: Path) -> None:
         logger.info("Removed %s, left by an interrupted save.", leftover)
 
 
-def save(model: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
-    """Save an AITune model like ``ait.save(model, path)``, replacing ``path`` only once the new file is complete.
+def destination(path: str | os.PathLike[str], storage: Any = None) -> Path:
+    """Where ``ait.save(model, path, storage)`` writes the ``.ait`` file (AITune's own path resolution)."""
+    from aitune.torch.checkpoint.local_torch_storage import LocalTorchStorage
+    from aitune.torch.checkpoint.storage_tasks import AIT_EXTENSION
+
+    # Storage._get_target_folder_path is AITune's (private) rule: base folder / path, without the suffix.
+    folder = Path((storage or LocalTorchStorage())._get_target_folder_path(path))
+    return folder.with_name(folder.name + AIT_EXTENSION).absolute()
+
+
+def save(model: Any, path: str | os.PathLike[str], storage: Any = None) -> Path:
+    """Save like ``ait.save(model, path, storage)``; the previous file is replaced only by a complete new one.
 
     Args:
         model: The tuned ``ait.Module`` (or model holding AITune modules), as ``ait.save`` takes it.
-        path: The ``.ait`` checkpoint to write.
-        **kwargs: Passed on to ``ait.save``.
+        path: The ``.ait`` checkpoint to write, as ``ait.save`` takes it.
+        storage: AITune storage, as ``ait.save`` takes it (default: AITune's local storage).
 
     Returns:
-        The path written.
+        The absolute path written (where ``ait.load(module, path, storage)`` reads).
 
     """
     import aitune.torch as ait
 
-    path = Path(path)
+    path = destination(path, storage)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(path)
     work = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".saving", dir=path.parent))
     try:
-        written = work / path.name
-        ait.save(model, written, **kwargs)
+        written = work / path.name  # absolute: every storage resolves it to itself
+        ait.save(model, written, storage=storage)
         if not written.is_file():
             raise RuntimeError(f"ait.save did not write {written}; {path} was left as it was.")
         os.replace(written, path)

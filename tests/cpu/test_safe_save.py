@@ -41,6 +41,21 @@ def test_save_writes_a_checkpoint_ait_load_reads_and_leaves_nothing_else(tmp_pat
     assert loaded(torch.randn(2, 4)).shape == (2, 4)
 
 
+def test_relative_path_lands_where_ait_save_and_ait_load_put_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative path resolves as AITune resolves it (under checkpoints/ by default), so ait.load finds it."""
+    module = _tuned_eager_module("relative")
+    monkeypatch.chdir(tmp_path)
+    written = aitune_trt_aot.save(module, "model.ait")
+    assert written == tmp_path / "checkpoints" / "model.ait"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
+    assert sorted(p.name for p in written.parent.iterdir()) == ["model.ait"]
+    strategy = ait.OneBackendStrategy(backend=TorchEagerBackend())
+    loaded = ait.load(ait.Module(torch.nn.Linear(4, 4), "relative", strategy=strategy), "model.ait")
+    assert loaded(torch.randn(2, 4)).shape == (2, 4)
+
+
 _KILLED_SAVE = textwrap.dedent(
     """
     import os, signal, sys
