@@ -16,9 +16,11 @@ from typing import Any
 import torch
 from torch.export import ExportedProgram
 
+from aitune_trt_aot.compat import build_environment
 from aitune_trt_aot.compiled import CompiledModel
 from aitune_trt_aot.formats.base import ArtifactFormat
 from aitune_trt_aot.pt2.runtime import (
+    BUILT_FOR_METADATA_KEY,
     CONSTANTS_METADATA_KEY,
     COVERAGE_METADATA_KEY,
     INPUTS_METADATA_KEY,
@@ -70,6 +72,7 @@ def _package_configs(program: ExportedProgram, compiled: CompiledModel) -> dict[
         INPUTS_METADATA_KEY: json.dumps([r.to_json() for r in input_ranges(program)]),
         CONSTANTS_METADATA_KEY: json.dumps(compiled.constants, default=repr),
         COVERAGE_METADATA_KEY: json.dumps(compiled.coverage.to_dict()),
+        BUILT_FOR_METADATA_KEY: json.dumps(build_environment(), default=str),
     }
     return {"aot_inductor.metadata": metadata}
 

@@ -32,6 +32,7 @@ from aitune_trt_aot.errors import Pt2InputError, Pt2LoadError
 
 INPUTS_METADATA_KEY = "aitune_trt_aot.inputs"
 COVERAGE_METADATA_KEY = "aitune_trt_aot.coverage"
+BUILT_FOR_METADATA_KEY = "aitune_trt_aot.built_for"
 CONSTANTS_METADATA_KEY = "aitune_trt_aot.constants"
 DEFAULT_MODEL_NAME = "model"
 

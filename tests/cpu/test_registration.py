@@ -12,7 +12,6 @@ import torch
 from aitune.torch.backend.backend import Backend, BackendState
 from aitune.torch.checkpoint.artifact import ArtifactPath
 from aitune.torch.module.forward_signature import ForwardSignature
-from aitune.torch.module.locator import Locator
 from aitune.torch.module.sample_metadata import SampleMetadata
 from aitune.torch.module.tuned_module import TunedModule
 
@@ -26,20 +25,10 @@ from aitune_trt_aot import (
 from aitune_trt_aot.checkpoint import FORMAT_VERSION, CheckpointEntry, CheckpointWriter
 from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.files import file_digest
-from aitune_trt_aot.shapes import InputRange, ShapeGuard
 from aitune_trt_aot.stack import torch_tensorrt_or_none
+from tests.support.entries import BUILT_FOR, mlp_guard
 from tests.support.models import MLP
 from tests.support.processes import run_python
-
-BUILT_FOR = {
-    "gpu": "NVIDIA H200",
-    "compute_capability": "9.0",
-    "tensorrt_flavour": "TensorRT-RTX",
-    "tensorrt": "1.6.1.120",
-    "torch_tensorrt": "2.14.0",
-    "torch": "2.14.1+cu130",
-    "aitune_trt_aot": "0.2.0",
-}
 
 NAME = "TorchTensorRTAotBackend"
 
@@ -49,20 +38,13 @@ def _resolved() -> type:
     return {c.__name__: c for c in Backend.__subclasses__()}[NAME]
 
 
-def _guard() -> ShapeGuard:
-    """A guard for ``MLP`` built by hand: x of shape (1..16, 64), float32."""
-    signature = ForwardSignature.from_callable(MLP().forward)
-    ((locator, _),) = Locator.find_leaves({"x": torch.zeros(1, 64)}, only_tensors=True)
-    return ShapeGuard(signature, [InputRange(locator, "x", (1, 64), (16, 64), (16, 64), torch.float32)], {})
-
-
 def _state(root: Path, checksum: str | None = None) -> CheckpointEntry:
     return CheckpointEntry(
         config=TorchTensorRTAotBackendConfig(precision="fp16"),
         artifact=ArtifactPath(root, "model.pt2"),
         artifact_format="exported_program",
         device=torch.device("cuda:0"),
-        shape_guard=_guard(),
+        shape_guard=mlp_guard(),
         precision="autocast(float16)",
         coverage=Coverage(engines=1, tensorrt_ops=5, pytorch_ops=0),
         checksum=checksum,
