@@ -9,7 +9,7 @@ import torch
 
 Sample = tuple[tuple, dict]  # one recorded call: (args, kwargs)
 
-_ENGINE_MODULES = {"TorchTensorRTModule"}
+_ENGINE_MODULES = {"TorchTensorRTModule", "TRTModule"}  # dynamo engines; the FX frontend's engines
 _IGNORED_TARGETS = {"getitem"}
 
 
@@ -58,11 +58,12 @@ def count_ops(graph_module: torch.fx.GraphModule) -> int:
     return total
 
 
-def graph_coverage(compiled: torch.fx.GraphModule, source_ops: int) -> Coverage:
-    """Coverage of a Dynamo-compiled graph whose exported source graph had ``source_ops`` operations."""
+def graph_coverage(compiled: torch.fx.GraphModule, source_ops: int | None) -> Coverage:
+    """Coverage of a compiled graph whose source graph had ``source_ops`` operations (None: unknown)."""
     engines = sum(type(m).__name__ in _ENGINE_MODULES for m in compiled.modules())
     in_pytorch = count_ops(compiled)
-    return Coverage(engines=engines, tensorrt_ops=max(0, source_ops - in_pytorch), pytorch_ops=in_pytorch)
+    in_tensorrt = None if source_ops is None else max(0, source_ops - in_pytorch)
+    return Coverage(engines=engines, tensorrt_ops=in_tensorrt, pytorch_ops=in_pytorch)
 
 
 def script_coverage(compiled: torch.jit.ScriptModule) -> Coverage:

@@ -38,4 +38,4 @@ class FxFrontend(Frontend):
             lower_precision=LowerPrecision.FP16 if reduced == torch.float16 else LowerPrecision.FP32,
             dynamic_batch=True,
         )
-        return CompiledModel(module=compiled, sample=(example, {}), coverage=graph_coverage(compiled, 0))
+        return CompiledModel(module=compiled, sample=(example, {}), coverage=graph_coverage(compiled, None))
