@@ -32,7 +32,7 @@ def build_environment(device: torch.device | None = None) -> dict[str, Any]:
     stack = current_stack()
     return {
         **_device_facts(device),
-        "tensorrt_flavour": stack.flavour,
+        "tensorrt_flavour": stack.flavour if stack.torch_tensorrt_version else None,  # unknown without it
         "tensorrt": stack.tensorrt_version,
         "torch_tensorrt": stack.torch_tensorrt_version,
         "torch": stack.torch_version,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,9 +25,11 @@ logger = logging.getLogger(__name__)
 
 
 def leftovers(path: Path) -> list[Path]:
-    """Folders an interrupted save to ``path`` left beside it."""
+    """Folders an interrupted save to ``path`` left beside it (not those of another name: ``model.v2.ait``)."""
     path = Path(path)
-    return sorted(path.parent.glob(f".{path.stem}.*.saving"))
+    # tempfile.mkdtemp puts 8 characters of [a-z0-9_] between our prefix and suffix.
+    own = re.compile(rf"\.{re.escape(path.stem)}\.[a-z0-9_]{{8}}\.saving")
+    return sorted(p for p in path.parent.glob(f".{path.stem}.*.saving") if own.fullmatch(p.name))
 
 
 def _remove_leftovers(path: Path) -> None:

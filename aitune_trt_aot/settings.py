@@ -141,7 +141,7 @@ def to_torch_dtype(value: Any) -> torch.dtype:
     to = getattr(value, "to", None)
     if to is not None and _torch_tensorrt is not None and isinstance(value, _torch_tensorrt.dtype):
         return to(torch.dtype)
-    raise ValueError(
+    raise ConfigError(
         f"Unknown precision {value!r}. Use torch dtypes such as torch.float32, torch.float16 or torch.bfloat16."
     )
 
@@ -178,7 +178,7 @@ def _encode(value: Any) -> Any:
     if callable(value):
         # Ops (OpOverload, Python functions) are stored by the qualified name Torch-TensorRT matches them by.
         return _get_qualified_name(value)
-    raise ValueError(
+    raise ConfigError(
         f"Cannot store the Torch-TensorRT setting value {value!r} ({type(value).__name__}) in a config: only "
         "plain values, dtypes, devices, enums, ops and collections of them can be saved. Leave that setting at "
         "its default or pass a serialisable value."
@@ -208,7 +208,7 @@ def _decode(value: Any, field_name: str) -> Any:
         default = getattr(_default_settings(), field_name, None)
         enum_type = type(default) if isinstance(default, Enum) else None
         return enum_type[value["enum"]] if enum_type is not None else value["enum"]
-    raise ValueError(f"Unreadable stored value for compile setting {field_name!r}: {value!r}")
+    raise ConfigError(f"Unreadable stored value for compile setting {field_name!r}: {value!r}")
 
 
 def settings_to_dict(settings: Any) -> dict[str, Any]:
@@ -242,7 +242,7 @@ def settings_from_dict(data: dict[str, Any]) -> Any:
     known = {f.name for f in dataclasses.fields(CompilationSettings)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"Stored compile settings name fields this Torch-TensorRT does not have: {unknown}. The config was "
             "written by another Torch-TensorRT version; install that version or remove those settings."
         )

@@ -200,7 +200,7 @@ class Pt2Model:
             if key in self._keyword_order:
                 continue
             if key in self.constants:
-                if value != self.constants[key] or type(value) is not type(self.constants[key]):
+                if type(value) is not type(self.constants[key]) or value != self.constants[key]:
                     raise Pt2InputError(
                         f"{self.path} was compiled with {key}={self.constants[key]!r} built in; this call passes "
                         f"{key}={value!r}. Call it with the compiled value (or leave it out), or re-tune with this one."
