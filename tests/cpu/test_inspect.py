@@ -14,11 +14,9 @@ from aitune.torch.backend import TorchEagerBackend
 from aitune.torch.checkpoint.artifact import ArtifactPath
 
 import aitune_trt_aot
-from aitune_trt_aot import TorchTensorRTAotBackendConfig
-from aitune_trt_aot.checkpoint import CheckpointEntry
 from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.inspect import main
-from tests.support.entries import BUILT_FOR, mlp_guard
+from tests.support.entries import BUILT_FOR, fp16_mlp_entry
 from tests.support.processes import run_python
 
 
@@ -30,16 +28,8 @@ def _report(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, s
 
 def _our_checkpoint(path: Path) -> Path:
     """An .ait laid out as AITune writes one (state_dict.pt + artifacts), holding one entry of ours."""
-    entry = CheckpointEntry(
-        config=TorchTensorRTAotBackendConfig(precision="fp16"),
-        artifact=ArtifactPath(Path("."), "1/1/model.pt2"),
-        artifact_format="exported_program",
-        device=torch.device("cuda:0"),
-        shape_guard=mlp_guard(),
-        precision="autocast(float16)",
-        coverage=Coverage(engines=2, tensorrt_ops=40, pytorch_ops=3),
-        checksum=None,
-        built_for=BUILT_FOR,
+    entry = fp16_mlp_entry(
+        ArtifactPath(Path("."), "1/1/model.pt2"), coverage=Coverage(engines=2, tensorrt_ops=40, pytorch_ops=3)
     ).to_dict("TorchTensorRTAotBackend")
     state = {"": {"type": "Module", "name": "mlp", "tuned_module": {"backends": [({}, entry)]}}}
     buffer = io.BytesIO()

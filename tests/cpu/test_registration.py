@@ -26,7 +26,7 @@ from aitune_trt_aot.checkpoint import FORMAT_VERSION, CheckpointEntry, Checkpoin
 from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.files import file_digest
 from aitune_trt_aot.stack import torch_tensorrt_or_none
-from tests.support.entries import BUILT_FOR, mlp_guard
+from tests.support.entries import BUILT_FOR, fp16_mlp_entry
 from tests.support.models import MLP
 from tests.support.processes import run_python
 
@@ -39,17 +39,7 @@ def _resolved() -> type:
 
 
 def _state(root: Path, checksum: str | None = None) -> CheckpointEntry:
-    return CheckpointEntry(
-        config=TorchTensorRTAotBackendConfig(precision="fp16"),
-        artifact=ArtifactPath(root, "model.pt2"),
-        artifact_format="exported_program",
-        device=torch.device("cuda:0"),
-        shape_guard=mlp_guard(),
-        precision="autocast(float16)",
-        coverage=Coverage(engines=1, tensorrt_ops=5, pytorch_ops=0),
-        checksum=checksum,
-        built_for=BUILT_FOR,
-    )
+    return fp16_mlp_entry(ArtifactPath(root, "model.pt2"), checksum=checksum)
 
 
 def _builtin_entry(root: Path) -> dict[str, Any]:
