@@ -35,7 +35,7 @@ from aitune_trt_aot.errors import ArtifactError, BuildError, MissingRequirementE
 from aitune_trt_aot.files import file_digest, write_atomically
 from aitune_trt_aot.formats import FORMATS
 from aitune_trt_aot.frontends import CompileRequest
-from aitune_trt_aot.plan import BuildPlan, make_plan, with_precision
+from aitune_trt_aot.plan import BuildPlan, make_plan, uses_cuda_graphs, with_precision
 from aitune_trt_aot.precision import output_dtypes, plan_precision, precision_boundary
 from aitune_trt_aot.settings import convert_settings
 from aitune_trt_aot.shapes import ShapeGuard
@@ -321,7 +321,9 @@ class TorchTensorRTAotBackend(Backend):
             raise ArtifactError(f"Cannot run {path}: {problem}")
         require_cuda()
         runner = FORMATS[entry.artifact_format].load(path, device)
-        self._runner = CudaGraphRunner(runner, device) if self._config.cuda_graphs else runner
+        if uses_cuda_graphs(self._config, entry.artifact_format):
+            runner = CudaGraphRunner(runner, device, fall_back=self._config.cuda_graphs == "auto")
+        self._runner = runner
         self._guard = entry.shape_guard
 
     def _infer(self, *args: Any, **kwargs: Any) -> Any:

@@ -26,6 +26,7 @@ PRECISION_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bflo
 PRECISION_ROUTES = ("auto", "autocast", "cast_module")
 TS_CAPTURES = ("trace", "script")
 OUTPUT_FORMATS = ("auto", "exported_program", "torchscript", "aot_inductor")
+CUDA_GRAPHS = (True, False, "auto")
 
 
 def normalize_ir(ir: Any) -> str:
@@ -64,9 +65,12 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             dynamo, ``torchscript`` for ts). ``"exported_program"`` and ``"aot_inductor"`` need ``ir="dynamo"``;
             ``"torchscript"`` works for dynamo and ts. ``"aot_inductor"`` is a ``.pt2`` AOTInductor package
             that also runs without AITune, in Python and C++ (``aitune_trt_aot.save_pt2``, docs/pt2.md).
-        cuda_graphs: Run the engines through CUDA graphs, one captured per input shape on its first call
-            (default False). Cuts the host time per call, which dominates for small models; costs one graph's
-            memory per distinct shape. Not with ``"aot_inductor"``. See docs/benchmark.md.
+        cuda_graphs: Run the engines through CUDA graphs, one captured per input shape on its first call. Cuts
+            the host time per call, which dominates for small models; costs one graph's memory per distinct
+            shape (at most 32 graphs; further shapes run without one). Outputs are copied out of the graph,
+            so a result stays valid after the next call. ``"auto"`` (default): where the artifact format
+            allows it (not ``"aot_inductor"``), and a shape whose capture fails runs without a graph, with a
+            warning. ``True``: always; a failed capture is an error. ``False``: never. See docs/benchmark.md.
         check_shapes: Check every call's tensor shapes and dtypes against the ranges the engines were built
             for and raise a clear error outside them (default True).
         pickle_protocol: Pickle protocol used when saving the compiled artifact.
@@ -79,7 +83,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
     precision_route: str = "auto"
     ts_capture: str = "trace"
     output_format: str = "auto"
-    cuda_graphs: bool = False
+    cuda_graphs: bool | str = "auto"
     check_shapes: bool = True
     pickle_protocol: int = 5
 
@@ -94,9 +98,10 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
         _check_choice("precision_route", self.precision_route, PRECISION_ROUTES)
         _check_choice("ts_capture", self.ts_capture, TS_CAPTURES)
         _check_choice("output_format", self.output_format, OUTPUT_FORMATS)
-        for flag in ("cuda_graphs", "check_shapes"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
+        if self.cuda_graphs not in CUDA_GRAPHS or type(self.cuda_graphs) not in (bool, str):
+            raise ConfigError(f"cuda_graphs must be True, False or 'auto', got {self.cuda_graphs!r}.")
+        if not isinstance(self.check_shapes, bool):
+            raise ConfigError(f"check_shapes must be True or False, got {self.check_shapes!r}.")
         if (
             not isinstance(self.pickle_protocol, int)
             or isinstance(self.pickle_protocol, bool)

@@ -5,11 +5,16 @@ the kernel launches. A CUDA graph captured once per input shape replays all of t
 launch. Each distinct call signature (tensor shapes and dtypes) gets its own graph, captured on its
 first call; graphs share one memory pool. Outputs are copied out of the graph's buffers, so a result
 stays valid after the next call.
+
+Thread safety: a graph's input and output buffers are shared by every caller, so one lock serialises
+capture and replay, and each call's stream waits for the previous call's work (which may have been
+enqueued on another thread's stream) before it overwrites those buffers.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,13 +39,21 @@ class CudaGraphRunner:
     Non-tensor arguments are part of the signature: a call with another value captures another graph.
     """
 
-    def __init__(self, runner: Any, device: torch.device, max_graphs: int = 32) -> None:
-        """Wrap ``runner``; at most ``max_graphs`` signatures are captured, further ones run without a graph."""
+    def __init__(self, runner: Any, device: torch.device, max_graphs: int = 32, fall_back: bool = False) -> None:
+        """Wrap ``runner``; at most ``max_graphs`` signatures are captured, further ones run without a graph.
+
+        With ``fall_back``, a signature whose capture fails runs without a graph from then on (with a
+        warning) instead of raising.
+        """
         self.runner = runner
         self.device = device
         self.max_graphs = max_graphs
+        self.fall_back = fall_back
+        self._uncapturable: set[Any] = set()
         self._graphs: dict[Any, _Captured] = {}
         self._pool = torch.cuda.graph_pool_handle()
+        self._lock = threading.Lock()
+        self._last_call: torch.cuda.Event | None = None  # the previous replay's copy-out, on its caller's stream
 
     @property
     def graph_count(self) -> int:
@@ -57,16 +70,34 @@ class CudaGraphRunner:
             leaves, spec = pytree.tree_flatten((args, kwargs))
             tensors = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
             key = (spec, tuple((leaf.shape, leaf.dtype) if isinstance(leaf, torch.Tensor) else leaf for leaf in leaves))
-        captured = self._graphs.get(key)
-        if captured is None:
-            if len(self._graphs) >= self.max_graphs:
-                return self.runner(*args, **kwargs)
-            captured = self._capture(args, kwargs, tensors, spec)
-            self._graphs[key] = captured
-        for static, given in zip(captured.inputs, tensors, strict=True):
-            static.copy_(given)
-        captured.graph.replay()
-        return pytree.tree_map_only(torch.Tensor, torch.Tensor.clone, captured.outputs)
+        with self._lock:
+            captured = self._graphs.get(key)
+            if captured is None:
+                if len(self._graphs) >= self.max_graphs or key in self._uncapturable:
+                    return self.runner(*args, **kwargs)
+                try:
+                    captured = self._capture(args, kwargs, tensors, spec)
+                except Exception as error:
+                    if not self.fall_back:
+                        raise
+                    logger.warning(
+                        "Could not capture a CUDA graph for input shapes %s (%s: %s); these shapes run without one.",
+                        [tuple(t.shape) for t in tensors],
+                        type(error).__name__,
+                        error,
+                    )
+                    self._uncapturable.add(key)
+                    return self.runner(*args, **kwargs)
+                self._graphs[key] = captured
+            stream = torch.cuda.current_stream(self.device)
+            if self._last_call is not None:
+                stream.wait_event(self._last_call)
+            for static, given in zip(captured.inputs, tensors, strict=True):
+                static.copy_(given)
+            captured.graph.replay()
+            outputs = pytree.tree_map_only(torch.Tensor, torch.Tensor.clone, captured.outputs)
+            self._last_call = stream.record_event()
+            return outputs
 
     def _capture(self, args: tuple, kwargs: dict, tensors: list[torch.Tensor], spec: Any) -> _Captured:
         static = [t.clone() for t in tensors]
@@ -86,7 +117,8 @@ class CudaGraphRunner:
                 self.runner(*static_args, **static_kwargs)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        # thread_local: other threads may launch work (their own calls, eager code) while this one captures.
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             outputs = self.runner(*static_args, **static_kwargs)
         logger.info("Captured a CUDA graph for input shapes %s", [tuple(t.shape) for t in tensors])
         return _Captured(graph=graph, inputs=static, outputs=outputs)

@@ -77,12 +77,17 @@ def resolve_format(ir: str, output_format: str) -> str:
 def check_config(config: TorchTensorRTAotBackendConfig) -> None:
     """The rules that need no stack: run when the config is made, so a bad config fails at once."""
     name = resolve_format(config.ir, config.output_format)
-    if config.cuda_graphs and not FORMATS[name].cuda_graphs:
+    if config.cuda_graphs is True and not FORMATS[name].cuda_graphs:
         raise ConfigError(
             f"cuda_graphs=True does not work with output_format={name!r}: calling an AOTInductor package cannot be "
             "captured in a CUDA graph. Use output_format='exported_program' (or 'auto') with cuda_graphs, or "
             "cuda_graphs=False."
         )
+
+
+def uses_cuda_graphs(config: TorchTensorRTAotBackendConfig, artifact_format: str) -> bool:
+    """Whether calls of an artifact in ``artifact_format`` run through CUDA graphs under ``config``."""
+    return config.cuda_graphs is True or (config.cuda_graphs == "auto" and FORMATS[artifact_format].cuda_graphs)
 
 
 def _check_frontend_available(frontend: Frontend, stack: Stack) -> None:
