@@ -195,11 +195,15 @@ class TorchTensorRTAotBackend(Backend):
             except Exception as error:
                 raise BuildError(
                     f"The {plan.artifact_format.name!r} artifact written by {plan.describe()} cannot be loaded back "
-                    f"({type(error).__name__}: {error}). Try another output_format (docs/known-issues.md lists the "
-                    "combinations measured to fail), or keep this model eager."
+                    f"({type(error).__name__}: {error}). "
+                    + (
+                        _split_graph_hint(coverage)
+                        or "Try another output_format (docs/known-issues.md lists the "
+                        "combinations measured to fail), or keep this model eager."
+                    )
                 ) from error
         with self._track_build_step(TorchTensorRTAotBuildStep.SELF_CHECK):
-            self._check_against_eager(plan, module, samples)
+            self._check_against_eager(plan, module, samples, coverage)
         logger.info("Built %s: %s; %s; into %s.", self.describe(), plan.describe(), coverage.describe(), artifact)
         return self
 
@@ -257,17 +261,20 @@ class TorchTensorRTAotBackend(Backend):
                 module = precision_boundary(module, None, out_dtypes)
         return plan.frontend.compile(dataclasses.replace(request, module=module, settings=precision.settings))
 
-    def _check_against_eager(self, plan: BuildPlan, module: nn.Module, samples: SampleStore) -> None:
+    def _check_against_eager(
+        self, plan: BuildPlan, module: nn.Module, samples: SampleStore, coverage: Coverage
+    ) -> None:
         """Run recorded calls through the loaded artifact and eager PyTorch; refuse engines that disagree."""
         mismatch = self._first_mismatch(module, samples, plan.precision.dtype)
         if mismatch is None:
             return
         self._deactivate()
-        hint = (
-            "Try ir='dynamo'."
-            if plan.frontend.name != "dynamo"
-            else "Try another output_format, or keep this model eager; docs/known-issues.md lists what was measured."
-        )
+        if plan.frontend.name != "dynamo":
+            hint = "Try ir='dynamo'."
+        else:
+            hint = _split_graph_hint(coverage) or (
+                "Try another output_format, or keep this model eager; docs/known-issues.md lists what was measured."
+            )
         raise BuildError(
             f"The engines built with {plan.describe()} do not reproduce eager PyTorch on a recorded input "
             f"({mismatch}). {hint}"
@@ -374,6 +381,19 @@ def _refuse_without_engines(plan: BuildPlan, coverage: Coverage, settings: Any) 
         f"{min_block} convertible operations in PyTorch: if the model is small, set compile_config "
         "min_block_size=1 (or a value below its operation count); if its operations have no TensorRT converter, "
         "keep this model eager (AITune's TorchEagerBackend)."
+    )
+
+
+def _split_graph_hint(coverage: Coverage) -> str | None:
+    """What to change when a graph split around PyTorch-run operations fails after saving, or None if not split."""
+    if coverage.engines == 0 or coverage.pytorch_ops == 0:
+        return None
+    return (
+        f"This graph is split: {coverage.describe()}. Torch-TensorRT 2.14 artifacts of graphs split around a "
+        "PyTorch-run operation were measured to fail after saving (docs/known-issues.md: torch.fft.rfft). Wrap only "
+        "the parts TensorRT converts in ait.Module (for example the layers before and after the unsupported "
+        "operation, each as its own ait.Module) so that each builds into one whole engine, and leave the "
+        "unsupported operation outside them."
     )
 
 

@@ -2,7 +2,9 @@
 
 TensorRT engines are not portable: they run only on the GPU architecture, TensorRT release and
 Torch-TensorRT they were built with. Every artifact records :func:`build_environment`; loading refuses,
-before any deserialisation, what :func:`incompatibility` finds, with both sides named.
+before any deserialisation, what :func:`incompatibility` finds, with both sides named. ``.pt2`` packages are
+checked by the same rule (:func:`mismatch` with ``PT2_MUST_MATCH``) in ``pt2.runtime.load_pt2``, against facts
+found there without importing Torch-TensorRT.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ from typing import Any
 
 import torch
 
-from aitune_trt_aot.stack import current_stack
+from aitune_trt_aot.stack import current_stack, version_tuple
 
-# Keys that must match exactly for engines to deserialise and run.
-_MUST_MATCH = ("compute_capability", "tensorrt_flavour", "tensorrt", "torch_tensorrt")
+# Keys that must match for engines to deserialise and run.
+MUST_MATCH = ("compute_capability", "tensorrt_flavour", "tensorrt", "torch_tensorrt")
+# A .pt2 package also holds native code compiled against LibTorch, so torch must be the same release too.
+PT2_MUST_MATCH = (*MUST_MATCH, "torch")
 
 
-def _device_facts(device: torch.device | None) -> dict[str, Any]:
+def device_facts(device: torch.device | None = None) -> dict[str, Any]:
+    """``gpu`` and ``compute_capability`` of ``device`` (default: the current CUDA device); both None without CUDA."""
     if not torch.cuda.is_available():
         return {"gpu": None, "compute_capability": None}
     index = device.index if device is not None and device.index is not None else torch.cuda.current_device()
@@ -31,7 +36,7 @@ def build_environment(device: torch.device | None = None) -> dict[str, Any]:
 
     stack = current_stack()
     return {
-        **_device_facts(device),
+        **device_facts(device),
         "tensorrt_flavour": stack.flavour if stack.torch_tensorrt_version else None,  # unknown without it
         "tensorrt": stack.tensorrt_version,
         "torch_tensorrt": stack.torch_tensorrt_version,
@@ -40,11 +45,51 @@ def build_environment(device: torch.device | None = None) -> dict[str, Any]:
     }
 
 
+def _fact(facts: dict[str, Any], key: str) -> str:
+    value = facts.get(key)
+    return "unknown" if value is None else str(value)
+
+
 def describe_environment(facts: dict[str, Any]) -> str:
-    """``NVIDIA H200 (sm 9.0), TensorRT-RTX 1.6.1.120, Torch-TensorRT 2.14.0, torch 2.14.1``."""
+    """``NVIDIA H200 (sm 9.0), TensorRT-RTX 1.6.1.120, Torch-TensorRT 2.14.0, torch 2.14.1``; None facts: unknown."""
+    if facts.get("gpu") is None and facts.get("compute_capability") is None:
+        device = "GPU unknown"
+    else:
+        device = f"{_fact(facts, 'gpu')} (sm {_fact(facts, 'compute_capability')})"
     return (
-        f"{facts.get('gpu')} (sm {facts.get('compute_capability')}), {facts.get('tensorrt_flavour')} "
-        f"{facts.get('tensorrt')}, Torch-TensorRT {facts.get('torch_tensorrt')}, torch {facts.get('torch')}"
+        f"{device}, {facts.get('tensorrt_flavour') or 'TensorRT'} {_fact(facts, 'tensorrt')}, "
+        f"Torch-TensorRT {_fact(facts, 'torch_tensorrt')}, torch {_fact(facts, 'torch')}"
+    )
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """The part of a fact that must match: torch's ``(major, minor)`` (None if unparsable), any other fact whole."""
+    if key != "torch" or value is None:
+        return value
+    release = version_tuple(str(value))
+    return None if release == (0, 0) else release
+
+
+def differing_facts(recorded: dict[str, Any], here: dict[str, Any], keys: tuple[str, ...] = MUST_MATCH) -> list[str]:
+    """The ``keys`` in which ``recorded`` and ``here`` differ; a fact unknown on either side is not compared."""
+    differing = []
+    for key in keys:
+        built, present = _comparable(key, recorded.get(key)), _comparable(key, here.get(key))
+        if built is not None and present is not None and built != present:
+            differing.append(key)
+    return differing
+
+
+def mismatch(recorded: dict[str, Any] | None, here: dict[str, Any], keys: tuple[str, ...] = MUST_MATCH) -> str | None:
+    """``it was built for ..., and this machine has ... (differs in: ...)``, or None when nothing known differs."""
+    if not recorded:
+        return None
+    differing = differing_facts(recorded, here, keys)
+    if not differing:
+        return None
+    return (
+        f"it was built for {describe_environment(recorded)}, and this machine has {describe_environment(here)} "
+        f"(differs in: {', '.join(differing)})"
     )
 
 
@@ -52,17 +97,10 @@ def incompatibility(recorded: dict[str, Any] | None, device: torch.device | None
     """Why engines built for ``recorded`` cannot run here, or None when they can (or nothing was recorded)."""
     if not recorded:
         return None
-    here = build_environment(device)
-    # A fact unknown on either side (no GPU here, Torch-TensorRT not importable) is not compared.
-    differing = [
-        key
-        for key in _MUST_MATCH
-        if recorded.get(key) is not None and here.get(key) is not None and recorded.get(key) != here.get(key)
-    ]
-    if not differing:
+    problem = mismatch(recorded, build_environment(device))
+    if problem is None:
         return None
     return (
-        f"it was built for {describe_environment(recorded)}, and this machine has {describe_environment(here)} "
-        f"(differs in: {', '.join(differing)}). TensorRT engines run only where they were built: re-tune on this "
-        "machine, or load the artifact on a machine like the one it was built on."
+        f"{problem}. TensorRT engines run only where they were built: re-tune on this machine, or load the "
+        "artifact on a machine like the one it was built on."
     )

@@ -6,6 +6,10 @@ library ``libtorchtrt_runtime.so``, which registers the ``tensorrt::Engine`` cla
 stored as. The Python ``torch_tensorrt`` package itself is not imported: this module loads the two
 libraries directly (see docs/pt2.md for what that avoids).
 
+Before anything is deserialised, :func:`load_pt2` checks every entry of the archive against its CRC32 (the
+C++ loader does not) and compares what the package records it was built for with this machine, found from
+installed files only (:func:`installed_environment`).
+
 Example:
     >>> from aitune_trt_aot.pt2.runtime import load_pt2  # doctest: +SKIP
     >>> model = load_pt2("model.pt2")  # doctest: +SKIP
@@ -17,10 +21,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
+from aitune_trt_aot.compat import PT2_MUST_MATCH, device_facts, mismatch
 from aitune_trt_aot.errors import Pt2InputError, Pt2LoadError
 
 INPUTS_METADATA_KEY = "aitune_trt_aot.inputs"
@@ -35,6 +43,20 @@ COVERAGE_METADATA_KEY = "aitune_trt_aot.coverage"
 BUILT_FOR_METADATA_KEY = "aitune_trt_aot.built_for"
 CONSTANTS_METADATA_KEY = "aitune_trt_aot.constants"
 DEFAULT_MODEL_NAME = "model"
+# AOTInductor writes the `aot_inductor.metadata` config to <root>/data/aotinductor/<model>/<hash>.wrapper_metadata.json
+# (a copy goes to <hash>.kernel_metadata.json); the C++ loader finds it by this suffix.
+METADATA_SUFFIX = "wrapper_metadata.json"
+_CRC_CHUNK = 1 << 20
+
+# The distribution that installs ``torch_tensorrt`` decides the flavour, as in Torch-TensorRT's own import.
+_TORCH_TENSORRT_DISTRIBUTIONS = (("torch-tensorrt-rtx", "TensorRT-RTX"), ("torch-tensorrt", "TensorRT"))
+# Per flavour: the packages whose __init__.py declares the version `tensorrt.__version__` reports (what packages
+# record), then the distributions to ask when none does.
+_TENSORRT_VERSION_SOURCES = {
+    "TensorRT-RTX": (("tensorrt_rtx_bindings", "tensorrt_rtx"), ("tensorrt-rtx-cu13-libs", "tensorrt-rtx-cu13")),
+    "TensorRT": (("tensorrt_bindings", "tensorrt"), ("tensorrt-cu13-libs", "tensorrt-cu13", "tensorrt")),
+}
+_DECLARED_VERSION = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
 
 # TensorRT-RTX first (the only TensorRT installable on some hosts), then standard TensorRT 10.
 _TENSORRT_LIBRARIES = (("tensorrt_rtx_libs", "libtensorrt_rtx.so"), ("tensorrt_libs", "libnvinfer.so"))
@@ -45,6 +67,73 @@ def _package_dir(name: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _installed_package_dir(name: str) -> Path | None:
+    try:
+        return _package_dir(name)
+    except (ImportError, ValueError):  # ValueError: a module in sys.modules without a spec
+        return None
+
+
+def _declared_version(package: str, filename: str = "__init__.py") -> str | None:
+    """The ``__version__ = "..."`` literal in ``package/filename``, read as text (the package is not imported)."""
+    folder = _installed_package_dir(package)
+    try:
+        text = None if folder is None else (folder / filename).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found = None if text is None else _DECLARED_VERSION.search(text)
+    return None if found is None else found.group(1)
+
+
+def _distribution_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _installed_torch_tensorrt() -> tuple[str | None, str | None]:
+    """``(flavour, version)`` of the installed Torch-TensorRT, from its files; ``(None, None)`` when none is."""
+    if _installed_package_dir("torch_tensorrt") is None:
+        return None, None
+    declared = _declared_version("torch_tensorrt", "_version.py")  # what torch_tensorrt.__version__ gives
+    for distribution, flavour in _TORCH_TENSORRT_DISTRIBUTIONS:
+        version = _distribution_version(distribution)
+        if version is not None:
+            return flavour, declared or version
+    return None, declared
+
+
+def _installed_tensorrt(flavour: str) -> str | None:
+    """The installed TensorRT(-RTX) version of ``flavour`` as ``tensorrt.__version__`` gives it, None if unknown."""
+    packages, distributions = _TENSORRT_VERSION_SOURCES[flavour]
+    for package in packages:
+        version = _declared_version(package)
+        if version is not None:
+            return version
+    for distribution in distributions:
+        version = _distribution_version(distribution)
+        if version is not None:
+            return version
+    return None
+
+
+def installed_environment(device: torch.device | None = None) -> dict[str, Any]:
+    """The facts of this machine as ``compat.build_environment`` records them, without importing Torch-TensorRT.
+
+    The GPU comes from torch (None without CUDA); Torch-TensorRT's flavour and version and TensorRT's version
+    from installed files and package metadata. A fact not found is None, and None facts are not compared.
+    """
+    flavour, torch_tensorrt = _installed_torch_tensorrt()
+    return {
+        **device_facts(device),
+        "tensorrt_flavour": flavour,
+        "tensorrt": None if flavour is None else _installed_tensorrt(flavour),
+        "torch_tensorrt": torch_tensorrt,
+        "torch": torch.__version__,
+    }
 
 
 def _engine_class_registered() -> bool:
@@ -246,6 +335,88 @@ def _model_names(path: Path) -> list[str]:
     return sorted({p[p.index("aotinductor") + 1] for p in parts if "aotinductor" in p[:-2]})
 
 
+def damaged_entry(archive: zipfile.ZipFile) -> tuple[str, str] | None:
+    """``(name, why)`` of the first entry whose bytes fail their CRC32 or cannot be read back, None if all pass.
+
+    Reads every entry once: about as long as reading the file.
+    """
+    for entry in archive.infolist():
+        try:
+            with archive.open(entry) as data:  # zipfile raises BadZipFile at the end of an entry whose CRC differs
+                while data.read(_CRC_CHUNK):
+                    pass
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
+            return entry.filename, f"{type(error).__name__}: {error}"
+    return None
+
+
+def _check_intact(path: Path) -> None:
+    """Raise :class:`Pt2LoadError` unless every entry of the archive reads back with its stored CRC32."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damage = damaged_entry(archive)
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        damage = "(the archive's directory)", f"{type(error).__name__}: {error}"
+    if damage is not None:
+        entry, why = damage
+        raise Pt2LoadError(
+            f"{path} is damaged or incomplete: its entry {entry} does not read back intact ({why}). Write it again "
+            "with aitune_trt_aot.save_pt2, or restore a good copy."
+        )
+
+
+def package_metadata(path: Path, model_name: str = DEFAULT_MODEL_NAME) -> dict[str, str]:
+    """The metadata AOTInductor stored for ``model_name`` (``aot_inductor.metadata`` and its device keys).
+
+    Read from the archive without loading anything: ``<root>/data/aotinductor/<model>/<hash>.wrapper_metadata.json``,
+    the file ``AOTIModelPackageLoader`` reads. Empty when the package has none for that model.
+    """
+    with zipfile.ZipFile(path) as archive:
+        for name in sorted(archive.namelist()):
+            parts = name.split("/")
+            if parts[-4:-1] == ["data", "aotinductor", model_name] and parts[-1].endswith(METADATA_SUFFIX):
+                try:
+                    metadata = json.loads(archive.read(name))
+                except ValueError:
+                    metadata = None
+                if not isinstance(metadata, dict):
+                    raise Pt2LoadError(f"{path} is damaged: its metadata {name} is not a JSON object.")
+                return {str(key): str(value) for key, value in metadata.items()}
+    return {}
+
+
+def recorded_environment(metadata: dict[str, str]) -> dict[str, Any] | None:
+    """What a package's metadata says it was built for (``compat.build_environment``), None if it says nothing."""
+    try:
+        recorded = json.loads(metadata.get(BUILT_FOR_METADATA_KEY) or "null")
+    except ValueError:
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def _requested_device(device: torch.device | str | None) -> torch.device | None:
+    """``device`` when it is a CUDA device this machine has, else None (the current device; others fail later)."""
+    if device is None or not torch.cuda.is_available():
+        return None
+    device = torch.device(device)
+    if device.type != "cuda" or (device.index is not None and device.index >= torch.cuda.device_count()):
+        return None
+    return device
+
+
+def _check_built_for(path: Path, model_name: str, device: torch.device | str | None) -> None:
+    recorded = recorded_environment(package_metadata(path, model_name))
+    if not recorded:
+        return
+    problem = mismatch(recorded, installed_environment(_requested_device(device)), PT2_MUST_MATCH)
+    if problem is not None:
+        raise Pt2LoadError(
+            f"Cannot run {path}: {problem}. Its TensorRT engines and compiled code run only on the GPU architecture "
+            "and the torch, TensorRT and Torch-TensorRT releases they were built with: re-tune and re-export it on "
+            "this machine (aitune_trt_aot.save_pt2), or run it on a machine like the one it was built on."
+        )
+
+
 def load_pt2(
     path: str | os.PathLike[str], *, device: torch.device | str | None = None, model_name: str = DEFAULT_MODEL_NAME
 ) -> Pt2Model:
@@ -256,8 +427,13 @@ def load_pt2(
         device: The CUDA device to run on (default: the current CUDA device).
         model_name: The model inside the package (packages written by this backend hold one, ``"model"``).
 
+    Before anything is deserialised the package is checked: every archive entry against its CRC32, and what it
+    records it was built for (GPU architecture, TensorRT flavour and version, Torch-TensorRT, torch's release)
+    against this machine; facts unknown on either side are not compared.
+
     Raises:
-        Pt2LoadError: the file, CUDA, or the TensorRT / Torch-TensorRT runtime libraries are missing.
+        Pt2LoadError: the file is missing, damaged or built for another machine or stack, or CUDA or the
+            TensorRT / Torch-TensorRT runtime libraries are missing.
 
     """
     path = Path(path)
@@ -268,6 +444,8 @@ def load_pt2(
             f"{path} is not a complete .pt2 package (not a readable zip archive): the file is damaged or was cut "
             "short. Write it again with aitune_trt_aot.save_pt2."
         )
+    _check_intact(path)
+    _check_built_for(path, model_name, device)
     if not torch.cuda.is_available():
         raise Pt2LoadError(f"{path} holds TensorRT engines, which need an NVIDIA GPU; CUDA is not available here.")
     load_tensorrt_runtime()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import aitune.torch as ait
 import pytest
@@ -20,13 +22,20 @@ from aitune_trt_aot import (
     Pt2LoadError,
     TorchTensorRTAotBackend,
     TorchTensorRTAotBackendConfig,
+    compat,
     save_pt2,
 )
 from aitune_trt_aot.checkpoint import CheckpointWriter
 from aitune_trt_aot.formats.aot_inductor import input_ranges
 from aitune_trt_aot.pt2 import runtime as pt2_runtime
-from aitune_trt_aot.pt2.runtime import TensorRange, load_pt2
+from aitune_trt_aot.pt2.runtime import BUILT_FOR_METADATA_KEY, TensorRange, load_pt2
+from aitune_trt_aot.stack import version_tuple
+from tests.support.entries import BUILT_FOR
 from tests.support.processes import run_python, subprocess_env
+
+# What the fake installed stack below holds (BUILT_FOR's versions).
+INSTALLED = {"tensorrt_flavour": "TensorRT-RTX", "tensorrt": "1.6.1.120", "torch_tensorrt": "2.14.0"}
+needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what follows on a machine without CUDA")
 
 
 def test_output_format_is_validated_and_round_trips() -> None:
@@ -88,6 +97,126 @@ def test_load_pt2_names_a_damaged_or_cut_package(tmp_path: Path) -> None:
     package.write_bytes(b"plain text")
     with pytest.raises(Pt2LoadError, match="damaged or was cut short"):
         load_pt2(package)
+
+
+def _write_package(path: Path, built_for: dict[str, Any] | None = None, *, metadata: bool = True) -> Path:
+    """A zip laid out like an AOTInductor package (stored entries, as PyTorch writes them).
+
+    The metadata is where AOTInductor puts it: ``<root>/data/aotinductor/<model>/<hash>.wrapper_metadata.json``.
+    """
+    root, model = f"{path.stem}/data", f"{path.stem}/data/aotinductor/model"
+    values = {"AOTI_DEVICE_KEY": "cuda", "AOTI_COMPUTE_CAPABILITY": "90"}
+    if built_for is not None:
+        values[BUILT_FOR_METADATA_KEY] = json.dumps(built_for)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{path.stem}/archive_format", "pt2")
+        archive.writestr(f"{model}/cabc.wrapper.so", b"\x7fELF" + bytes(range(256)) * 16)
+        if metadata:
+            archive.writestr(f"{model}/cabc.wrapper_metadata.json", json.dumps(values))
+        archive.writestr(f"{root}/constants/custom_obj_0", bytes(range(256)) * 64)
+    return path
+
+
+def _flip_a_byte_inside(path: Path, entry: str) -> None:
+    """Flip one bit in the middle of ``entry``'s stored bytes (not in any header)."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(entry)
+    data = bytearray(path.read_bytes())
+    header = 30 + int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little")
+    header += int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
+    data[info.header_offset + header + info.compress_size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def installed_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Torch-TensorRT-RTX 2.14.0 + TensorRT-RTX 1.6.1.120 install on sys.path, laid out as their wheels install.
+
+    Its ``torch_tensorrt/__init__.py`` raises: the .pt2 runtime must read the versions without importing it.
+    """
+    site = tmp_path / "site"
+    files = {
+        "torch_tensorrt/__init__.py": "raise ImportError('the .pt2 runtime must not import torch_tensorrt')\n",
+        "torch_tensorrt/_version.py": '__version__ = "2.14.0"\n__tensorrt_rtx_version__ = "1.6.1"\n',
+        "torch_tensorrt_rtx-2.14.0.dist-info/METADATA": "Name: torch-tensorrt-rtx\nVersion: 2.14.0\n",
+        "tensorrt_rtx_bindings/__init__.py": "raise ImportError('not to be imported')\n__version__ = \"1.6.1.120\"\n",
+    }
+    for name, text in files.items():
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text(text)
+    for module in ("torch_tensorrt", "tensorrt_rtx_bindings"):  # where a GPU machine's test run imported them
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def test_installed_stack_is_read_from_files_without_importing_it(installed_stack: Path) -> None:
+    """Torch-TensorRT's flavour and version and TensorRT's version come from the installed files alone."""
+    here = pt2_runtime.installed_environment()
+    assert {key: here[key] for key in INSTALLED} == INSTALLED
+    assert here["torch"] == torch.__version__
+    assert "torch_tensorrt" not in sys.modules
+
+
+def test_load_pt2_refuses_a_bit_flipped_package(tmp_path: Path) -> None:
+    """One flipped bit inside an entry (the zip directory intact) fails the entry's CRC32, before any loading."""
+    package = _write_package(tmp_path / "model.pt2", BUILT_FOR | {"torch": torch.__version__})
+    pt2_runtime._check_intact(package)  # passes before the flip
+    _flip_a_byte_inside(package, "model/data/constants/custom_obj_0")
+    assert zipfile.is_zipfile(package)
+    with pytest.raises(Pt2LoadError) as error:
+        load_pt2(package)
+    message = str(error.value)
+    assert message.startswith(f"{package} is damaged or incomplete: its entry model/data/constants/custom_obj_0")
+    assert "Bad CRC-32" in message and "Write it again with aitune_trt_aot.save_pt2, or restore a good copy" in message
+
+
+def test_load_pt2_refuses_a_package_built_for_another_stack(tmp_path: Path, installed_stack: Path) -> None:
+    """Another Torch-TensorRT, TensorRT or torch release: refused naming both sides, before any CUDA check."""
+    cases = [
+        ({"torch_tensorrt": "2.99.0"}, "Torch-TensorRT 2.99.0", "Torch-TensorRT 2.14.0", "torch_tensorrt"),
+        ({"tensorrt": "0.1"}, "TensorRT-RTX 0.1", "TensorRT-RTX 1.6.1.120", "tensorrt"),
+        ({"tensorrt_flavour": "TensorRT"}, "TensorRT 1.6.1.120", "TensorRT-RTX 1.6.1.120", "tensorrt_flavour"),
+        ({"torch": "1.13.1"}, "torch 1.13.1", f"torch {torch.__version__}", "torch"),
+    ]
+    for change, built, here, key in cases:
+        package = _write_package(tmp_path / "model.pt2", BUILT_FOR | {"torch": torch.__version__} | change)
+        with pytest.raises(Pt2LoadError) as error:
+            load_pt2(package)
+        message = str(error.value)
+        assert message.startswith(f"Cannot run {package}: it was built for NVIDIA H200 (sm 9.0), "), message
+        assert built in message.split("this machine has")[0] and here in message.split("this machine has")[1]
+        assert key in message.split("differs in: ")[1].split(")")[0].split(", ")
+        assert "re-tune and re-export it on this machine" in message
+    assert "torch_tensorrt" not in sys.modules
+
+
+def test_torch_release_is_compared_without_the_patch_or_build(tmp_path: Path) -> None:
+    """Torch is always known here: a package of another release is refused, another patch or build is not."""
+    major, minor = version_tuple(torch.__version__)
+    package = _write_package(tmp_path / "model.pt2", BUILT_FOR | {"torch": f"{major}.{minor + 1}.0"})
+    with pytest.raises(Pt2LoadError, match=r"differs in: (.*, )?torch\). .*re-tune and re-export"):
+        load_pt2(package)
+    same_release = f"{major}.{minor}.99+elsewhere"
+    assert compat.mismatch(BUILT_FOR | {"torch": same_release}, {"torch": torch.__version__}, ("torch",)) is None
+
+
+@needs_no_cuda
+def test_intact_package_built_for_this_stack_gets_as_far_as_the_cuda_check(
+    tmp_path: Path, installed_stack: Path
+) -> None:
+    """Matching, partly unknown (no GPU here) or missing build records pass; CUDA is then what is missing."""
+    major, minor = version_tuple(torch.__version__)
+    packages = {
+        "matching": _write_package(tmp_path / "a.pt2", BUILT_FOR | {"torch": f"{major}.{minor}.0+other"}),
+        "no record": _write_package(tmp_path / "b.pt2"),
+        "no metadata": _write_package(tmp_path / "c.pt2", metadata=False),
+    }
+    for case, package in packages.items():
+        with pytest.raises(Pt2LoadError, match="CUDA is not available here"):
+            load_pt2(package)
+        assert (BUILT_FOR_METADATA_KEY in pt2_runtime.package_metadata(package)) == (case == "matching")
+    assert "torch_tensorrt" not in sys.modules
 
 
 def _package_signature(keywords: list[str], constants: dict) -> pt2_runtime.Pt2Model:

@@ -26,9 +26,6 @@ KNOWN_FAILURES = {
     ("ts", "torchscript", "resnet50"): pytest.mark.xfail(
         raises=BuildError, strict=True, reason="TensorRT-RTX TorchScript frontend: Conv2d+BatchNorm2d gives NaN"
     ),
-    ("dynamo", "aot_inductor", "resnet50"): pytest.mark.xfail(
-        raises=BuildError, strict=False, reason="dynamic ResNet-50 .pt2: the engine refuses the recorded batch shape"
-    ),
     ("ts", "torchscript", "encoder"): pytest.mark.xfail(
         raises=BuildError,
         strict=True,

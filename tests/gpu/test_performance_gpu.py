@@ -1,0 +1,26 @@
+"""GPU: AITune's own performance validation keeps this backend's DEFAULT config over eager (no timing asserted here).
+
+AITune's ``OneBackendStrategy`` profiles the tuned backend against eager PyTorch and silently keeps eager when the
+backend is not faster. A default config that loses there delivers nothing to the user; docs/benchmark.md has the
+measured ratios.
+"""
+
+from __future__ import annotations
+
+import aitune.torch as ait
+import pytest
+
+from aitune_trt_aot import TorchTensorRTAotBackend
+from tests.support.gpu import selected_backends, tune_case
+
+
+@pytest.mark.parametrize("case", ["mlp", "resnet50"])
+def test_performance_validation_keeps_the_default_config(case: str) -> None:
+    """Tuned with AITune's performance validation on (its default), the module is served by this backend."""
+    backend = TorchTensorRTAotBackend()
+    strategy = ait.OneBackendStrategy(backend=backend)
+    strategy.enable_find_max_batch_size(False)  # keep the tuned batch range; validation stays on
+    tuned, _ = tune_case(case, backend, name=f"perf-{case}", strategy=strategy)
+    chosen = selected_backends(tuned)
+    print(f"\n[{case} default config, performance validation on] AITune kept {[b.describe() for b in chosen]}")
+    assert chosen and all(isinstance(b, TorchTensorRTAotBackend) for b in chosen), f"AITune kept {chosen}"
