@@ -32,35 +32,52 @@ import aitune_trt_aot  # noqa: F401  (registers the backend, makes `tensorrt` im
 FEATURES, SEQ, D_MODEL = 512, 64, 512
 # This backend's variants: key (checkpoint name suffix) -> (table label, precision, config fields).
 OURS = {
-    "ours-fp32": ("aitune_trt_aot dynamo fp32", torch.float32, {}),
-    "ours-fp16": ("aitune_trt_aot dynamo fp16", torch.float16, {}),
-    "ours-fp32-graphs": ("aitune_trt_aot dynamo fp32 +CUDA graphs", torch.float32, {"cuda_graphs": True}),
-    "ours-fp16-graphs": ("aitune_trt_aot dynamo fp16 +CUDA graphs", torch.float16, {"cuda_graphs": True}),
-    "ours-pt2-fp32": ("aitune_trt_aot dynamo fp32 .pt2", torch.float32, {"output_format": "aot_inductor"}),
-    "ours-pt2-fp16": ("aitune_trt_aot dynamo fp16 .pt2", torch.float16, {"output_format": "aot_inductor"}),
+    "ours-default": ("aitune_trt_aot default (fp32, CUDA graphs auto)", "fp32", {}),
+    "ours-fp32-nographs": ("aitune_trt_aot fp32 cuda_graphs=False", "fp32", {"cuda_graphs": False}),
+    "ours-fp16": ("aitune_trt_aot fp16 (CUDA graphs auto)", "fp16", {}),
+    "ours-pt2-fp32": ("aitune_trt_aot fp32 .pt2 (aot_inductor)", "fp32", {"output_format": "aot_inductor"}),
 }
 # Contenders tuned through AITune and saved as .ait: key (checkpoint name suffix) -> table label.
 AITUNE_LABELS = {key: label for key, (label, _, _) in OURS.items()} | {"builtin": "AITune built-in fp32"}
-# Variants whose loaded artifact is also timed directly ("raw engine"), as the floor.
-RAW_FLOORS = ("ours-fp32", "ours-pt2-fp32")
+# Variants whose loaded artifact is also timed directly, without AITune: the floor for the per-call overhead.
+RAW_FLOORS = ("ours-default", "ours-fp32-nographs", "ours-pt2-fp32")
 
 
-def build(name: str) -> tuple[nn.Module, Callable[[int], torch.Tensor]]:
-    """A model with random weights and a function making its input for a batch size."""
+class TwoInputs(nn.Module):
+    """Two tensors sharing the batch axis, mixed by two small MLPs."""
+
+    def __init__(self) -> None:
+        """Build the layers."""
+        super().__init__()
+        self.left = nn.Sequential(nn.Linear(FEATURES, FEATURES), nn.GELU(), nn.Linear(FEATURES, FEATURES))
+        self.right = nn.Sequential(nn.Linear(FEATURES // 2, FEATURES), nn.GELU(), nn.Linear(FEATURES, FEATURES))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mix ``x`` (batch, 512) and ``y`` (batch, 256)."""
+        return torch.relu(self.left(x) + self.right(y))
+
+
+def build(name: str) -> tuple[nn.Module, Callable[[int], tuple[torch.Tensor, ...]]]:
+    """A model with random weights and a function making its inputs for a batch size."""
     torch.manual_seed(0)
     if name == "mlp":
         layers: list[nn.Module] = []
         for _ in range(6):
             layers += [nn.Linear(FEATURES, FEATURES), nn.GELU()]
-        return nn.Sequential(*layers).eval(), lambda b: torch.randn(b, FEATURES, device="cuda")
+        return nn.Sequential(*layers).eval(), lambda b: (torch.randn(b, FEATURES, device="cuda"),)
+    if name == "two_inputs":
+        return TwoInputs().eval(), lambda b: (
+            torch.randn(b, FEATURES, device="cuda"),
+            torch.randn(b, FEATURES // 2, device="cuda"),
+        )
     if name == "resnet50":
         import torchvision
 
-        return torchvision.models.resnet50(weights=None).eval(), lambda b: torch.randn(b, 3, 224, 224, device="cuda")
+        return torchvision.models.resnet50(weights=None).eval(), lambda b: (torch.randn(b, 3, 224, 224, device="cuda"),)
     if name == "encoder":
         layer = nn.TransformerEncoderLayer(D_MODEL, 8, 4 * D_MODEL, batch_first=True, dropout=0.0)
         model = nn.TransformerEncoder(layer, 6, enable_nested_tensor=False).eval()
-        return model, lambda b: torch.randn(b, SEQ, D_MODEL, device="cuda")
+        return model, lambda b: (torch.randn(b, SEQ, D_MODEL, device="cuda"),)
     raise ValueError(f"unknown model {name!r}")
 
 
@@ -110,9 +127,15 @@ def tune_aitune(model_name: str, backend, batches: list[int], out: Path, label: 
     strategy.enable_find_max_batch_size(False)
     strategy.enable_performance_validation(False)
     tuned = ait.Module(model, f"{model_name}-{label}", strategy=strategy)
-    data = [make(1)[0] for _ in range(4)]
+    # Dict samples and a calling function: AITune collates them per key (several positional tensors of different
+    # shapes are collated wrongly); each sample is one unbatched item.
+    data = [{f"arg{i}": t[0] for i, t in enumerate(make(1))} for _ in range(4)]
+
+    def call(**batch: torch.Tensor) -> object:
+        return tuned(*(batch[f"arg{i}"] for i in range(len(batch))))
+
     start = time.perf_counter()
-    ait.tune(tuned, data, batch_sizes=sorted({1, max(batches)}), device="cuda", ignore_failing_modules=False)
+    ait.tune(call, data, batch_sizes=sorted({1, max(batches)}), device="cuda", ignore_failing_modules=False)
     seconds = time.perf_counter() - start
     path = out / f"{model_name}-{label}.ait"
     ait.save(tuned, path)
@@ -150,16 +173,16 @@ def measure_model(
     reference = reference.cuda()
     inputs = {b: make(b) for b in batches}
     with torch.no_grad():
-        expected = {b: reference(x) for b, x in inputs.items()}
+        expected = {b: reference(*x) for b, x in inputs.items()}
     rows: list[Row] = []
 
-    def add(contender: str, fn: Callable[[torch.Tensor], torch.Tensor], **extra) -> None:
+    def add(contender: str, fn: Callable[..., torch.Tensor], **extra) -> None:
         for b in batches:
             row = Row(model_name, contender, b, **extra)
             try:
                 with torch.no_grad():
-                    row.max_abs_err = float((fn(inputs[b]).float() - expected[b]).abs().max())
-                row.median_ms, row.p90_ms = time_calls(lambda b=b: fn(inputs[b]))
+                    row.max_abs_err = float((fn(*inputs[b]).float() - expected[b]).abs().max())
+                row.median_ms, row.p90_ms = time_calls(lambda b=b: fn(*inputs[b]))
                 row.throughput = b / (row.median_ms / 1e3)
             except Exception as error:  # a contender failing is a result, not a crash of the benchmark
                 row.note = f"{type(error).__name__}: {str(error)[:120]}"
@@ -169,18 +192,17 @@ def measure_model(
         add("eager fp32", reference)
     if "eager-fp16" in contenders:
         half = copy.deepcopy(reference).half()
-        add("eager fp16", lambda x: half(x.half()))
+        add("eager fp16", lambda *xs: half(*(x.half() for x in xs)))
     if "inductor" in contenders:
         compiled = torch.compile(copy.deepcopy(reference), dynamic=True)
         start = time.perf_counter()
         with torch.no_grad():
-            compiled(inputs[batches[0]])
+            compiled(*inputs[batches[0]])
         add("torch.compile fp32", compiled, tune_s=time.perf_counter() - start)
 
-    for key, (label, dtype, fields) in OURS.items():
+    for key, (label, precision, fields) in OURS.items():
         if key not in contenders:
             continue
-        precision = {torch.float32: "fp32", torch.float16: "fp16"}[dtype]
         config = TorchTensorRTAotBackendConfig(precision=precision, **fields)
         try:
             tuned, seconds = tune_aitune(model_name, TorchTensorRTAotBackend(config), batches, out, key)
@@ -191,9 +213,11 @@ def measure_model(
         size = backend.artifact_path.stat().st_size
         add(label, tuned, tune_s=seconds, artifact_bytes=size)
         if profile:
-            profile_calls(f"{model_name} {label} batch {batches[0]}", partial(tuned, inputs[batches[0]]))
+            profile_calls(f"{model_name} {label} batch {batches[0]}", partial(tuned, *inputs[batches[0]]))
         if key in RAW_FLOORS or "raw" in contenders:
-            add(f"raw engine ({label.removeprefix('aitune_trt_aot dynamo ')})", backend._runner, artifact_bytes=size)
+            # The loaded artifact (in its CUDA-graph runner where the config uses one), called without AITune and
+            # without this backend's shape check: what the per-call overhead is measured against.
+            add(f"raw: {label.removeprefix('aitune_trt_aot ')}, no AITune", backend.runner, artifact_bytes=size)
     if "builtin" in contenders:
         try:
             tuned, seconds = tune_aitune(model_name, BuiltIn(), batches, out, "builtin")
@@ -201,7 +225,7 @@ def measure_model(
             size = backend._exported_model_artifact.path.stat().st_size
             add(AITUNE_LABELS["builtin"], tuned, tune_s=seconds, artifact_bytes=size)
             if profile:
-                profile_calls(f"{model_name} built-in batch {batches[0]}", partial(tuned, inputs[batches[0]]))
+                profile_calls(f"{model_name} built-in batch {batches[0]}", partial(tuned, *inputs[batches[0]]))
         except Exception as error:
             rows.append(Row(model_name, AITUNE_LABELS["builtin"], 0, note=f"tune failed: {type(error).__name__}"))
     return rows
@@ -307,13 +331,12 @@ def merge(run_dirs: list[Path], out: Path) -> int:
 def main() -> int:
     """Run the benchmark and write its outputs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["mlp", "resnet50", "encoder"])
+    parser.add_argument("--models", nargs="+", default=["mlp", "two_inputs", "resnet50", "encoder"])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument(
         "--contenders",
         nargs="+",
-        # The .pt2 variants build dynamic-shape packages, which TensorRT-RTX refuses (known-issues.md).
-        default=["eager", "eager-fp16", "inductor", "builtin", *(k for k in OURS if "pt2" not in k)],
+        default=["eager", "eager-fp16", "inductor", "builtin", *OURS],
     )
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     parser.add_argument("--profile", action="store_true", help="print a cProfile of AITune contenders' calls")
