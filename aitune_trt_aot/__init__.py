@@ -26,6 +26,7 @@ from aitune_trt_aot.errors import (
     UnsupportedInputsError,
 )
 from aitune_trt_aot.pt2.runtime import Pt2Model, load_pt2
+from aitune_trt_aot.threads import SerializedCalls, serialize_calls
 
 __version__ = "0.2.0"
 
@@ -40,9 +41,11 @@ __all__ = [
     "Pt2InputError",
     "Pt2LoadError",
     "Pt2Model",
+    "SerializedCalls",
     "UnsupportedInputsError",
     "__version__",
     "load_pt2",
+    "serialize_calls",
 ]
 
 

@@ -7,12 +7,22 @@ from pathlib import Path
 
 import pytest
 
-import aitune_trt_aot  # noqa: F401  (makes `tensorrt` importable before aitune.torch)
-from aitune_trt_aot.stack import torch_tensorrt_or_none
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Import aitune_trt_aot (it makes ``tensorrt`` importable before any test imports aitune.torch).
+
+    Not in the pytest-xdist controller, which runs no test: importing the stack there (~20 s on the GPU host)
+    would only delay the workers' start.
+    """
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    import aitune_trt_aot  # noqa: F401
 
 
 def _gpu_skip_reason() -> str | None:
     import torch
+
+    from aitune_trt_aot.stack import torch_tensorrt_or_none
 
     if not torch.cuda.is_available():
         return "needs a CUDA GPU (torch.cuda.is_available() is False)"

@@ -13,8 +13,16 @@ import pytest
 from aitune_trt_aot import TorchTensorRTAotBackend
 from tests.support.gpu import selected_backends, tune_case
 
+# Measured 2026-11-29 (H200): AITune kept eager for this MLP. The benchmark MLP (docs/benchmark.md) runs at 1.6x
+# eager through AITune with the default config, and at 0.97x when the same engine in its CUDA graph is called
+# without AITune: AITune's own per-call layer (~0.1 ms: its forward proxy, signature normalisation, graph lookup)
+# is more than the MLP's whole eager call.
+AITUNE_OVERHEAD = pytest.mark.xfail(
+    strict=True, reason="AITune's per-call overhead exceeds a small MLP's eager time (docs/benchmark.md)"
+)
 
-@pytest.mark.parametrize("case", ["mlp", "resnet50"])
+
+@pytest.mark.parametrize("case", [pytest.param("mlp", marks=AITUNE_OVERHEAD), "resnet50"])
 def test_performance_validation_keeps_the_default_config(case: str) -> None:
     """Tuned with AITune's performance validation on (its default), the module is served by this backend."""
     backend = TorchTensorRTAotBackend()

@@ -1,0 +1,62 @@
+"""CPU: an ``ait.Module`` called from 4 threads at once; ``serialize_calls`` makes every call reach the backend."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import aitune.torch as ait
+import torch
+from aitune.torch.backend import TorchEagerBackend
+
+from aitune_trt_aot import serialize_calls
+
+THREADS, CALLS = 4, 300
+
+
+def _tuned_with_counted_backend(name: str) -> tuple[ait.Module, torch.nn.Module, list[int]]:
+    """A Linear tuned on the CPU with AITune's eager backend, whose ``infer`` counts the calls reaching it."""
+    strategy = ait.OneBackendStrategy(backend=TorchEagerBackend())
+    strategy.enable_performance_validation(False)
+    strategy.enable_find_max_batch_size(False)
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(4, 4)
+    reference = torch.nn.Linear(4, 4)
+    reference.load_state_dict(linear.state_dict())
+    module = ait.Module(linear, name, strategy=strategy)
+    ait.tune(module, [torch.randn(4), torch.randn(4)], batch_sizes=[1, 2], device="cpu")
+    (backend,) = module._self_wrapper.backends.values()
+    served = [0]
+    infer = backend.infer
+
+    def counting_infer(*args: Any, **kwargs: Any) -> Any:
+        served[0] += 1
+        return infer(*args, **kwargs)
+
+    backend.infer = counting_infer
+    return module, reference, served
+
+
+def _call_from_threads(call: Any, reference: torch.nn.Module) -> float:
+    def worker(thread: int) -> float:
+        worst = 0.0
+        with torch.no_grad():
+            for index in range(CALLS):
+                x = torch.randn(1 + (index + thread) % 2, 4)
+                worst = max(worst, float((call(x) - reference(x)).abs().max()))
+        return worst
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        return max(pool.map(worker, range(THREADS)))
+
+
+def test_serialized_calls_from_four_threads_all_reach_the_backend() -> None:
+    """Without the lock AITune lets racing calls bypass the backend (counted, printed); with it none do."""
+    module, reference, served = _tuned_with_counted_backend("threads-cpu")
+    _call_from_threads(module, reference)
+    print(f"\n[ait.Module from {THREADS} threads] {served[0]} of {THREADS * CALLS} calls reached the backend")
+    served[0] = 0
+    worst = _call_from_threads(serialize_calls(module), reference)
+    print(f"[serialize_calls from {THREADS} threads] {served[0]} of {THREADS * CALLS} calls reached the backend")
+    assert served[0] == THREADS * CALLS
+    assert worst <= 1e-6
