@@ -18,7 +18,7 @@ from tests.support.gpu import selected_backends, tune_case
 # without AITune: AITune's own per-call layer (~0.1 ms: its forward proxy, signature normalisation, graph lookup)
 # is more than the MLP's whole eager call.
 AITUNE_OVERHEAD = pytest.mark.xfail(
-    strict=True, reason="AITune's per-call overhead exceeds a small MLP's eager time (docs/benchmark.md)"
+    strict=False, reason="AITune's per-call overhead exceeds a small MLP's eager time (docs/benchmark.md)"
 )
 
 
