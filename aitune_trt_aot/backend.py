@@ -9,9 +9,12 @@ every checkpoint entry of that name, ours or the built-in's, loads here. See ``d
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
+import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -89,6 +92,34 @@ class TorchTensorRTAotBackend(Backend):
         self._guard: ShapeGuard | None = None
         self._description: str | None = None
 
+    @contextlib.contextmanager
+    def _track_build_step(self, step: BackendBuildStep) -> Iterator[dict[str, Any]]:
+        """AITune's build-step record, with the step's wall time in ``seconds`` (where a tune's time goes)."""
+        start = time.perf_counter()
+        with super()._track_build_step(step) as result:
+            try:
+                yield result
+            finally:
+                result["seconds"] = round(time.perf_counter() - start, 3)
+                logger.info("Build step %r took %.2f s.", step.value, result["seconds"])
+
+    @property
+    def build_seconds(self) -> dict[str, float]:
+        """Wall seconds of each step of this backend's build, by step name; empty for a backend from ``ait.load``.
+
+        Keys: ``compile`` (capture included), ``capture`` (``torch.export`` or tracing, where the frontend
+        measures it), ``artifact_save``, ``artifact_load``, ``self_check``. What ``ait.tune`` spends beyond their
+        sum is AITune's own work (recording, sample handling, profiling).
+        """
+        timings: dict[str, float] = {}
+        for result in self._build_results:
+            if "seconds" not in result:
+                continue
+            timings[result["step"].name.lower()] = result["seconds"]
+            if result.get("capture_seconds") is not None:
+                timings["capture"] = result["capture_seconds"]
+        return timings
+
     @property
     def config(self) -> TorchTensorRTAotBackendConfig:
         """The backend's configuration."""
@@ -163,6 +194,7 @@ class TorchTensorRTAotBackend(Backend):
             compiled, plan = self._compile(plan, request)
             result["precision"] = plan.precision.describe()
             result["coverage"] = compiled.coverage.describe()
+            result["capture_seconds"] = compiled.capture_seconds
         _refuse_without_engines(plan, compiled.coverage, settings)
 
         compiled.constants = dict(guard.constants)

@@ -84,6 +84,8 @@ class CompiledModel:
         coverage: Engines built and operations in TensorRT vs PyTorch.
         dynamic_shapes: The ``torch.export`` dynamic shapes used for capture, when there were any.
         constants: Plain-valued arguments built into the engines, by name (recorded in some formats).
+        capture_seconds: Wall time of capturing the graph (``torch.export``, tracing) before the TensorRT
+            compile, where the frontend measures it.
 
     """
 
@@ -92,6 +94,7 @@ class CompiledModel:
     coverage: Coverage
     dynamic_shapes: Any = None
     constants: dict[str, Any] = field(default_factory=dict)
+    capture_seconds: float | None = None
 
     def positional_dynamic_shapes(self) -> Any:
         """The dynamic shapes as a tuple in call order (args, then keywords), for re-exporting the compiled graph.

@@ -1,13 +1,13 @@
-"""Side-by-side benchmark on the GPU: eager, torch.compile, AITune's built-in backend and this backend.
+"""Side-by-side GPU benchmark: eager, torch.compile, bare Torch-TensorRT, AITune's built-in backend and this one.
 
-    python -m benchmarks.run [--models mlp resnet50 encoder] [--batches 1 8 32] [--out bench-out]
+    python -m benchmarks.run [--models mlp two_inputs resnet50 encoder] [--batches 1 8 32] [--out bench-out]
     python -m benchmarks.run --merge bench-out/mlp bench-out/resnet50 --out bench-out   # one table of several runs
 
-Prints a markdown table and writes ``table.md``, ``results.json`` and ``chart.png`` (if matplotlib is
-installed) to ``--out``. Every contender is called the way users call it (AITune contenders through the
-tuned ``ait.Module``); "raw engine" calls this backend's loaded artifact directly, as the floor. Load
-seconds are measured by ``ait.load`` in one fresh process per model. Ratios are what to compare:
-absolute times vary between machines.
+Prints a markdown table, then this backend's tune time by build step, and writes ``table.md``, ``results.json``
+and ``chart.png`` (if matplotlib is installed) to ``--out``. Every contender is called the way users call it
+(AITune contenders through the tuned ``ait.Module``); the "raw" rows call this backend's loaded artifact
+directly, as the floor. Load seconds are measured by ``ait.load`` in one fresh process per model. Ratios are
+what to compare: absolute times vary between machines.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ class Row:
     p90_ms: float | None = None
     throughput: float | None = None
     tune_s: float | None = None
+    tune_steps: dict = field(default_factory=dict)  # this backend's build steps, seconds (backend.build_seconds)
     artifact_bytes: int | None = None
     load_s: float | None = None
     max_abs_err: float | None = None
@@ -140,6 +141,28 @@ def tune_aitune(model_name: str, backend, batches: list[int], out: Path, label: 
     path = out / f"{model_name}-{label}.ait"
     ait.save(tuned, path)
     return tuned, seconds
+
+
+def bare_compile(model: nn.Module, example: tuple[torch.Tensor, ...], max_batch: int) -> tuple[nn.Module, float]:
+    """``torch.export`` + ``torch_tensorrt.dynamo.compile`` over batch 1..max_batch, by hand: the tune-time floor."""
+    import torch_tensorrt
+
+    start = time.perf_counter()
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    program = torch.export.export(
+        copy.deepcopy(model), example, dynamic_shapes=tuple({0: batch} for _ in example), strict=False
+    )
+    specs = [
+        torch_tensorrt.Input(
+            min_shape=(1, *x.shape[1:]),
+            opt_shape=(max(1, max_batch // 2), *x.shape[1:]),
+            max_shape=(max_batch, *x.shape[1:]),
+            dtype=x.dtype,
+        )
+        for x in example
+    ]
+    compiled = torch_tensorrt.dynamo.compile(program, inputs=specs)
+    return compiled, time.perf_counter() - start
 
 
 def profile_calls(label: str, call: Callable[[], object], calls: int = 500, top: int = 15) -> None:
@@ -200,6 +223,13 @@ def measure_model(
             compiled(*inputs[batches[0]])
         add("torch.compile fp32", compiled, tune_s=time.perf_counter() - start)
 
+    if "bare" in contenders:
+        try:
+            compiled, seconds = bare_compile(reference, inputs[max(batches)], max(batches))
+            add("bare torch_tensorrt.dynamo.compile fp32", compiled, tune_s=seconds)
+        except Exception as error:
+            rows.append(Row(model_name, "bare torch_tensorrt.dynamo.compile fp32", 0, note=f"failed: {error!r:.160}"))
+
     for key, (label, precision, fields) in OURS.items():
         if key not in contenders:
             continue
@@ -211,7 +241,7 @@ def measure_model(
             continue
         [backend] = list(tuned._self_wrapper.backends.values())
         size = backend.artifact_path.stat().st_size
-        add(label, tuned, tune_s=seconds, artifact_bytes=size)
+        add(label, tuned, tune_s=seconds, artifact_bytes=size, tune_steps=backend.build_seconds)
         if profile:
             profile_calls(f"{model_name} {label} batch {batches[0]}", partial(tuned, *inputs[batches[0]]))
         if key in RAW_FLOORS or "raw" in contenders:
@@ -311,10 +341,35 @@ def chart(rows: list[Row], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+STEP_COLUMNS = ("capture", "compile", "artifact_save", "artifact_load", "self_check")
+
+
+def tune_breakdown(rows: list[Row]) -> str:
+    """Where each of this backend's tunes spent its time, as a markdown table (one line per model and contender).
+
+    ``compile`` is the TensorRT compile without the capture; "AITune's own" is ``ait.tune`` minus every build step
+    (recording, sample handling, profiling).
+    """
+    head = "| model | contender | ait.tune s | capture | TensorRT compile | save | reload | self-check | AITune's own |"
+    lines = [head, "|" + "---|" * 9]
+    seen = set()
+    for r in rows:
+        if not r.tune_steps or (r.model, r.contender) in seen:
+            continue
+        seen.add((r.model, r.contender))
+        steps = dict(r.tune_steps)
+        capture = steps.get("capture") or 0.0
+        steps["compile"] = steps.get("compile", 0.0) - capture
+        own = (r.tune_s or 0.0) - sum(steps.get(k, 0.0) for k in STEP_COLUMNS)
+        cells = " | ".join(f"{steps[k]:.1f}" if k in steps else "" for k in STEP_COLUMNS)
+        lines.append(f"| {r.model} | {r.contender} | {r.tune_s or 0:.1f} | {cells} | {own:.1f} |")
+    return "\n".join(lines)
+
+
 def write_outputs(rows: list[Row], out: Path) -> None:
     """Print the table; write table.md, results.json and chart.png to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    text = table(rows)
+    text = table(rows) + "\n\nTune time by step (seconds):\n\n" + tune_breakdown(rows)
     print(text)
     (out / "table.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
@@ -336,7 +391,7 @@ def main() -> int:
     parser.add_argument(
         "--contenders",
         nargs="+",
-        default=["eager", "eager-fp16", "inductor", "builtin", *OURS],
+        default=["eager", "eager-fp16", "inductor", "bare", "builtin", *OURS],
     )
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     parser.add_argument("--profile", action="store_true", help="print a cProfile of AITune contenders' calls")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import Any
 
 import torch
@@ -39,9 +40,11 @@ class DynamoFrontend(Frontend):
         torch_tensorrt = request.torch_tensorrt
         # Explicit min/max ranges first (TensorRT profiles need finite bounds); bounded Dim.DYNAMIC
         # hints when torch.export cannot prove the whole range.
+        start = time.perf_counter()
         export = TorchExporter(use_auto=False, strict=False, fallback_to_dynamic_hints=True).export(
             request.module, request.sample, request.graph_spec, device=request.device
         )
+        capture_seconds = round(time.perf_counter() - start, 3)
         for r in request.ranges:
             logger.info("Engine profile %s: min=%s opt=%s max=%s", r.name, r.min_shape, r.opt_shape, r.max_shape)
         settings = dataclasses.asdict(request.settings)
@@ -59,4 +62,5 @@ class DynamoFrontend(Frontend):
             sample=export.sample,
             coverage=graph_coverage(compiled, source_ops),
             dynamic_shapes=export.dynamic_shapes,
+            capture_seconds=capture_seconds,
         )
