@@ -19,7 +19,6 @@ from typing import Any
 from aitune_trt_aot.errors import ArtifactError
 
 STATE_DICT_FILE = "state_dict.pt"  # AITune's checkpoint layout: a zip with this file and the artifacts
-PT2_METADATA_SUFFIX = "wrapper_metadata.json"
 
 
 def _open_zip(path: Path, what: str) -> zipfile.ZipFile:
@@ -108,21 +107,19 @@ def inspect_ait(path: Path) -> list[str]:
 def inspect_pt2(path: Path) -> list[str]:
     """Report lines for a ``.pt2`` package (its metadata only: no GPU, no library is loaded)."""
     from aitune_trt_aot.pt2.runtime import (
-        BUILT_FOR_METADATA_KEY,
         CONSTANTS_METADATA_KEY,
         COVERAGE_METADATA_KEY,
         INPUTS_METADATA_KEY,
         TensorRange,
+        package_metadata,
+        recorded_environment,
     )
 
     with _open_zip(path, ".pt2 package") as archive:
-        names = [n for n in archive.namelist() if n.endswith(PT2_METADATA_SUFFIX)]
-        if not names:
-            raise ArtifactError(
-                f"{path} has no AOTInductor model metadata: it is not a .pt2 package, or it is damaged."
-            )
-        metadata = json.loads(archive.read(names[0]))
         engines = sum(1 for n in archive.namelist() if "/constants/custom_obj_" in n)
+    metadata = package_metadata(path, model_name=None)
+    if not metadata:
+        raise ArtifactError(f"{path} has no AOTInductor model metadata: it is not a .pt2 package, or it is damaged.")
     lines = [f"{path}: .pt2 AOTInductor package, {_size(path.stat().st_size)}, {engines} embedded engine object(s)"]
     coverage = metadata.get(COVERAGE_METADATA_KEY)
     if coverage:
@@ -138,8 +135,7 @@ def inspect_pt2(path: Path) -> list[str]:
         lines.append(f"  built-in values: {constants}")
     capability = metadata.get("AOTI_COMPUTE_CAPABILITY") or "?"
     lines.append(f"  compiled for compute capability {capability}, device {metadata.get('AOTI_DEVICE_KEY', '?')}")
-    built_for = metadata.get(BUILT_FOR_METADATA_KEY)
-    lines.append(f"  {_compatibility(json.loads(built_for) if built_for else None)}")
+    lines.append(f"  {_compatibility(recorded_environment(metadata))}")
     return lines
 
 

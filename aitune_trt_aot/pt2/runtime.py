@@ -365,16 +365,21 @@ def _check_intact(path: Path) -> None:
         )
 
 
-def package_metadata(path: Path, model_name: str = DEFAULT_MODEL_NAME) -> dict[str, str]:
+def package_metadata(path: Path, model_name: str | None = DEFAULT_MODEL_NAME) -> dict[str, str]:
     """The metadata AOTInductor stored for ``model_name`` (``aot_inductor.metadata`` and its device keys).
 
     Read from the archive without loading anything: ``<root>/data/aotinductor/<model>/<hash>.wrapper_metadata.json``,
-    the file ``AOTIModelPackageLoader`` reads. Empty when the package has none for that model.
+    the file ``AOTIModelPackageLoader`` reads. ``model_name`` None takes the first model's. Empty when the
+    package has none for that model.
     """
     with zipfile.ZipFile(path) as archive:
         for name in sorted(archive.namelist()):
             parts = name.split("/")
-            if parts[-4:-1] == ["data", "aotinductor", model_name] and parts[-1].endswith(METADATA_SUFFIX):
+            if (
+                parts[-4:-2] == ["data", "aotinductor"]
+                and model_name in (None, parts[-2])
+                and parts[-1].endswith(METADATA_SUFFIX)
+            ):
                 try:
                     metadata = json.loads(archive.read(name))
                 except ValueError:
