@@ -7,10 +7,8 @@ import json
 import zipfile
 from pathlib import Path
 
-import aitune.torch as ait
 import pytest
 import torch
-from aitune.torch.backend import TorchEagerBackend
 from aitune.torch.checkpoint.artifact import ArtifactPath
 
 import aitune_trt_aot
@@ -18,6 +16,7 @@ from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.inspect import main
 from tests.support.entries import BUILT_FOR, fp16_mlp_entry
 from tests.support.processes import run_python
+from tests.support.tuning import tuned_eager_module
 
 
 def _report(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -56,11 +55,7 @@ def test_checkpoint_of_ours_lists_format_coverage_inputs_precision_and_build(
 
 def test_real_checkpoint_of_another_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A checkpoint AITune wrote on the CPU (eager backend) lists its backend, through the command line too."""
-    strategy = ait.OneBackendStrategy(backend=TorchEagerBackend())
-    strategy.enable_performance_validation(False)
-    strategy.enable_find_max_batch_size(False)
-    module = ait.Module(torch.nn.Linear(4, 4), "lin", strategy=strategy)
-    ait.tune(module, [torch.randn(4), torch.randn(4)], batch_sizes=[1, 2], device="cpu")
+    module = tuned_eager_module(torch.nn.Linear(4, 4), "lin")
     path = aitune_trt_aot.save(module, tmp_path / "eager.ait")
     code, out, err = _report(path, capsys)
     assert code == 0, err

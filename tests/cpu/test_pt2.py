@@ -11,7 +11,6 @@ from typing import Any
 import aitune.torch as ait
 import pytest
 import torch
-from aitune.torch.backend import TorchEagerBackend
 from aitune.torch.checkpoint.artifact import ArtifactPath
 from torch.utils import _pytree as pytree
 
@@ -32,6 +31,7 @@ from aitune_trt_aot.pt2.runtime import BUILT_FOR_METADATA_KEY, TensorRange, load
 from aitune_trt_aot.stack import version_tuple
 from tests.support.entries import BUILT_FOR
 from tests.support.processes import run_python, subprocess_env
+from tests.support.tuning import eager_module
 
 # What the fake installed stack below holds (BUILT_FOR's versions).
 INSTALLED = {"tensorrt_flavour": "TensorRT-RTX", "tensorrt": "1.6.1.120", "torch_tensorrt": "2.14.0"}
@@ -317,13 +317,10 @@ def test_save_pt2_refuses_what_is_not_one_pt2_graph(tmp_path: Path) -> None:
     with pytest.raises(Pt2ExportError, match="Found no AITune module"):
         save_pt2(torch.nn.Linear(2, 2), tmp_path / "a.pt2")
 
-    def eager_module(name: str) -> ait.Module:
-        strategy = ait.OneBackendStrategy(backend=TorchEagerBackend())
-        strategy.enable_performance_validation(False)
-        strategy.enable_find_max_batch_size(False)
-        return ait.Module(torch.nn.Linear(4, 4), name, strategy=strategy)
-
-    one_graph, two_graphs = eager_module("one_graph"), eager_module("two_graphs")
+    one_graph, two_graphs = (
+        eager_module(torch.nn.Linear(4, 4), "one_graph"),
+        eager_module(torch.nn.Linear(4, 4), "two_graphs"),
+    )
 
     def call(x: torch.Tensor) -> torch.Tensor:
         one_graph(x)

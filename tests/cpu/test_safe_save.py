@@ -9,21 +9,16 @@ from pathlib import Path
 import aitune.torch as ait
 import pytest
 import torch
-from aitune.torch.backend import TorchEagerBackend
 
 import aitune_trt_aot
 from aitune_trt_aot.safe_save import leftovers
 from tests.support.processes import run_python
+from tests.support.tuning import eager_module, tuned_eager_module
 
 
 def _tuned_eager_module(name: str) -> ait.Module:
     """An AITune module tuned on the CPU with AITune's eager backend: a real checkpoint without a GPU."""
-    strategy = ait.OneBackendStrategy(backend=TorchEagerBackend())
-    strategy.enable_performance_validation(False)
-    strategy.enable_find_max_batch_size(False)
-    module = ait.Module(torch.nn.Linear(4, 4), name, strategy=strategy)
-    ait.tune(module, [torch.randn(4), torch.randn(4)], batch_sizes=[1, 2], device="cpu")
-    return module
+    return tuned_eager_module(torch.nn.Linear(4, 4), name)
 
 
 def test_save_writes_a_checkpoint_ait_load_reads_and_leaves_nothing_else(tmp_path: Path) -> None:
@@ -36,8 +31,7 @@ def test_save_writes_a_checkpoint_ait_load_reads_and_leaves_nothing_else(tmp_pat
     aitune_trt_aot.save(module, target)  # over an existing checkpoint
     assert sorted(p.name for p in target.parent.iterdir()) == ["model.ait"]
     assert len(target.read_bytes()) == len(first)
-    strategy = ait.OneBackendStrategy(backend=TorchEagerBackend())
-    loaded = ait.load(ait.Module(torch.nn.Linear(4, 4), "safe-save", strategy=strategy), target)
+    loaded = ait.load(eager_module(torch.nn.Linear(4, 4), "safe-save"), target)
     assert loaded(torch.randn(2, 4)).shape == (2, 4)
 
 
@@ -51,8 +45,7 @@ def test_relative_path_lands_where_ait_save_and_ait_load_put_it(
     assert written == tmp_path / "checkpoints" / "model.ait"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
     assert sorted(p.name for p in written.parent.iterdir()) == ["model.ait"]
-    strategy = ait.OneBackendStrategy(backend=TorchEagerBackend())
-    loaded = ait.load(ait.Module(torch.nn.Linear(4, 4), "relative", strategy=strategy), "model.ait")
+    loaded = ait.load(eager_module(torch.nn.Linear(4, 4), "relative"), "model.ait")
     assert loaded(torch.randn(2, 4)).shape == (2, 4)
 
 

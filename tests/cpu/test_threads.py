@@ -7,24 +7,20 @@ from typing import Any
 
 import aitune.torch as ait
 import torch
-from aitune.torch.backend import TorchEagerBackend
 
 from aitune_trt_aot import serialize_calls
+from tests.support.tuning import tuned_eager_module
 
 THREADS, CALLS = 4, 300
 
 
 def _tuned_with_counted_backend(name: str) -> tuple[ait.Module, torch.nn.Module, list[int]]:
     """A Linear tuned on the CPU with AITune's eager backend, whose ``infer`` counts the calls reaching it."""
-    strategy = ait.OneBackendStrategy(backend=TorchEagerBackend())
-    strategy.enable_performance_validation(False)
-    strategy.enable_find_max_batch_size(False)
     torch.manual_seed(0)
     linear = torch.nn.Linear(4, 4)
     reference = torch.nn.Linear(4, 4)
     reference.load_state_dict(linear.state_dict())
-    module = ait.Module(linear, name, strategy=strategy)
-    ait.tune(module, [torch.randn(4), torch.randn(4)], batch_sizes=[1, 2], device="cpu")
+    module = tuned_eager_module(linear, name)
     (backend,) = module._self_wrapper.backends.values()
     served = [0]
     infer = backend.infer

@@ -13,19 +13,12 @@ from aitune.torch.backend.backend import Backend
 
 from tests.support.models import CASES, build_model, caller, dataset
 from tests.support.processes import json_tail, run_python
+from tests.support.tuning import strategy_for
 
 BATCH_SIZES = (1, 8, 16)
 # At least 8 batch sizes in a changing order; each is called 3 times with new inputs (issue: dynamic shapes
 # must be proven, not assumed).
 SWEEP = (1, 16, 5, 12, 3, 16, 8, 2, 13, 1)
-
-
-def strategy_for(backend: Backend) -> ait.OneBackendStrategy:
-    """One-backend strategy that keeps the tuned batch range as given and never swaps in eager."""
-    strategy = ait.OneBackendStrategy(backend=backend)
-    strategy.enable_find_max_batch_size(False)
-    strategy.enable_performance_validation(False)
-    return strategy
 
 
 def tune_case(
