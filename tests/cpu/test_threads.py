@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aitune.torch as ait
 import torch
 
 from aitune_trt_aot import serialize_calls
+from tests.support.threads import worst_errors_from_threads
 from tests.support.tuning import tuned_eager_module
 
 THREADS, CALLS = 4, 300
@@ -34,16 +34,10 @@ def _tuned_with_counted_backend(name: str) -> tuple[ait.Module, torch.nn.Module,
 
 
 def _call_from_threads(call: Any, reference: torch.nn.Module) -> float:
-    def worker(thread: int) -> float:
-        worst = 0.0
-        with torch.no_grad():
-            for index in range(CALLS):
-                x = torch.randn(1 + (index + thread) % 2, 4)
-                worst = max(worst, float((call(x) - reference(x)).abs().max()))
-        return worst
+    def make_input(thread: int, index: int) -> torch.Tensor:
+        return torch.randn(1 + (index + thread) % 2, 4)
 
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        return max(pool.map(worker, range(THREADS)))
+    return max(worst_errors_from_threads(call, reference, make_input, THREADS, CALLS))
 
 
 def test_serialized_calls_from_four_threads_all_reach_the_backend() -> None:

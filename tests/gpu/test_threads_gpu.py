@@ -8,7 +8,6 @@ below AITune is called from the 4 threads directly, with no lock of ours around 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -16,6 +15,7 @@ import torch
 from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig, serialize_calls
 from tests.support import tolerances
 from tests.support.gpu import CallCounter, inputs_for, scale_of, the_backend, tune_case
+from tests.support.threads import worst_errors_from_threads
 
 THREADS = 4
 CALLS_PER_THREAD = 24
@@ -23,17 +23,11 @@ BATCHES = (1, 16, 5, 12, 3, 8, 2, 13)
 
 
 def _worst_error_from_threads(call: Callable, reference: torch.nn.Module) -> list[float]:
-    def worker(thread: int) -> float:
-        worst = 0.0
-        with torch.no_grad():  # grad mode is per thread
-            for index in range(CALLS_PER_THREAD):
-                batch = BATCHES[(index + 3 * thread) % len(BATCHES)]
-                (x,), _ = inputs_for("mlp", batch, seed=1000 * thread + index)
-                worst = max(worst, float((call(x) - reference(x)).abs().max()))
-        return worst
+    def make_input(thread: int, index: int) -> torch.Tensor:
+        (x,), _ = inputs_for("mlp", BATCHES[(index + 3 * thread) % len(BATCHES)], seed=1000 * thread + index)
+        return x
 
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        return list(pool.map(worker, range(THREADS)))
+    return worst_errors_from_threads(call, reference, make_input, THREADS, CALLS_PER_THREAD)
 
 
 @pytest.mark.parametrize("cuda_graphs", [False, True], ids=["engines", "cuda-graphs"])
