@@ -13,6 +13,7 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -29,6 +30,7 @@ from aitune.torch.utils.module import move_module_to_device, move_tensors_to_dev
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
+from aitune_trt_aot import build_cache
 from aitune_trt_aot.checkpoint import CheckpointEntry
 from aitune_trt_aot.compat import build_environment, incompatibility
 from aitune_trt_aot.compiled import CompiledModel, Coverage
@@ -55,6 +57,7 @@ SELF_CHECK_REPEATS = 3  # calls per shape
 class TorchTensorRTAotBuildStep(BackendBuildStep):
     """The steps of a build, as AITune's build report lists them."""
 
+    CACHE_LOOKUP = "Build cache lookup"
     COMPILE = "Capture and Torch-TensorRT compile"
     ARTIFACT_SAVE = "Compiled artifact save"
     ARTIFACT_LOAD = "Compiled artifact load"
@@ -91,6 +94,7 @@ class TorchTensorRTAotBackend(Backend):
         self._runner: Any = None
         self._guard: ShapeGuard | None = None
         self._description: str | None = None
+        self._from_cache = False
 
     @contextlib.contextmanager
     def _track_build_step(self, step: BackendBuildStep) -> Iterator[dict[str, Any]]:
@@ -107,9 +111,10 @@ class TorchTensorRTAotBackend(Backend):
     def build_seconds(self) -> dict[str, float]:
         """Wall seconds of each step of this backend's build, by step name; empty for a backend from ``ait.load``.
 
-        Keys: ``compile`` (capture included), ``capture`` (``torch.export`` or tracing, where the frontend
-        measures it), ``artifact_save``, ``artifact_load``, ``self_check``. What ``ait.tune`` spends beyond their
-        sum is AITune's own work (recording, sample handling, profiling).
+        Keys: ``cache_lookup`` (fingerprint, and copying a cached artifact on a hit), ``compile`` (capture
+        included), ``capture`` (``torch.export`` or tracing, where the frontend measures it), ``artifact_save``,
+        ``artifact_load``, ``self_check``. What ``ait.tune`` spends beyond their sum is AITune's own work
+        (recording, sample handling, profiling).
         """
         timings: dict[str, float] = {}
         for result in self._build_results:
@@ -119,6 +124,11 @@ class TorchTensorRTAotBackend(Backend):
             if result.get("capture_seconds") is not None:
                 timings["capture"] = result["capture_seconds"]
         return timings
+
+    @property
+    def built_from_cache(self) -> bool:
+        """True when this build reused an artifact from the build cache instead of compiling."""
+        return self._from_cache
 
     @property
     def config(self) -> TorchTensorRTAotBackendConfig:
@@ -190,6 +200,19 @@ class TorchTensorRTAotBackend(Backend):
             options=plan.options,
             torch_tensorrt=torch_tensorrt,
         )
+        fingerprint = None
+        if self._config.build_cache:
+            with self._track_build_step(TorchTensorRTAotBuildStep.CACHE_LOOKUP) as result:
+                try:
+                    fingerprint = self._fingerprint(module, plan, guard)
+                except Exception as error:  # a model the fingerprint cannot read (e.g. quantized weights): no cache
+                    logger.warning(
+                        "Build cache skipped: cannot fingerprint this model (%s: %s).", type(error).__name__, error
+                    )
+                cached = None if fingerprint is None else build_cache.lookup(fingerprint)
+                result["cache_hit"] = cached is not None
+            if cached is not None and self._reuse_cached_build(cached, plan, module, samples, guard, cache_dir):
+                return self
         with self._track_build_step(TorchTensorRTAotBuildStep.COMPILE) as result:
             compiled, plan = self._compile(plan, request)
             result["precision"] = plan.precision.describe()
@@ -237,7 +260,84 @@ class TorchTensorRTAotBackend(Backend):
         with self._track_build_step(TorchTensorRTAotBuildStep.SELF_CHECK):
             self._check_against_eager(plan, module, samples, coverage)
         logger.info("Built %s: %s; %s; into %s.", self.describe(), plan.describe(), coverage.describe(), artifact)
+        if fingerprint is not None:
+            build_cache.store(fingerprint, artifact.path, self._cache_facts())
         return self
+
+    def _fingerprint(self, module: nn.Module, plan: BuildPlan, guard: ShapeGuard) -> str:
+        config = self._config.to_dict()
+        del config["build_cache"]  # whether to use the cache does not change what is built
+        facts = {
+            "config": config,
+            "plan": plan.describe(),
+            "inputs": guard.to_dict(),
+            "machine": build_environment(self._device),
+        }
+        return build_cache.build_fingerprint(module, facts)
+
+    def _cache_facts(self) -> dict[str, Any]:
+        entry = self._entry
+        assert entry is not None and entry.coverage is not None
+        return {
+            "artifact_format": entry.artifact_format,
+            "precision": entry.precision,
+            "coverage": entry.coverage.to_dict(),
+            "checksum": entry.checksum,
+            "built_for": entry.built_for,
+        }
+
+    def _reuse_cached_build(
+        self,
+        cached: build_cache.CachedBuild,
+        plan: BuildPlan,
+        module: nn.Module,
+        samples: SampleStore,
+        guard: ShapeGuard,
+        cache_dir: Path,
+    ) -> bool:
+        """Take the artifact of an identical earlier build, load it and check it against eager; False if unusable.
+
+        A cached artifact that does not load or does not match eager (the model changed in a way the
+        fingerprint cannot see) is dropped from the cache, and the caller builds afresh.
+        """
+        facts = cached.facts
+        artifact = ArtifactPath(cache_dir, cached.artifact.name)
+        self._entry = CheckpointEntry(
+            config=self._config,
+            artifact=artifact,
+            artifact_format=facts["artifact_format"],
+            device=self._device,
+            shape_guard=guard,
+            precision=facts["precision"],
+            coverage=Coverage(**facts["coverage"]),
+            checksum=facts["checksum"],
+            built_for=facts["built_for"],
+        )
+        self._description = None
+        try:
+            with self._track_build_step(TorchTensorRTAotBuildStep.ARTIFACT_LOAD):
+                write_atomically(artifact.path, partial(shutil.copyfile, cached.artifact))
+                self._activate()
+            with self._track_build_step(TorchTensorRTAotBuildStep.SELF_CHECK):
+                mismatch = self._first_mismatch(module, samples, plan.precision.dtype)
+            if mismatch is not None:
+                raise BuildError(f"it does not reproduce eager PyTorch ({mismatch})")
+        except Exception as error:
+            logger.warning(
+                "The build cached in %s cannot be reused (%s: %s); dropping it and building afresh.",
+                cached.folder,
+                type(error).__name__,
+                error,
+            )
+            build_cache.discard(cached.folder)
+            self._deactivate()
+            self._entry = None
+            self._description = None
+            artifact.path.unlink(missing_ok=True)
+            return False
+        self._from_cache = True
+        logger.info("Reused the build cached in %s for %s.", cached.folder, self.describe())
+        return True
 
     def _compile(self, plan: BuildPlan, request: CompileRequest) -> tuple[CompiledModel, BuildPlan]:
         """Compile under ``plan``; with ``precision_route="auto"`` fall back from autocast to a cast module.

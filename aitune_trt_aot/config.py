@@ -73,6 +73,12 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             warning. ``True``: always; a failed capture is an error. ``False``: never. See docs/benchmark.md.
         check_shapes: Check every call's tensor shapes and dtypes against the ranges the engines were built
             for and raise a clear error outside them (default True).
+        build_cache: Reuse the artifact of an identical earlier build instead of exporting and compiling again
+            (default True). Identical means the same model code, structure and weights, the same config, input
+            ranges and machine (``aitune_trt_aot.build_cache``). A reused artifact is still loaded and checked
+            against eager PyTorch; one that fails is dropped and the model built afresh. Entries live in
+            ``$AITUNE_TRT_AOT_CACHE_DIR`` (default ``~/.cache/aitune_trt_aot/builds``); the 8 most recently used
+            are kept (``$AITUNE_TRT_AOT_CACHE_ENTRIES``). This field does not change what is built.
         pickle_protocol: Pickle protocol used when saving the compiled artifact.
 
     """
@@ -85,6 +91,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
     output_format: str = "auto"
     cuda_graphs: bool | str = "auto"
     check_shapes: bool = True
+    build_cache: bool = True
     pickle_protocol: int = 5
 
     def __post_init__(self) -> None:
@@ -100,8 +107,9 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
         _check_choice("output_format", self.output_format, OUTPUT_FORMATS)
         if self.cuda_graphs not in CUDA_GRAPHS or type(self.cuda_graphs) not in (bool, str):
             raise ConfigError(f"cuda_graphs must be True, False or 'auto', got {self.cuda_graphs!r}.")
-        if not isinstance(self.check_shapes, bool):
-            raise ConfigError(f"check_shapes must be True or False, got {self.check_shapes!r}.")
+        for flag in ("check_shapes", "build_cache"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
         if (
             not isinstance(self.pickle_protocol, int)
             or isinstance(self.pickle_protocol, bool)
@@ -133,6 +141,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             "output_format": self.output_format,
             "cuda_graphs": self.cuda_graphs,
             "check_shapes": self.check_shapes,
+            "build_cache": self.build_cache,
             "pickle_protocol": self.pickle_protocol,
         }
 

@@ -53,12 +53,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def isolated_aitune(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Each test gets its own AITune cache folder and an empty module registry."""
+    """Each test gets its own AITune cache folder, its own build cache and an empty module registry."""
     import aitune.torch as ait
     from aitune.torch.module_registry import MODULE_REGISTRY
 
     cache = tmp_path / "aitune-cache"
     monkeypatch.setenv("AITUNE_CACHE_DIR", str(cache))
+    # Each test builds for real: no build cache entry of another test (or of an earlier run) is reused.
+    monkeypatch.setenv("AITUNE_TRT_AOT_CACHE_DIR", str(tmp_path / "build-cache"))
     previous = ait.config.cache_dir
     ait.config.cache_dir = cache
     MODULE_REGISTRY.clear()

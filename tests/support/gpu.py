@@ -27,16 +27,17 @@ def tune_case(
     name: str | None = None,
     batch_sizes=BATCH_SIZES,
     strategy: ait.OneBackendStrategy | None = None,
+    seed: int = 0,
 ) -> tuple[Any, torch.nn.Module]:
     """Tune case ``case`` on the GPU with ``backend``; return the tuned module and an eager fp32 reference.
 
     The reference is a deep copy taken BEFORE ``ait.Module`` wraps the model: AITune patches the wrapped
     module's forward, so the original object would run through the tuned backend. ``strategy`` defaults to
-    :func:`strategy_for` (no performance validation, the batch range as given).
+    :func:`strategy_for` (no performance validation, the batch range as given). ``seed`` picks the weights.
     """
     device = torch.device("cuda")
     name = f"{name or case}-{uuid.uuid4().hex[:8]}"  # AITune keeps samples under ~/.cache/aitune/<name>
-    model = build_model(case).to(device)
+    model = build_model(case, seed=seed).to(device)
     reference = copy.deepcopy(model)
     tuned = ait.Module(model, name, strategy=strategy or strategy_for(backend))
     ait.tune(
