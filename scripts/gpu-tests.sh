@@ -14,7 +14,4 @@ case "$tier" in
   *) echo "usage: bash scripts/gpu-tests.sh quick|full [pytest args...]" >&2; exit 2 ;;
 esac
 export AITUNE_TRT_AOT_PYTHON=${AITUNE_TRT_AOT_PYTHON:-python3}
-# The workers already use every core; Inductor's own pool of compile processes per worker (one per core, each
-# importing torch) only made the .pt2 builds wait for CPU (the quick tier's critical path).
-export TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS:-1}
 exec bash scripts/test.sh tests/gpu -m "$marks" -n "${GPU_TEST_WORKERS:-16}" --durations=15 -rfEs "$@"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,24 +67,6 @@ def _quiet_fake_engine_warnings() -> Iterator[None]:
         registry_logger.setLevel(level)
 
 
-@contextmanager
-def _private_inductor_caches() -> Iterator[None]:
-    # AOTInductor writes a package's generated code to a cache folder named by the code's hash, and the
-    # Torch-TensorRT engine into that folder as custom_obj_0. A one-engine graph is one execute_engine call, so
-    # models with the same input/output shapes and range share the folder: builds at the same time could package
-    # each other's engine. Each package gets its own folder; the FX graph / AOTAutograd caches (unused for
-    # AOTInductor in torch 2.14) stay off in case a later torch uses them, as they key an engine by class name.
-    from torch._inductor.runtime.cache_dir_utils import temporary_cache_dir
-
-    with (
-        tempfile.TemporaryDirectory(prefix="aitune_trt_aot-inductor-") as folder,
-        temporary_cache_dir(folder),
-        torch._inductor.config.patch(fx_graph_cache=False, fx_graph_remote_cache=False),
-        torch._functorch.config.patch(enable_autograd_cache=False, enable_remote_autograd_cache=False),
-    ):
-        yield
-
-
 def _package_configs(program: ExportedProgram, compiled: CompiledModel) -> dict[str, Any]:
     metadata = {
         INPUTS_METADATA_KEY: json.dumps([r.to_json() for r in input_ranges(program)]),
@@ -106,7 +87,7 @@ class AotInductorFormat(ArtifactFormat):
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
         """Export the compiled graph with its dynamic shapes and compile it into a package at ``path``."""
         args, kwargs = compiled.sample
-        with _quiet_fake_engine_warnings(), _private_inductor_caches():
+        with _quiet_fake_engine_warnings():
             program = torch.export.export(
                 compiled.module,
                 tuple(args),

@@ -269,6 +269,16 @@ def test_runtime_library_missing_is_explained() -> None:
         assert found.name == "libtorchtrt_runtime.so"
 
 
+def test_library_dirs_for_cmake_are_the_folders_torch_loaded_from() -> None:
+    """``--library-dirs`` gives CMake the folders of the libraries torch loads, not Python modules' or the system's."""
+    result = run_python("-m", "aitune_trt_aot.pt2.paths", "--library-dirs")
+    assert result.returncode == 0, result.stderr
+    folders = [Path(folder) for folder in result.stdout.strip().split(";")]
+    assert Path(torch.__file__).parent / "lib" in folders
+    assert not [f for f in folders if f.as_posix().startswith(("/usr/lib", "/lib"))]
+    assert all(any(child.name.startswith("lib") for child in folder.iterdir()) for folder in folders)
+
+
 def test_runtime_only_import_skips_aitune() -> None:
     """With AITUNE_TRT_AOT_RUNTIME_ONLY=1 the package offers load_pt2 and does not import AITune."""
     code = (

@@ -20,6 +20,7 @@ from aitune_trt_aot import (
     load_pt2,
     save_pt2,
 )
+from aitune_trt_aot.pt2.paths import loaded_library_dirs
 from aitune_trt_aot.pt2.runtime import runtime_library, tensorrt_library
 from examples.pt2_cases import write_cases
 from tests.support import tolerances
@@ -56,8 +57,8 @@ def test_two_inputs_pt2_standalone_keywords_and_constants(tmp_path: Path) -> Non
 def test_packages_of_same_shaped_models_keep_their_own_engines() -> None:
     """Two MLPs with the same inputs and outputs but other weights, packaged one after the other in one process.
 
-    Their packages have the same generated code; AOTInductor keeps the engine beside that code in a folder named by
-    its hash, so each package is compiled in its own Inductor cache folder (docs/known-issues.md).
+    Their packages have the same generated code, and AOTInductor keeps the engine beside that code in a folder named
+    by its hash (docs/known-issues.md): each build must package its own engine, not the one written before it.
     """
     first, first_reference = tune_case("mlp", _pt2_backend(), name="mlp-seed0")
     second, second_reference = tune_case("mlp", _pt2_backend(), name="mlp-seed1", seed=1)
@@ -84,6 +85,7 @@ def _build_cpp_example(repo_root: Path, build_dir: Path) -> Path:
         f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
         f"-DTORCHTRT_RUNTIME={runtime_library()}",
         f"-DTENSORRT_LIBRARY={tensorrt_library()}",
+        f"-DEXTRA_LIBRARY_DIRS={';'.join(str(folder) for folder in loaded_library_dirs())}",
     ]
     for command in (configure, ["cmake", "--build", str(build_dir), "-j", "8"]):
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)

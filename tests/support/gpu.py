@@ -10,6 +10,7 @@ from typing import Any
 import aitune.torch as ait
 import torch
 from aitune.torch.backend.backend import Backend
+from aitune.torch.module_registry import MODULE_REGISTRY
 
 from tests.support.models import CASES, build_model, caller, dataset
 from tests.support.processes import json_tail, run_python
@@ -37,6 +38,9 @@ def tune_case(
     """
     device = torch.device("cuda")
     name = f"{name or case}-{uuid.uuid4().hex[:8]}"  # AITune keeps samples under ~/.cache/aitune/<name>
+    # ait.tune tunes every registered module and refuses one tuned before ("has already been tuned"): forget
+    # modules an earlier tune_case of this test made. They keep running their backends (the benchmark does the same).
+    MODULE_REGISTRY.clear()
     model = build_model(case, seed=seed).to(device)
     reference = copy.deepcopy(model)
     tuned = ait.Module(model, name, strategy=strategy or strategy_for(backend))
