@@ -111,10 +111,10 @@ class TorchTensorRTAotBackend(Backend):
     def build_seconds(self) -> dict[str, float]:
         """Wall seconds of each step of this backend's build, by step name; empty for a backend from ``ait.load``.
 
-        Keys: ``cache_lookup`` (fingerprint, and copying a cached artifact on a hit), ``compile`` (capture
-        included), ``capture`` (``torch.export`` or tracing, where the frontend measures it), ``artifact_save``,
-        ``artifact_load``, ``self_check``. What ``ait.tune`` spends beyond their sum is AITune's own work
-        (recording, sample handling, profiling).
+        Keys: ``cache_lookup`` (fingerprint and build cache lookup), ``compile`` (capture included), ``capture``
+        (``torch.export`` or tracing, where the frontend measures it), ``artifact_save``, ``artifact_load`` (on a
+        cache hit: copying the cached artifact, then loading it), ``self_check``. What ``ait.tune`` spends beyond
+        their sum is AITune's own work (recording, sample handling, profiling).
         """
         timings: dict[str, float] = {}
         for result in self._build_results:

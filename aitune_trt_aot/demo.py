@@ -90,6 +90,7 @@ def tune_and_save(ir: str, precision: str, out: Path) -> dict:
         "errors_vs_eager": errors,
         "precision": backends[0].precision,
         "speedup": speedups,
+        "from_cache": any(b.built_from_cache for b in backends),
     }
 
 
@@ -145,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="aitune-trt-aot-demo-"))
     tuned = tune_and_save(args.ir, args.precision, out)
     print(
-        f"tuned ir={args.ir} {tuned['precision']} in {tuned['tune_seconds']:.1f}s; throughput vs eager (AITune's "
+        f"tuned ir={args.ir} {tuned['precision']} in {tuned['tune_seconds']:.1f}s"
+        f"{' (engines reused from the build cache: a run before built them)' if tuned['from_cache'] else ''}; "
+        f"throughput vs eager (AITune's "
         f"profile): {tuned['speedup'] or 'not measured'}; max abs error vs eager: {tuned['errors_vs_eager']}"
     )
     result = subprocess.run(
