@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
-from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
+from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig, build_cache
+from aitune_trt_aot.files import file_digest
 from tests.support import tolerances
 from tests.support.gpu import reload_in_fresh_process, scale_of, sweep_errors, the_backend, tune_case
 
@@ -43,3 +45,29 @@ def test_second_tune_reuses_the_cached_build_and_a_changed_model_does_not(tmp_pa
     changed, changed_reference, _ = _tune("mlp-other-weights", seed=1)
     assert not the_backend(changed).built_from_cache
     assert max(sweep_errors(changed, changed_reference, "mlp").values()) <= tolerance
+
+
+def test_cached_build_that_fails_the_self_check_is_dropped_and_rebuilt(tmp_path: Path) -> None:
+    """A cache entry with another model's engines (checksum made to match) is dropped, and the model rebuilt.
+
+    The tune notices on the check against eager, drops the entry, builds afresh and stores the new build.
+    """
+    cache = build_cache.cache_root()  # the conftest's per-test folder
+    _tune("mlp-seed0")
+    (entry,) = [p for p in cache.iterdir() if p.is_dir()]
+    _tune("mlp-seed1", seed=1)
+    (other,) = [p for p in cache.iterdir() if p.is_dir() and p != entry]
+
+    record = json.loads((entry / build_cache.ENTRY_FILE).read_text())
+    artifact = entry / record["artifact_name"]
+    artifact.write_bytes((other / record["artifact_name"]).read_bytes())  # seed 1's engines, seed 0's fingerprint
+    (entry / build_cache.ENTRY_FILE).write_text(json.dumps(record | {"checksum": file_digest(artifact)}))
+
+    rebuilt, reference, _ = _tune("mlp-seed0-again")
+    backend = the_backend(rebuilt)
+    assert backend._build_results[0]["cache_hit"] is True
+    assert not backend.built_from_cache
+    assert "compile" in backend.build_seconds
+    assert max(sweep_errors(rebuilt, reference, "mlp").values()) <= tolerances.FP32 * scale_of(reference, "mlp", 16)
+    stored = json.loads((entry / build_cache.ENTRY_FILE).read_text())
+    assert stored["checksum"] == file_digest(backend.artifact_path) == file_digest(entry / stored["artifact_name"])
