@@ -80,10 +80,8 @@ def model_fingerprint(module: nn.Module) -> str:
             f"{name}|{cls.__module__}.{cls.__qualname__}|{submodule.extra_repr()}|{submodule.training}\n".encode()
         )
         digest.update(sources[cls].encode())
-    for name, tensor in module.state_dict(keep_vars=False).items():
-        if not isinstance(tensor, torch.Tensor):
-            digest.update(f"{name}={tensor!r}\n".encode())
-            continue
+    # Parameters and every buffer, the non-persistent ones too (state_dict leaves those out).
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
         if tensor.numel() and tensor.device.type != "meta":
             data = tensor.detach().contiguous().reshape(-1).view(torch.uint8).cpu()

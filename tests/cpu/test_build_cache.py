@@ -27,16 +27,17 @@ class Scaled(nn.Module):
         super().__init__()
         self.linear = nn.Linear(4, 3)
         self.register_buffer("offset", torch.zeros(3))
+        self.register_buffer("scale", torch.ones(3), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x) * 2 + self.offset
+        return self.linear(x) * 2 * self.scale + self.offset
 
 
 class Tripled(Scaled):
     """The same layers, another forward."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x) * 3 + self.offset
+        return self.linear(x) * 3 * self.scale + self.offset
 
 
 @pytest.fixture(autouse=True)
@@ -71,9 +72,12 @@ def test_fingerprint_changes_with_weights_buffers_code_and_mode() -> None:
     other_weights = _model(seed=1)
     changed_buffer = _model()
     changed_buffer.offset[0] = 1.0
+    changed_non_persistent_buffer = _model()
+    changed_non_persistent_buffer.scale[0] = 2.0
     training = _model().train()
     other_code = _model(cls=Tripled)
-    prints = [build_cache.model_fingerprint(m) for m in (other_weights, changed_buffer, training, other_code)]
+    models = (other_weights, changed_buffer, changed_non_persistent_buffer, training, other_code)
+    prints = [build_cache.model_fingerprint(m) for m in models]
     assert base not in prints
     assert len(set(prints)) == len(prints)
 
