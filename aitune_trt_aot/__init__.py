@@ -77,3 +77,7 @@ if _aitune_wanted():
         "save",
         "save_pt2",
     ]
+
+from aitune_trt_aot.gc_freeze import freeze_import_time_objects  # noqa: E402  (after every import above)
+
+freeze_import_time_objects()

@@ -1,0 +1,31 @@
+"""Importing the package keeps the garbage collector off import-time objects, unless AITUNE_TRT_AOT_GC_FREEZE=0."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.processes import run_python, subprocess_env
+
+CODE = (
+    "import gc, json, time, aitune_trt_aot\n"
+    "start = time.perf_counter(); gc.collect(); seconds = time.perf_counter() - start\n"
+    "print(json.dumps({'frozen': gc.get_freeze_count(), 'collect_seconds': seconds}))\n"
+)
+
+
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_import_freezes_what_the_stack_created(setting: str | None) -> None:
+    env = subprocess_env()
+    env.pop("AITUNE_TRT_AOT_GC_FREEZE", None)
+    if setting is not None:
+        env["AITUNE_TRT_AOT_GC_FREEZE"] = setting
+    result = run_python("-c", CODE, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"\n[AITUNE_TRT_AOT_GC_FREEZE={setting}] {report}")
+    if setting == "0":
+        assert report["frozen"] == 0
+    else:
+        assert report["frozen"] > 100_000  # torch and AITune alone leave several hundred thousand objects
