@@ -158,8 +158,12 @@ def discard(folder: Path) -> None:
 
 
 def _evict(root: Path, keep: Path) -> None:
-    entries = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    try:
+        entries = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError as error:  # another process evicting at the same time
+        logger.info("Build cache eviction skipped (%s).", error)
+        return
     for old in entries[_max_entries() :]:
         if old != keep:
             discard(old)

@@ -11,6 +11,14 @@ from aitune_trt_aot.pt2.runtime import runtime_library, tensorrt_library
 _SYSTEM_LIBRARY_DIRS = ("/lib", "/usr/lib", "/lib64", "/usr/lib64")
 
 
+def _is_system_library_dir(folder: Path) -> bool:
+    """``/usr/lib`` and the like, or their multiarch folder (``/usr/lib/x86_64-linux-gnu``): the loader's defaults."""
+    posix = folder.as_posix()
+    return posix in _SYSTEM_LIBRARY_DIRS or (
+        folder.parent.as_posix() in _SYSTEM_LIBRARY_DIRS and folder.name.endswith("-linux-gnu")
+    )
+
+
 def loaded_library_dirs() -> list[Path]:
     """The folders of every shared library this process has loaded after ``import torch``, in load order.
 
@@ -27,7 +35,7 @@ def loaded_library_dirs() -> list[Path]:
             name = path.name
             # shared libraries (libcublas.so.13), not Python extension modules (_C.cpython-312-x86_64-linux-gnu.so)
             if path.is_absolute() and name.startswith("lib") and ".so" in name and "cpython" not in name:
-                if not path.parent.as_posix().startswith(_SYSTEM_LIBRARY_DIRS):  # found by the loader anyway
+                if not _is_system_library_dir(path.parent):  # found by the loader anyway
                     folders[path.parent] = None
     return list(folders)
 
