@@ -261,7 +261,7 @@ class TorchTensorRTAotBackend(Backend):
             self._check_against_eager(plan, module, samples, coverage)
         logger.info("Built %s: %s; %s; into %s.", self.describe(), plan.describe(), coverage.describe(), artifact)
         if fingerprint is not None:
-            build_cache.store(fingerprint, artifact.path, self._cache_facts())
+            build_cache.store(fingerprint, artifact.path, self._entry.build_facts())
         return self
 
     def _fingerprint(self, module: nn.Module, plan: BuildPlan, guard: ShapeGuard) -> str:
@@ -274,17 +274,6 @@ class TorchTensorRTAotBackend(Backend):
             "machine": build_environment(self._device),
         }
         return build_cache.build_fingerprint(module, facts)
-
-    def _cache_facts(self) -> dict[str, Any]:
-        entry = self._entry
-        assert entry is not None and entry.coverage is not None
-        return {
-            "artifact_format": entry.artifact_format,
-            "precision": entry.precision,
-            "coverage": entry.coverage.to_dict(),
-            "checksum": entry.checksum,
-            "built_for": entry.built_for,
-        }
 
     def _reuse_cached_build(
         self,
@@ -300,18 +289,9 @@ class TorchTensorRTAotBackend(Backend):
         A cached artifact that does not load or does not match eager (the model changed in a way the
         fingerprint cannot see) is dropped from the cache, and the caller builds afresh.
         """
-        facts = cached.facts
         artifact = ArtifactPath(cache_dir, cached.artifact.name)
-        self._entry = CheckpointEntry(
-            config=self._config,
-            artifact=artifact,
-            artifact_format=facts["artifact_format"],
-            device=self._device,
-            shape_guard=guard,
-            precision=facts["precision"],
-            coverage=Coverage(**facts["coverage"]),
-            checksum=facts["checksum"],
-            built_for=facts["built_for"],
+        self._entry = CheckpointEntry.from_build_facts(
+            cached.facts, config=self._config, artifact=artifact, device=self._device, shape_guard=guard
         )
         self._description = None
         try:

@@ -37,7 +37,6 @@ CACHE_DIR_ENV = "AITUNE_TRT_AOT_CACHE_DIR"
 CACHE_ENTRIES_ENV = "AITUNE_TRT_AOT_CACHE_ENTRIES"
 DEFAULT_ENTRIES = 8
 ENTRY_FILE = "entry.json"
-_FACT_KEYS = ("artifact_format", "precision", "coverage", "checksum", "built_for")
 
 
 def cache_root() -> Path:
@@ -125,6 +124,8 @@ def lookup(fingerprint: str) -> CachedBuild | None:
 def store(fingerprint: str, artifact: Path, facts: dict[str, Any]) -> Path | None:
     """Copy ``artifact`` and ``facts`` into the entry for ``fingerprint``; return its folder, None if not stored.
 
+    ``facts`` is ``CheckpointEntry.build_facts()``: JSON-safe, with the artifact's ``checksum``.
+
     The entry is assembled in a temporary folder beside the others and renamed into place, so a reader never
     sees half an entry. Failing to store (read-only or full disk) is logged, never raised: the build stands.
     """
@@ -135,7 +136,7 @@ def store(fingerprint: str, artifact: Path, facts: dict[str, Any]) -> Path | Non
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{fingerprint[:16]}.", suffix=".tmp", dir=root))
         shutil.copyfile(artifact, staging / artifact.name)
-        entry = {key: facts[key] for key in _FACT_KEYS} | {"artifact_name": artifact.name, "created": time.time()}
+        entry = {**facts, "artifact_name": artifact.name, "created": time.time()}
         (staging / ENTRY_FILE).write_text(json.dumps(entry, default=str))
         if folder.exists():
             discard(folder)

@@ -68,14 +68,47 @@ class CheckpointEntry:
             "writer": CheckpointWriter(),
             "config": self.config.to_dict(),
             "artifact": self.artifact,
-            "artifact_format": self.artifact_format,
             "device": self.device,
             "shape_guard": None if self.shape_guard is None else self.shape_guard.to_dict(),
+            **self.build_facts(),
+        }
+
+    def build_facts(self) -> dict[str, Any]:
+        """What the build found out besides the file (format, precision, coverage, checksum, built_for), JSON-safe.
+
+        Stored in the checkpoint entry and in the build cache (``aitune_trt_aot.build_cache``).
+        """
+        return {
+            "artifact_format": self.artifact_format,
             "precision": self.precision,
             "coverage": None if self.coverage is None else self.coverage.to_dict(),
             "checksum": self.checksum,
             "built_for": self.built_for,
         }
+
+    @classmethod
+    def from_build_facts(
+        cls,
+        facts: dict[str, Any],
+        *,
+        config: TorchTensorRTAotBackendConfig,
+        artifact: ArtifactPath,
+        device: torch.device | None,
+        shape_guard: ShapeGuard | None,
+    ) -> CheckpointEntry:
+        """An entry for ``artifact`` from :meth:`build_facts` output (missing facts: unknown)."""
+        coverage = facts.get("coverage")
+        return cls(
+            config=config,
+            artifact=artifact,
+            artifact_format=facts["artifact_format"],
+            device=device,
+            shape_guard=shape_guard,
+            precision=facts.get("precision", "unknown"),
+            coverage=None if coverage is None else Coverage(**coverage),
+            checksum=facts.get("checksum"),
+            built_for=facts.get("built_for"),
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckpointEntry:
@@ -94,17 +127,12 @@ class CheckpointEntry:
                     "with this version and save again."
                 )
             guard = data.get("shape_guard")
-            coverage = data.get("coverage")
-            return cls(
+            return cls.from_build_facts(
+                data,
                 config=TorchTensorRTAotBackendConfig.from_dict(data["config"]),
                 artifact=_artifact(data, "artifact"),
-                artifact_format=data["artifact_format"],
                 device=data.get("device"),
                 shape_guard=None if guard is None else ShapeGuard.from_dict(guard),
-                precision=data.get("precision", "unknown"),
-                coverage=None if coverage is None else Coverage(**coverage),
-                checksum=data.get("checksum"),
-                built_for=data.get("built_for"),
             )
         if "exported_model_path" in data:
             # AITune's built-in backend: an ExportedProgram from torch_tensorrt.save, no config, no ranges.
