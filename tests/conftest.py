@@ -67,3 +67,12 @@ def isolated_aitune(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     yield
     MODULE_REGISTRY.clear()
     ait.config.cache_dir = previous
+
+
+@pytest.fixture
+def fresh_process(tmp_path: Path):
+    """A fresh Python process for ``reload_in_fresh_process``, started before the test tunes (it imports meanwhile)."""
+    from tests.support.gpu import fresh_loader
+
+    with fresh_loader(tmp_path) as process:
+        yield process

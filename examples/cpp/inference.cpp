@@ -6,6 +6,7 @@
 //   (examples/pt2_cases.py; `python examples/deploy_pt2.py MODEL.pt2 --write-cases CASES.pt` writes one). For every case the program runs the package and prints the batch size, the output
 //   shape and the largest difference from the expected output; then it calls the package with a
 //   batch one larger than the largest case to show the range check (AOTI_RUNTIME_CHECK_INPUTS=1).
+#include <dlfcn.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -22,6 +23,12 @@ int main(int argc, char** argv) {
   }
   // The generated code checks input shapes against the compiled ranges when this is set.
   setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", /*overwrite=*/0);
+  // Torch-TensorRT's runtime library registers the TensorRT engine class the package uses. It is opened here with
+  // RTLD_LOCAL, as Python's torch.ops.load_library does (the path the Python tests run), instead of being linked.
+  if (dlopen(TORCHTRT_RUNTIME_PATH, RTLD_NOW | RTLD_LOCAL) == nullptr) {
+    std::cerr << "error: cannot load Torch-TensorRT's runtime library: " << dlerror() << "\n";
+    return 1;
+  }
   try {
     torch::NoGradGuard no_grad;
     torch::inductor::AOTIModelPackageLoader loader(argv[1], "model", false, 1, 0);

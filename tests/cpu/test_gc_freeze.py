@@ -29,3 +29,20 @@ def test_import_freezes_what_the_stack_created(setting: str | None) -> None:
         assert report["frozen"] == 0
     else:
         assert report["frozen"] > 100_000  # torch and AITune alone leave several hundred thousand objects
+
+
+def test_objects_are_unfrozen_before_interpreter_shutdown() -> None:
+    """Shutdown collects only unfrozen objects; a handler registered before the import runs after the unfreeze."""
+    code = (
+        "import atexit, gc\n"
+        "atexit.register(lambda: print('frozen at exit', gc.get_freeze_count()))\n"
+        "import aitune_trt_aot\n"
+        "print('frozen after import', gc.get_freeze_count())\n"
+    )
+    env = subprocess_env()
+    env.pop("AITUNE_TRT_AOT_GC_FREEZE", None)
+    result = run_python("-c", code, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("frozen")]
+    assert int(lines[0].split()[-1]) > 100_000
+    assert lines[1] == "frozen at exit 0"

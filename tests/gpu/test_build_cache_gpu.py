@@ -20,7 +20,7 @@ def _tune(name: str, seed: int = 0):
     return tuned, reference, time.perf_counter() - start
 
 
-def test_second_tune_reuses_the_cached_build_and_a_changed_model_does_not(tmp_path: Path) -> None:
+def test_second_tune_reuses_the_cached_build_and_a_changed_model_does_not(tmp_path: Path, fresh_process) -> None:
     """The conftest gives this test an empty build cache: the first tune builds, the second reuses it."""
     first, first_reference, first_seconds = _tune("mlp-first")
     assert not the_backend(first).built_from_cache
@@ -37,7 +37,7 @@ def test_second_tune_reuses_the_cached_build_and_a_changed_model_does_not(tmp_pa
     assert max(errors.values()) <= tolerance
 
     # A checkpoint of the reused build is complete: it loads and runs in a fresh process.
-    report = reload_in_fresh_process(tmp_path, second, second_reference, "mlp")
+    report = reload_in_fresh_process(fresh_process, tmp_path, second, second_reference, "mlp")
     assert report["backends"] == [OURS]
     assert report["served_by_backend"] == report["calls"] > 0
     assert max(report["errors_vs_eager"].values()) <= tolerance

@@ -8,18 +8,18 @@ import pytest
 
 from aitune_trt_aot import ArtifactError, TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
 from tests.support import tolerances
-from tests.support.gpu import reload_in_fresh_process, the_backend, tune_case
+from tests.support.gpu import fresh_loader, reload_in_fresh_process, the_backend, tune_case
 from tests.support.processes import json_tail, run_python
 
 OURS = "aitune_trt_aot.backend.TorchTensorRTAotBackend"
 
 
 @pytest.mark.parametrize(("case", "precision"), [("mlp", "fp16"), ("two_inputs", "fp32")])
-def test_save_then_load_in_fresh_process(tmp_path: Path, case: str, precision: str) -> None:
+def test_save_then_load_in_fresh_process(tmp_path: Path, fresh_process, case: str, precision: str) -> None:
     """The reloaded module runs the saved engines (no recompilation) and gives the tuned outputs."""
     config = TorchTensorRTAotBackendConfig(precision=precision)
     tuned, reference = tune_case(case, TorchTensorRTAotBackend(config))
-    report = reload_in_fresh_process(tmp_path, tuned, reference, case)
+    report = reload_in_fresh_process(fresh_process, tmp_path, tuned, reference, case)
     print(f"\n[fresh-process load {case} {precision}] {report}")
     assert report["backends"] == [OURS] and report["served_by_backend"] == report["calls"]
     assert max(report["errors"].values()) <= tolerances.FP32
@@ -29,8 +29,9 @@ def test_save_then_load_in_fresh_process(tmp_path: Path, case: str, precision: s
 @pytest.mark.quick
 def test_our_checkpoint_resolves_to_us_without_import_and_damage_is_refused(tmp_path: Path) -> None:
     """A process that never imports aitune_trt_aot loads our entries with our class; a flipped byte is refused."""
-    tuned, reference = tune_case("mlp", TorchTensorRTAotBackend())
-    report = reload_in_fresh_process(tmp_path, tuned, reference, "mlp", (1, 5, 16), "--no-import")
+    with fresh_loader(tmp_path, "--no-import") as process:
+        tuned, reference = tune_case("mlp", TorchTensorRTAotBackend())
+        report = reload_in_fresh_process(process, tmp_path, tuned, reference, "mlp")
     print(f"\n[load without import] {report}")
     assert report["backends"] == [OURS] and report["served_by_backend"] == report["calls"]
     assert max(report["errors"].values()) <= tolerances.FP32
@@ -46,11 +47,10 @@ def test_our_checkpoint_resolves_to_us_without_import_and_damage_is_refused(tmp_
 def test_builtin_backend_checkpoint_loads_through_this_package(tmp_path: Path) -> None:
     """A checkpoint written by AITune's built-in TorchTensorRTAotBackend loads and runs with our class."""
     ckpt, expected = str(tmp_path / "builtin.ait"), str(tmp_path / "expected.pt")
-    result = run_python("-m", "tests.scripts.tune_with_builtin", "mlp", ckpt, expected)
-    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
-    report = json_tail(
-        run_python("-m", "tests.scripts.load_and_run", "mlp", ckpt, expected), "load built-in checkpoint"
-    )
+    with fresh_loader(tmp_path) as process:
+        result = run_python("-m", "tests.scripts.tune_with_builtin", "mlp", ckpt, expected)
+        assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        report = json_tail(process.run("mlp", ckpt, expected), "load built-in checkpoint")
     print(f"\n[built-in checkpoint through aitune_trt_aot] {report}")
     assert report["backends"] == [OURS] and report["served_by_backend"] == report["calls"]
     assert max(report["errors_vs_eager"].values()) <= tolerances.FP32

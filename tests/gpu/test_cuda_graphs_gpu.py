@@ -19,7 +19,7 @@ OURS = "aitune_trt_aot.backend.TorchTensorRTAotBackend"
     ("case", "precision"),
     [pytest.param("mlp", "fp32", marks=pytest.mark.quick), ("mlp", "fp16"), ("two_inputs", "fp32")],
 )
-def test_cuda_graphs_give_eager_results(tmp_path: Path, case: str, precision: str) -> None:
+def test_cuda_graphs_give_eager_results(tmp_path: Path, fresh_process, case: str, precision: str) -> None:
     """Outputs match eager at every batch size of the sweep; a result stays valid after the next call."""
     config = TorchTensorRTAotBackendConfig(precision=precision, cuda_graphs=True)
     tuned, reference = tune_case(case, TorchTensorRTAotBackend(config))
@@ -38,7 +38,7 @@ def test_cuda_graphs_give_eager_results(tmp_path: Path, case: str, precision: st
         tuned(*second_args, **second_kwargs)
     assert torch.equal(first, kept)
 
-    report = reload_in_fresh_process(tmp_path, tuned, reference, case)
+    report = reload_in_fresh_process(fresh_process, tmp_path, tuned, reference, case)
     print(f"[{case} {precision} CUDA graphs, ait.load in a fresh process] {report}")
     assert report["backends"] == [OURS] and report["served_by_backend"] == report["calls"]
     assert max(report["errors"].values()) <= tolerances.FP32

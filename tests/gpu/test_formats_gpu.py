@@ -41,7 +41,9 @@ PARAMS = [pytest.param(ir, fmt, "mlp", marks=pytest.mark.quick, id=f"{ir}-{fmt}-
 
 
 @pytest.mark.parametrize(("ir", "output_format", "case"), PARAMS)
-def test_dynamic_batch_sweep_then_fresh_process_reload(tmp_path: Path, ir: str, output_format: str, case: str) -> None:
+def test_dynamic_batch_sweep_then_fresh_process_reload(
+    tmp_path: Path, fresh_process, ir: str, output_format: str, case: str
+) -> None:
     """Tuned for batch 1..16: every call of the sweep reaches the engines and matches an eager copy; 17 is refused."""
     config = TorchTensorRTAotBackendConfig(ir=ir, output_format=output_format)
     start = time.perf_counter()
@@ -61,7 +63,7 @@ def test_dynamic_batch_sweep_then_fresh_process_reload(tmp_path: Path, ir: str, 
     with pytest.raises(InputShapeError, match="outside the built range 1..16"):
         tuned(*args, **kwargs)
 
-    report = reload_in_fresh_process(tmp_path, tuned, reference, case)
+    report = reload_in_fresh_process(fresh_process, tmp_path, tuned, reference, case)
     print(f"[{ir} {output_format} {case}] ait.load in a fresh process: {report}")
     assert report["backends"] == [OURS]
     assert report["served_by_backend"] == report["calls"] > 0

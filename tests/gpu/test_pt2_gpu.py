@@ -25,6 +25,7 @@ from aitune_trt_aot.pt2.runtime import runtime_library, tensorrt_library
 from examples.pt2_cases import write_cases
 from tests.support import tolerances
 from tests.support.gpu import SWEEP, inputs_for, sweep_errors, the_backend, tune_case
+from tests.support.native import crash_report
 from tests.support.processes import json_tail, subprocess_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +93,12 @@ def _build_cpp_example(repo_root: Path, build_dir: Path) -> Path:
         if result.returncode != 0:
             errors = [line for line in (result.stdout + result.stderr).splitlines() if "error" in line.lower()]
             pytest.xfail(f"the C++ example does not build here ({command[:2]}): {errors[:5]}")
-    return build_dir / "inference"
+    binary = build_dir / "inference"
+    # A static copy of libstdc++ in the executable crashes the package loader (CMakeLists.txt says why).
+    needed = subprocess.run(["readelf", "-d", str(binary)], capture_output=True, text=True).stdout
+    link_command = (build_dir / "CMakeFiles" / "inference.dir" / "link.txt").read_text()
+    assert "libstdc++.so.6" in needed, f"the example links libstdc++ statically:\n{needed}\n{link_command}"
+    return binary
 
 
 def test_mlp_pt2_end_to_end(tmp_path: Path) -> None:
@@ -141,6 +147,8 @@ def test_mlp_pt2_end_to_end(tmp_path: Path) -> None:
         needed = [line for line in trace.stderr.splitlines() if "needed by" in line or "cannot open" in line]
         print("\n".join(needed[-40:]))
         pytest.xfail(f"the C++ example builds but does not start here: {result.stderr.strip()[-300:]}")
+    if result.returncode != 0:
+        print(crash_report(command, tmp_path))
     assert result.returncode == 0
     cpp_errors = [float(e) for e in re.findall(r"max abs error vs expected (\S+)", result.stdout)]
     assert len(cpp_errors) == 3 * len(CASE_BATCHES) and max(cpp_errors) <= tolerances.FP32

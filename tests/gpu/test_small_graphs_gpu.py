@@ -50,7 +50,7 @@ def test_graph_without_convertible_ops_is_refused() -> None:
 
 
 @pytest.mark.quick
-def test_small_graph_builds_with_min_block_size_1(tmp_path: Path) -> None:
+def test_small_graph_builds_with_min_block_size_1(tmp_path: Path, fresh_process) -> None:
     """The fix the error names works: min_block_size=1 builds one engine that matches eager and reloads."""
     tuned, reference = tune_case("small_mlp", _backend(min_block_size=1))
     backend = the_backend(tuned)
@@ -58,7 +58,7 @@ def test_small_graph_builds_with_min_block_size_1(tmp_path: Path) -> None:
     print(f"\n[small_mlp min_block_size=1] {backend.coverage.describe()} errors {errors}")
     assert backend.coverage.engines == 1 and backend.coverage.pytorch_ops == 0
     assert max(errors.values()) <= tolerances.FP32 * scale_of(reference, "small_mlp", 16)
-    report = reload_in_fresh_process(tmp_path, tuned, reference, "small_mlp")
+    report = reload_in_fresh_process(fresh_process, tmp_path, tuned, reference, "small_mlp")
     assert report["backends"] == [OURS] and report["served_by_backend"] == report["calls"]
     assert max(report["errors"].values()) <= tolerances.FP32 * scale_of(reference, "small_mlp", 16)
 
@@ -72,7 +72,7 @@ SPLIT_GRAPH_FIX = "Wrap only the parts TensorRT converts in ait.Module"
 @pytest.mark.parametrize(
     "output_format", [pytest.param("exported_program", marks=pytest.mark.quick), "torchscript", "aot_inductor"]
 )
-def test_partly_converted_graph_in_every_format(tmp_path: Path, output_format: str) -> None:
+def test_partly_converted_graph_in_every_format(tmp_path: Path, fresh_process, output_format: str) -> None:
     """Rfft stays in PyTorch between two engines: each format reloads and matches, or refuses with the fix."""
     try:
         tuned, reference = tune_case("fft_mlp", _backend(output_format), name=f"fft-{output_format}")
@@ -86,7 +86,7 @@ def test_partly_converted_graph_in_every_format(tmp_path: Path, output_format: s
     print(f"\n[fft_mlp {output_format}] {coverage.describe()} errors {errors}")
     assert coverage.engines >= 1 and coverage.pytorch_ops >= 1
     assert max(errors.values()) <= tolerances.FP32 * scale_of(reference, "fft_mlp", 16)
-    report = reload_in_fresh_process(tmp_path, tuned, reference, "fft_mlp")
+    report = reload_in_fresh_process(fresh_process, tmp_path, tuned, reference, "fft_mlp")
     print(f"[fft_mlp {output_format}] fresh-process reload {report}")
     assert report["backends"] == [OURS] and report["served_by_backend"] == report["calls"]
     assert max(report["errors"].values()) <= tolerances.FP32 * scale_of(reference, "fft_mlp", 16)

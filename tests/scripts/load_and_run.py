@@ -1,6 +1,8 @@
 """Fresh-process check: ``ait.load`` a checkpoint and run it, without any recompilation.
 
 Usage: python -m tests.scripts.load_and_run CASE CHECKPOINT EXPECTED.pt [--no-import]
+   or: python -m tests.scripts.load_and_run --args-from-stdin [--no-import], then CASE CHECKPOINT EXPECTED.pt as
+       one JSON list on stdin (tests start it ahead: tests.support.processes.PrestartedPython)
 Prints one JSON line: load seconds, backend classes, calls and how many the backend served, max abs error per
 batch size.
 ``--no-import`` skips ``import aitune_trt_aot`` (the checkpoint itself must bring the backend in).
@@ -24,6 +26,7 @@ import torch_tensorrt  # noqa: E402
 
 from tests.support.gpu import CallCounter, selected_backends, strategy_for  # noqa: E402
 from tests.support.models import build_model  # noqa: E402
+from tests.support.processes import arguments  # noqa: E402
 
 
 def _forbid(*_: object, **__: object) -> None:
@@ -32,7 +35,7 @@ def _forbid(*_: object, **__: object) -> None:
 
 def main() -> None:
     """Load, run every stored input, compare with the stored eager outputs."""
-    case, checkpoint, expected_path = sys.argv[1:4]
+    case, checkpoint, expected_path = arguments(sys.argv)[:3]
     torch_tensorrt.dynamo.compile = _forbid
     torch_tensorrt.compile = _forbid
     torch_tensorrt.ts.compile = _forbid

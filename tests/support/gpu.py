@@ -13,7 +13,7 @@ from aitune.torch.backend.backend import Backend
 from aitune.torch.module_registry import MODULE_REGISTRY
 
 from tests.support.models import CASES, build_model, caller, dataset
-from tests.support.processes import json_tail, run_python
+from tests.support.processes import PrestartedPython, json_tail
 from tests.support.tuning import strategy_for
 
 BATCH_SIZES = (1, 8, 16)
@@ -141,10 +141,15 @@ def save_expected(tuned: Any, reference: torch.nn.Module, case: str, path: Path,
     torch.save(expected, path)
 
 
+def fresh_loader(tmp_path: Path, *flags: str) -> PrestartedPython:
+    """A fresh process for :func:`reload_in_fresh_process`, started now so that it imports while the test tunes."""
+    return PrestartedPython("tests.scripts.load_and_run", *flags, workdir=tmp_path)
+
+
 def reload_in_fresh_process(
-    tmp_path: Path, tuned: Any, reference: torch.nn.Module, case: str, batches=(1, 5, 16), *flags: str
+    process: PrestartedPython, tmp_path: Path, tuned: Any, reference: torch.nn.Module, case: str, batches=(1, 5, 16)
 ) -> dict:
-    """Save with ``aitune_trt_aot.save``, ``ait.load`` in a fresh process and run the same inputs there.
+    """Save with ``aitune_trt_aot.save``, ``ait.load`` in ``process`` (:func:`fresh_loader`), run the same inputs.
 
     Returns the script's report (``tests/scripts/load_and_run.py``): load seconds, backend classes, calls
     served by the backend and, per batch size, the largest difference from this process's outputs and from eager.
@@ -153,5 +158,5 @@ def reload_in_fresh_process(
 
     save_expected(tuned, reference, case, tmp_path / "expected.pt", batches)
     save(tuned, tmp_path / "model.ait")
-    args = ("-m", "tests.scripts.load_and_run", case, str(tmp_path / "model.ait"), str(tmp_path / "expected.pt"))
-    return json_tail(run_python(*args, *flags), "ait.load in a fresh process")
+    result = process.run(case, str(tmp_path / "model.ait"), str(tmp_path / "expected.pt"))
+    return json_tail(result, "ait.load in a fresh process")

@@ -32,7 +32,59 @@ def run_python(
     )
 
 
+class PrestartedPython:
+    """``python -m MODULE --args-from-stdin FLAGS`` started now, given its arguments later with :meth:`run`.
+
+    A test starts it before it tunes: the process imports torch, Torch-TensorRT and AITune (15-35 s on the GPU host
+    while the other test workers build) at the same time as the tune, instead of after it. It is still a fresh
+    process: it has seen nothing of the model when it gets the checkpoint's path.
+    """
+
+    def __init__(self, module: str, *flags: str, workdir: Path) -> None:
+        """Start the process; its output goes to files under ``workdir``."""
+        self.stdout_path, self.stderr_path = workdir / f"{module}.stdout", workdir / f"{module}.stderr"
+        with open(self.stdout_path, "w") as stdout, open(self.stderr_path, "w") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", module, "--args-from-stdin", *flags],
+                cwd=REPO_ROOT,
+                env=subprocess_env(),
+                stdin=subprocess.PIPE,
+                stdout=stdout,
+                stderr=stderr,
+                text=True,
+            )
+
+    def run(self, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+        """Hand the process its arguments (one JSON line) and wait for it to finish."""
+        self.process.communicate(json.dumps(list(args)) + "\n", timeout=timeout)
+        return subprocess.CompletedProcess(
+            self.process.args, self.process.returncode, self.stdout_path.read_text(), self.stderr_path.read_text()
+        )
+
+    def close(self) -> None:
+        """Stop the process if it is still waiting (the test ended before it needed it)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> PrestartedPython:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def arguments(argv: list[str]) -> list[str]:
+    """A script's arguments: ``argv[1:]``, or, after ``--args-from-stdin``, its flags plus one JSON line of stdin."""
+    if "--args-from-stdin" not in argv:
+        return argv[1:]
+    flags = [a for a in argv[1:] if a != "--args-from-stdin"]
+    return json.loads(sys.stdin.readline()) + flags
+
+
 def json_tail(result: subprocess.CompletedProcess, what: str) -> dict:
     """The JSON object a script printed on its last line; fails the test with its output otherwise."""
-    assert result.returncode == 0, f"{what} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    assert result.returncode == 0, (
+        f"{what} failed (exit status {result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
