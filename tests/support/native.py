@@ -49,12 +49,19 @@ def crash_report(command: list[str], workdir: Path) -> str:
             preload.append(str(handler))
     result = _run(command, {**os.environ, "LD_DEBUG": "libs", "LD_PRELOAD": " ".join(preload)})
     lines = result.stderr.splitlines()
-    loaded = [line for line in lines if "calling init:" in line or "libstdc++" in line]
+    # what the loader could not find (exit 127), what it initialised, and where libstdc++ came from
+    markers = ("needed by", "cannot open", "calling init:", "libstdc++")
+    loaded = [line for line in lines if any(marker in line for marker in markers)]
     backtrace = lines[next((i for i, line in enumerate(lines) if "native backtrace" in line), len(lines)) :]
     with_stdcxx_first = _run(command, {**os.environ, "LD_PRELOAD": " ".join(["libstdc++.so.6", *preload])})
     needed = subprocess.run(["readelf", "-d", command[0]], capture_output=True, text=True).stdout.splitlines()
     return "\n".join(
-        [f"exit status {result.returncode}", "stdout:", result.stdout[-1500:], "libraries initialised (last 40):"]
+        [
+            f"exit status {result.returncode}",
+            "stdout:",
+            result.stdout[-1500:],
+            "libraries looked for and initialised (last 40):",
+        ]
         + loaded[-40:]
         + ["backtrace:"]
         + [line for line in backtrace if "LD_DEBUG" not in line and ":\t" not in line][:60]
