@@ -30,7 +30,7 @@ from aitune.torch.utils.module import move_module_to_device, move_tensors_to_dev
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
-from aitune_trt_aot import build_cache
+from aitune_trt_aot import build_cache, engine_runtime
 from aitune_trt_aot.checkpoint import CheckpointEntry
 from aitune_trt_aot.compat import build_environment, incompatibility
 from aitune_trt_aot.compiled import CompiledModel, Coverage
@@ -62,6 +62,7 @@ class TorchTensorRTAotBuildStep(BackendBuildStep):
     ARTIFACT_SAVE = "Compiled artifact save"
     ARTIFACT_LOAD = "Compiled artifact load"
     SELF_CHECK = "Compare with eager PyTorch"
+    KERNEL_CACHE_SAVE = "Kernel cache save"
 
 
 class TorchTensorRTAotBackend(Backend):
@@ -95,6 +96,9 @@ class TorchTensorRTAotBackend(Backend):
         self._guard: ShapeGuard | None = None
         self._description: str | None = None
         self._from_cache = False
+        self._kernel_cache: Any = None  # the TensorRT-RTX runtime cache shared by the active engines
+        self._kernel_cache_loaded_bytes = 0
+        self._configured_engines = 0
 
     @contextlib.contextmanager
     def _track_build_step(self, step: BackendBuildStep) -> Iterator[dict[str, Any]]:
@@ -154,6 +158,28 @@ class TorchTensorRTAotBackend(Backend):
     def coverage(self) -> Coverage | None:
         """TensorRT engines built and operations in TensorRT vs PyTorch, once built (None when unknown)."""
         return None if self._entry is None else self._entry.coverage
+
+    @property
+    def kernel_cache_path(self) -> Path | None:
+        """The kernel cache file kept with the artifact (``engine_runtime``), None where none was kept."""
+        if self._entry is None or self._entry.kernel_cache is None:
+            return None
+        return self._entry.kernel_cache.path
+
+    @property
+    def kernel_settings(self) -> dict[str, Any]:
+        """Runtime settings of the active engines (``engine_runtime``).
+
+        Keys: ``strategy`` (kernel specialization, None where not set), ``engines`` (how many got the settings),
+        ``kernel_cache_loaded_bytes`` (kernels given to them at activation, from the checkpoint or build cache).
+        """
+        if self._kernel_cache is None:
+            return {"strategy": None, "engines": 0, "kernel_cache_loaded_bytes": 0}
+        return {
+            "strategy": self._kernel_strategy(),
+            "engines": self._configured_engines,
+            "kernel_cache_loaded_bytes": self._kernel_cache_loaded_bytes,
+        }
 
     @property
     def runner(self) -> Any:
@@ -259,10 +285,29 @@ class TorchTensorRTAotBackend(Backend):
                 ) from error
         with self._track_build_step(TorchTensorRTAotBuildStep.SELF_CHECK):
             self._check_against_eager(plan, module, samples, coverage)
+        with self._track_build_step(TorchTensorRTAotBuildStep.KERNEL_CACHE_SAVE):
+            self._keep_kernel_cache(cache_dir)
         logger.info("Built %s: %s; %s; into %s.", self.describe(), plan.describe(), coverage.describe(), artifact)
         if fingerprint is not None:
-            build_cache.store(fingerprint, artifact.path, self._entry.build_facts())
+            kernels = None if self._entry.kernel_cache is None else self._entry.kernel_cache.path
+            build_cache.store(fingerprint, artifact.path, self._entry.build_facts(), kernel_cache=kernels)
         return self
+
+    def _keep_kernel_cache(self, cache_dir: Path) -> None:
+        """Write the kernels the self-check compiled beside the artifact, so that loads skip compiling them."""
+        if self._kernel_cache is None or self._entry is None:
+            return
+        data = engine_runtime.kernel_cache_bytes(self._kernel_cache)
+        if not data:
+            return
+        kernels = ArtifactPath(cache_dir, engine_runtime.KERNEL_CACHE_NAME)
+        try:
+            checksum = engine_runtime.write_kernel_cache(data, kernels.path)
+        except OSError as error:  # only first-call speed is lost
+            logger.warning("Could not write the kernel cache %s (%s); loads will compile kernels.", kernels, error)
+            return
+        self._entry.kernel_cache = kernels
+        self._entry.kernel_cache_checksum = checksum
 
     def _fingerprint(self, module: nn.Module, plan: BuildPlan, guard: ShapeGuard) -> str:
         config = self._config.to_dict()
@@ -290,13 +335,21 @@ class TorchTensorRTAotBackend(Backend):
         fingerprint cannot see) is dropped from the cache, and the caller builds afresh.
         """
         artifact = ArtifactPath(cache_dir, cached.artifact.name)
+        kernels = None if cached.kernel_cache is None else ArtifactPath(cache_dir, cached.kernel_cache.name)
         self._entry = CheckpointEntry.from_build_facts(
-            cached.facts, config=self._config, artifact=artifact, device=self._device, shape_guard=guard
+            cached.facts,
+            config=self._config,
+            artifact=artifact,
+            device=self._device,
+            shape_guard=guard,
+            kernel_cache=kernels,
         )
         self._description = None
         try:
             with self._track_build_step(TorchTensorRTAotBuildStep.ARTIFACT_LOAD):
                 write_atomically(artifact.path, partial(shutil.copyfile, cached.artifact))
+                if cached.kernel_cache is not None and kernels is not None and cached.kernel_cache.is_file():
+                    write_atomically(kernels.path, partial(shutil.copyfile, cached.kernel_cache))
                 self._activate()
             with self._track_build_step(TorchTensorRTAotBuildStep.SELF_CHECK):
                 # These exact bytes passed the full check when stored, on a machine with the same facts: one call
@@ -316,6 +369,8 @@ class TorchTensorRTAotBackend(Backend):
             self._entry = None
             self._description = None
             artifact.path.unlink(missing_ok=True)
+            if kernels is not None:
+                kernels.path.unlink(missing_ok=True)
             return False
         self._from_cache = True
         logger.info("Reused the build cached in %s for %s.", cached.folder, self.describe())
@@ -448,11 +503,42 @@ class TorchTensorRTAotBackend(Backend):
         if problem is not None:
             raise ArtifactError(f"Cannot run {path}: {problem}")
         require_cuda()
-        runner = FORMATS[entry.artifact_format].load(path, device)
+        artifact_format = FORMATS[entry.artifact_format]
+        runner = artifact_format.load(path, device)
+        self._kernel_cache, self._kernel_cache_loaded_bytes, self._configured_engines = None, 0, 0
+        if artifact_format.runtime_settings and engine_runtime.supported():
+            self._configure_engines(runner, entry)
+        elif self._config.kernel_specialization != "auto":
+            logger.warning(
+                "kernel_specialization=%r is not applied: %s has no runtime settings for these engines.",
+                self._config.kernel_specialization,
+                current_stack().describe(),
+            )
         if uses_cuda_graphs(self._config, entry.artifact_format):
             runner = CudaGraphRunner(runner, device, fall_back=self._config.cuda_graphs == "auto")
         self._runner = runner
         self._guard = entry.shape_guard
+
+    def _configure_engines(self, runner: Any, entry: CheckpointEntry) -> None:
+        """Kernel strategy and kernel cache for the loaded engines; where that fails they keep TensorRT's defaults."""
+        kernels = None if entry.kernel_cache is None else entry.kernel_cache.path
+        try:
+            cache, loaded_bytes = engine_runtime.new_kernel_cache(kernels, entry.kernel_cache_checksum)
+            self._configured_engines = engine_runtime.configure(runner, self._kernel_strategy(), cache)
+        except Exception as error:  # a Torch-TensorRT release without this API: slower first calls, same results
+            logger.warning(
+                "Could not set the engines' runtime settings (%s: %s); they run with TensorRT-RTX's defaults.",
+                type(error).__name__,
+                error,
+            )
+            return
+        self._kernel_cache, self._kernel_cache_loaded_bytes = cache, loaded_bytes
+
+    def _kernel_strategy(self) -> str:
+        artifact_format = "exported_program" if self._entry is None else self._entry.artifact_format
+        return engine_runtime.kernel_strategy(
+            self._config.kernel_specialization, uses_cuda_graphs(self._config, artifact_format)
+        )
 
     def _infer(self, *args: Any, **kwargs: Any) -> Any:
         """Check the call against the built shape ranges, then run the engines."""
@@ -467,6 +553,9 @@ class TorchTensorRTAotBackend(Backend):
         """Drop the loaded engines; the artifact stays on disk."""
         self._runner = None
         self._guard = None
+        self._kernel_cache = None
+        self._kernel_cache_loaded_bytes = 0
+        self._configured_engines = 0
 
     def _deploy(self) -> None:
         """Load the artifact after ``ait.load`` (no recompilation)."""

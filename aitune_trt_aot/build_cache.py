@@ -96,11 +96,12 @@ def build_fingerprint(module: nn.Module, facts: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class CachedBuild:
-    """One cache entry: its folder, its artifact file, and the build facts stored beside it."""
+    """One cache entry: its folder, its artifact file, the build facts stored beside it, and its kernel cache."""
 
     folder: Path
     artifact: Path
     facts: dict[str, Any]
+    kernel_cache: Path | None = None  # checked against facts["kernel_cache_checksum"] when it is loaded
 
 
 def lookup(fingerprint: str) -> CachedBuild | None:
@@ -118,13 +119,15 @@ def lookup(fingerprint: str) -> CachedBuild | None:
         discard(folder)
         return None
     os.utime(folder)  # most recently used: kept longest
-    return CachedBuild(folder=folder, artifact=artifact, facts=facts)
+    kernel_cache = folder / facts["kernel_cache_name"] if facts.get("kernel_cache_name") else None
+    return CachedBuild(folder=folder, artifact=artifact, facts=facts, kernel_cache=kernel_cache)
 
 
-def store(fingerprint: str, artifact: Path, facts: dict[str, Any]) -> Path | None:
-    """Copy ``artifact`` and ``facts`` into the entry for ``fingerprint``; return its folder, None if not stored.
+def store(fingerprint: str, artifact: Path, facts: dict[str, Any], kernel_cache: Path | None = None) -> Path | None:
+    """Copy ``artifact``, its ``kernel_cache`` file (if any) and ``facts`` into the entry for ``fingerprint``.
 
-    ``facts`` is ``CheckpointEntry.build_facts()``: JSON-safe, with the artifact's ``checksum``.
+    Returns the entry's folder, None if not stored. ``facts`` is ``CheckpointEntry.build_facts()``: JSON-safe,
+    with the artifact's ``checksum``.
 
     The entry is assembled in a temporary folder beside the others and renamed into place, so a reader never
     sees half an entry. Failing to store (read-only or full disk) is logged, never raised: the build stands.
@@ -137,6 +140,9 @@ def store(fingerprint: str, artifact: Path, facts: dict[str, Any]) -> Path | Non
         staging = Path(tempfile.mkdtemp(prefix=f".{fingerprint[:16]}.", suffix=".tmp", dir=root))
         shutil.copyfile(artifact, staging / artifact.name)
         entry = {**facts, "artifact_name": artifact.name, "created": time.time()}
+        if kernel_cache is not None:
+            shutil.copyfile(kernel_cache, staging / kernel_cache.name)
+            entry["kernel_cache_name"] = kernel_cache.name
         (staging / ENTRY_FILE).write_text(json.dumps(entry, default=str))
         if folder.exists():
             discard(folder)

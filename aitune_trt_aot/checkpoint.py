@@ -21,9 +21,11 @@ from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
 from aitune_trt_aot.errors import ArtifactError
 from aitune_trt_aot.shapes import ShapeGuard
 
-# 2: Torch-TensorRT 2.14 formats, coverage, checksum and build facts. 1 (aitune-trt-aot 0.1, torch 2.11 stack)
-# stored Python-runtime modules that Torch-TensorRT 2.14 cannot load.
-FORMAT_VERSION = 2
+# 3: the kernel cache and config.kernel_specialization (older readers would refuse the new config field).
+# 2: Torch-TensorRT 2.14 formats, coverage, checksum and build facts; still read (no kernel cache).
+# 1 (aitune-trt-aot 0.1, torch 2.11 stack) stored Python-runtime modules that Torch-TensorRT 2.14 cannot load.
+FORMAT_VERSION = 3
+OLDEST_READABLE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class CheckpointEntry:
         coverage: TensorRT engines and operations in TensorRT vs PyTorch (None when unknown).
         checksum: ``sha256:<hex>`` of the artifact file at save (None when unknown: built-in checkpoints).
         built_for: GPU, TensorRT flavour and versions the engines were built with (``compat.build_environment``).
+        kernel_cache: TensorRT-RTX's compiled kernels for the engines (``engine_runtime``), None when not kept.
+        kernel_cache_checksum: ``sha256:<hex>`` of that file.
 
     """
 
@@ -60,6 +64,8 @@ class CheckpointEntry:
     coverage: Coverage | None = None
     checksum: str | None = None
     built_for: dict[str, Any] | None = None
+    kernel_cache: ArtifactPath | None = None
+    kernel_cache_checksum: str | None = None
 
     def to_dict(self, type_name: str) -> dict[str, Any]:
         """The checkpoint entry (``type_name`` is the backend class name AITune looks up)."""
@@ -68,6 +74,7 @@ class CheckpointEntry:
             "writer": CheckpointWriter(),
             "config": self.config.to_dict(),
             "artifact": self.artifact,
+            "kernel_cache": self.kernel_cache,
             "device": self.device,
             "shape_guard": None if self.shape_guard is None else self.shape_guard.to_dict(),
             **self.build_facts(),
@@ -84,6 +91,7 @@ class CheckpointEntry:
             "coverage": None if self.coverage is None else self.coverage.to_dict(),
             "checksum": self.checksum,
             "built_for": self.built_for,
+            "kernel_cache_checksum": self.kernel_cache_checksum,
         }
 
     @classmethod
@@ -95,6 +103,7 @@ class CheckpointEntry:
         artifact: ArtifactPath,
         device: torch.device | None,
         shape_guard: ShapeGuard | None,
+        kernel_cache: ArtifactPath | None = None,
     ) -> CheckpointEntry:
         """An entry for ``artifact`` from :meth:`build_facts` output (missing facts: unknown)."""
         coverage = facts.get("coverage")
@@ -108,6 +117,8 @@ class CheckpointEntry:
             coverage=None if coverage is None else Coverage(**coverage),
             checksum=facts.get("checksum"),
             built_for=facts.get("built_for"),
+            kernel_cache=kernel_cache,
+            kernel_cache_checksum=facts.get("kernel_cache_checksum") if kernel_cache is not None else None,
         )
 
     @classmethod
@@ -120,7 +131,7 @@ class CheckpointEntry:
                     f"This checkpoint entry was written by a newer aitune-trt-aot (format {writer.version}; this "
                     f"version reads up to {FORMAT_VERSION}). Upgrade aitune-trt-aot to load it."
                 )
-            if writer.version < FORMAT_VERSION:
+            if writer.version < OLDEST_READABLE_VERSION:
                 raise ArtifactError(
                     f"This checkpoint entry was written by aitune-trt-aot 0.1 (format {writer.version}) for the torch "
                     "2.11 / Torch-TensorRT 2.11 stack; its engines cannot run on Torch-TensorRT 2.14. Re-run ait.tune "
@@ -133,6 +144,7 @@ class CheckpointEntry:
                 artifact=_artifact(data, "artifact"),
                 device=data.get("device"),
                 shape_guard=None if guard is None else ShapeGuard.from_dict(guard),
+                kernel_cache=None if data.get("kernel_cache") is None else _artifact(data, "kernel_cache"),
             )
         if "exported_model_path" in data:
             # AITune's built-in backend: an ExportedProgram from torch_tensorrt.save, no config, no ranges.

@@ -9,6 +9,7 @@ from typing import Any
 
 from aitune.torch.backend.backend import BackendConfig
 
+from aitune_trt_aot.engine_runtime import KERNEL_SPECIALIZATIONS
 from aitune_trt_aot.errors import ConfigError
 from aitune_trt_aot.precision import PRECISIONS as PRECISION_DTYPES
 from aitune_trt_aot.settings import (
@@ -71,6 +72,12 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             so a result stays valid after the next call. ``"auto"`` (default): where the artifact format
             allows it (not ``"aot_inductor"``), and a shape whose capture fails runs without a graph, with a
             warning. ``True``: always; a failed capture is an error. ``False``: never. See docs/benchmark.md.
+        kernel_specialization: When TensorRT-RTX compiles kernels specialised for an input shape:
+            ``"eager"`` (on the first call at the shape, blocking), ``"lazy"`` (in the background; generic kernels
+            run meanwhile), ``"none"`` (never; generic kernels only). ``"auto"`` (default): ``"eager"`` where calls
+            run through CUDA graphs (a graph keeps the kernels it captured), else ``"lazy"``. ``"lazy"`` cannot be
+            combined with CUDA graphs. Applies to ``exported_program`` artifacts on TensorRT-RTX; other formats
+            and standard TensorRT keep their defaults (``aitune_trt_aot.engine_runtime``).
         check_shapes: Check every call's tensor shapes and dtypes against the ranges the engines were built
             for and raise a clear error outside them (default True).
         build_cache: Reuse the artifact of an identical earlier build instead of exporting and compiling again
@@ -90,6 +97,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
     ts_capture: str = "trace"
     output_format: str = "auto"
     cuda_graphs: bool | str = "auto"
+    kernel_specialization: str = "auto"
     check_shapes: bool = True
     build_cache: bool = True
     pickle_protocol: int = 5
@@ -107,6 +115,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
         _check_choice("output_format", self.output_format, OUTPUT_FORMATS)
         if self.cuda_graphs not in CUDA_GRAPHS or type(self.cuda_graphs) not in (bool, str):
             raise ConfigError(f"cuda_graphs must be True, False or 'auto', got {self.cuda_graphs!r}.")
+        _check_choice("kernel_specialization", self.kernel_specialization, KERNEL_SPECIALIZATIONS)
         for flag in ("check_shapes", "build_cache"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
@@ -140,6 +149,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             "ts_capture": self.ts_capture,
             "output_format": self.output_format,
             "cuda_graphs": self.cuda_graphs,
+            "kernel_specialization": self.kernel_specialization,
             "check_shapes": self.check_shapes,
             "build_cache": self.build_cache,
             "pickle_protocol": self.pickle_protocol,

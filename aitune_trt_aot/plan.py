@@ -83,6 +83,19 @@ def check_config(config: TorchTensorRTAotBackendConfig) -> None:
             "captured in a CUDA graph. Use output_format='exported_program' (or 'auto') with cuda_graphs, or "
             "cuda_graphs=False."
         )
+    if config.kernel_specialization != "auto" and not FORMATS[name].runtime_settings:
+        raise ConfigError(
+            f"kernel_specialization={config.kernel_specialization!r} cannot be applied to output_format={name!r}: "
+            "the backend sets it on the engines of 'exported_program' artifacts only; TorchScript and AOTInductor "
+            "artifacts keep TensorRT-RTX's default. Leave kernel_specialization='auto', or use "
+            "output_format='exported_program'."
+        )
+    if config.kernel_specialization == "lazy" and uses_cuda_graphs(config, name):
+        raise ConfigError(
+            "kernel_specialization='lazy' cannot be combined with CUDA graphs: TensorRT-RTX swaps in specialised "
+            "kernels after a graph has captured the generic ones, and Torch-TensorRT refuses that capture as "
+            "unsafe. Use kernel_specialization='eager' or 'none' with CUDA graphs, or cuda_graphs=False."
+        )
 
 
 def uses_cuda_graphs(config: TorchTensorRTAotBackendConfig, artifact_format: str) -> bool:

@@ -68,12 +68,17 @@ def _quiet_fake_engine_warnings() -> Iterator[None]:
 
 
 def _package_configs(program: ExportedProgram, compiled: CompiledModel) -> dict[str, Any]:
+    ranges = input_ranges(program)
     metadata = {
-        INPUTS_METADATA_KEY: json.dumps([r.to_json() for r in input_ranges(program)]),
+        INPUTS_METADATA_KEY: json.dumps([r.to_json() for r in ranges]),
         CONSTANTS_METADATA_KEY: json.dumps(compiled.constants, default=repr),
         COVERAGE_METADATA_KEY: json.dumps(compiled.coverage.to_dict()),
         BUILT_FOR_METADATA_KEY: json.dumps(build_environment(), default=str),
     }
+    for position, tensor_range in enumerate(ranges):
+        lows, highs = tensor_range.size_bounds()
+        metadata[f"aitune_trt_aot.input_{position}.min"] = lows
+        metadata[f"aitune_trt_aot.input_{position}.max"] = highs
     return {"aot_inductor.metadata": metadata}
 
 

@@ -18,6 +18,7 @@ class ArtifactFormat(ABC):
     name: ClassVar[str]
     suffix: ClassVar[str]
     cuda_graphs: ClassVar[bool] = True  # whether its calls can be captured in a CUDA graph
+    runtime_settings: ClassVar[bool] = False  # whether its loaded engines take runtime settings (engine_runtime)
 
     @abstractmethod
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:

@@ -21,6 +21,7 @@ class ExportedProgramFormat(ArtifactFormat):
 
     name = "exported_program"
     suffix = ".pt2"  # torch.export.load expects the name to end in .pt2
+    runtime_settings = True  # the loaded graph holds its engine objects as attributes
 
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
         """Serialise the graph as is; re-export it from the recorded call where graph surgery fails."""

@@ -233,6 +233,16 @@ class TensorRange:
                 return f"size {size} on axis {axis}, compiled for {allowed}"
         return None
 
+    def size_bounds(self) -> tuple[str, str]:
+        """Comma-separated lowest and highest size per axis, ``-1`` where unchecked or unbounded.
+
+        A form C++ reads without a JSON parser (``examples/cpp/inference.cpp``), stored in the package's metadata
+        as ``aitune_trt_aot.input_<i>.min`` and ``.max``.
+        """
+        lows = [-1 if d is None else d[0] for d in self.dims]
+        highs = [-1 if d is None or d[1] is None else d[1] for d in self.dims]
+        return ",".join(map(str, lows)), ",".join(map(str, highs))
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe form (stored in the package's metadata)."""
         return {"dims": [None if d is None else list(d) for d in self.dims], "dtype": self.dtype}

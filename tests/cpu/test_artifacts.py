@@ -83,14 +83,41 @@ def test_new_entry_fields_are_optional_and_always_stored(tmp_path: Path) -> None
     stored = entry.to_dict(NAME)
     assert {"coverage", "checksum", "built_for"} <= set(stored)
     assert stored["writer"] == CheckpointWriter(package="aitune_trt_aot", version=FORMAT_VERSION)
-    assert FORMAT_VERSION == 2
+    assert FORMAT_VERSION == 3
+    assert stored["kernel_cache"] is None and stored["kernel_cache_checksum"] is None
     restored = CheckpointEntry.from_dict(stored)
     assert (restored.coverage, restored.checksum, restored.built_for) == (None, None, None)
-    for key in ("coverage", "checksum", "built_for", "precision"):  # an entry that lacks the optional keys
-        del stored[key]
+    for key in ("coverage", "checksum", "built_for", "precision", "kernel_cache", "kernel_cache_checksum"):
+        del stored[key]  # an entry that lacks the optional keys
     restored = CheckpointEntry.from_dict(stored)
     assert (restored.coverage, restored.checksum, restored.built_for) == (None, None, None)
+    assert (restored.kernel_cache, restored.kernel_cache_checksum) == (None, None)
     assert restored.precision == "unknown"
+
+
+def test_kernel_cache_is_an_artifact_of_the_entry(tmp_path: Path) -> None:
+    """The kernel cache file travels as an ArtifactPath (AITune copies it into the .ait) with its checksum."""
+    kernels = ArtifactPath(tmp_path, "kernels.bin")
+    digest = "sha256:" + "1" * 64
+    stored = _entry(tmp_path, kernel_cache=kernels, kernel_cache_checksum=digest).to_dict(NAME)
+    assert stored["kernel_cache"] == kernels
+    restored = CheckpointEntry.from_dict(stored)
+    assert (restored.kernel_cache, restored.kernel_cache_checksum) == (kernels, digest)
+    stored["kernel_cache"] = str(kernels.path)
+    with pytest.raises(ArtifactError, match="'kernel_cache' should be an ArtifactPath"):
+        CheckpointEntry.from_dict(stored)
+
+
+def test_entries_of_format_2_are_still_read(tmp_path: Path) -> None:
+    """Format 2 (no kernel cache, no kernel_specialization) loads; format 1 (torch 2.11 stack) is refused."""
+    stored = _entry(tmp_path).to_dict(NAME)
+    for key in ("kernel_cache", "kernel_cache_checksum"):
+        del stored[key]
+    del stored["config"]["kernel_specialization"]
+    stored["writer"] = CheckpointWriter(version=2)
+    restored = CheckpointEntry.from_dict(stored)
+    assert restored.kernel_cache is None
+    assert restored.config.kernel_specialization == "auto"
 
 
 def test_filled_entry_fields_round_trip(tmp_path: Path) -> None:

@@ -107,6 +107,21 @@ def test_store_then_lookup_gives_the_artifact_and_facts(tmp_path: Path, cache_fo
     assert build_cache.lookup("unknown") is None
 
 
+def test_the_kernel_cache_is_stored_with_the_artifact(tmp_path: Path, cache_folder: Path) -> None:
+    """The kernel cache file is copied into the entry and found again; entries without one report None."""
+    artifact, facts = _artifact(tmp_path)
+    kernels = tmp_path / "kernels.bin"
+    kernels.write_bytes(b"kernels")
+    build_cache.store("with", artifact, facts, kernel_cache=kernels)
+    build_cache.store("without", artifact, facts)
+    cached = build_cache.lookup("with")
+    assert cached is not None and cached.kernel_cache is not None
+    assert cached.kernel_cache.read_bytes() == b"kernels"
+    assert cached.kernel_cache.parent == cache_folder / "with"
+    without = build_cache.lookup("without")
+    assert without is not None and without.kernel_cache is None
+
+
 @pytest.mark.parametrize("damage", ["truncated artifact", "bad json", "no json", "no artifact"])
 def test_a_damaged_entry_is_a_miss_and_is_removed(tmp_path: Path, damage: str) -> None:
     artifact, facts = _artifact(tmp_path)

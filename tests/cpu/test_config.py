@@ -101,6 +101,7 @@ def test_bad_field_values_are_rejected() -> None:
         ("output_format", "pickled_module", "'auto', 'exported_program', 'torchscript', 'aot_inductor'"),
         ("precision_route", "fast", "'auto', 'autocast', 'cast_module'"),
         ("ts_capture", "compile", "'trace', 'script'"),
+        ("kernel_specialization", "fast", "'auto', 'eager', 'lazy', 'none'"),
         ("check_shapes", 1, "check_shapes must be True or False"),
         ("check_shapes", "yes", "check_shapes must be True or False"),
         ("pickle_protocol", 1, "pickle_protocol must be an int"),
@@ -333,3 +334,20 @@ def test_unknown_precision_is_rejected() -> None:
     for bad in ("fp13", "", 16, None):
         with pytest.raises(ValueError, match="Unknown precision.*torch.float16"):
             to_torch_dtype(bad)
+
+
+def test_kernel_specialization_rules() -> None:
+    """Lazy specialization only without CUDA graphs; explicit strategies only where the backend can set them."""
+    assert TorchTensorRTAotBackendConfig().kernel_specialization == "auto"
+    for choice in ("eager", "none"):
+        assert TorchTensorRTAotBackendConfig(kernel_specialization=choice).to_dict()["kernel_specialization"] == choice
+    assert TorchTensorRTAotBackendConfig(kernel_specialization="lazy", cuda_graphs=False).describe() == (
+        "cuda_graphs=False,kernel_specialization=lazy"
+    )
+    for graphs in (True, "auto"):  # "auto" captures exported_program calls
+        with pytest.raises(ConfigError, match="'lazy' cannot be combined with CUDA graphs"):
+            TorchTensorRTAotBackendConfig(kernel_specialization="lazy", cuda_graphs=graphs)
+    for output_format in ("aot_inductor", "torchscript"):
+        with pytest.raises(ConfigError, match=f"cannot be applied to output_format='{output_format}'"):
+            TorchTensorRTAotBackendConfig(kernel_specialization="eager", output_format=output_format)
+    TorchTensorRTAotBackendConfig(output_format="aot_inductor")  # "auto" is fine everywhere

@@ -136,3 +136,9 @@ def test_a_tensor_passed_for_a_built_in_constant_is_a_pt2_input_error() -> None:
     with pytest.raises(Pt2InputError, match="compiled with scale=0.5 built in"):
         model(torch.ones(4, 32), bias=torch.ones(4, 64), scale=torch.tensor([0.5, 0.5]))
     assert loader.calls == []
+
+
+def test_size_bounds_are_what_the_cpp_example_reads() -> None:
+    """Per axis, comma-separated: lowest and highest size, -1 where unchecked (an expression) or unbounded."""
+    assert RANGES[0].size_bounds() == ("1,32", "16,32")
+    assert TensorRange(dims=(None, (3, None)), dtype="torch.float32").size_bounds() == ("-1,3", "-1,-1")

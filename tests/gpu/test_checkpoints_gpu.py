@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from aitune_trt_aot import ArtifactError, TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
 from tests.support import tolerances
-from tests.support.gpu import fresh_loader, reload_in_fresh_process, the_backend, tune_case
+from tests.support.gpu import fresh_loader, inputs_for, reload_in_fresh_process, the_backend, tune_case
 from tests.support.processes import json_tail, run_python
 
 OURS = "aitune_trt_aot.backend.TorchTensorRTAotBackend"
@@ -26,20 +27,39 @@ def test_save_then_load_in_fresh_process(tmp_path: Path, fresh_process, case: st
     assert max(report["errors_vs_eager"].values()) <= tolerances.BY_PRECISION[precision]
 
 
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 @pytest.mark.quick
-def test_our_checkpoint_resolves_to_us_without_import_and_damage_is_refused(tmp_path: Path) -> None:
-    """A process that never imports aitune_trt_aot loads our entries with our class; a flipped byte is refused."""
+def test_our_checkpoint_resolves_to_us_without_import_and_damage_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process that never imports aitune_trt_aot loads our entries with our class; a flipped byte is refused.
+
+    A damaged kernel cache only costs compile time: it is left out with a warning and the engines still match.
+    """
     with fresh_loader(tmp_path, "--no-import") as process:
         tuned, reference = tune_case("mlp", TorchTensorRTAotBackend())
         report = reload_in_fresh_process(process, tmp_path, tuned, reference, "mlp")
     print(f"\n[load without import] {report}")
     assert report["backends"] == [OURS] and report["served_by_backend"] == report["calls"]
     assert max(report["errors"].values()) <= tolerances.FP32
+    assert report["kernel_settings_at_load"][0]["kernel_cache_loaded_bytes"] > 0
 
     backend = the_backend(tuned)
-    data = bytearray(backend.artifact_path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    backend.artifact_path.write_bytes(bytes(data))
+    _flip_a_byte(backend.kernel_cache_path)
+    with caplog.at_level("WARNING", logger="aitune_trt_aot.engine_runtime"):
+        backend._activate()
+    assert "do not match the checksum" in caplog.text
+    assert backend.kernel_settings["kernel_cache_loaded_bytes"] == 0
+    (x,), _ = inputs_for("mlp", 4)
+    with torch.no_grad():
+        assert float((tuned(x) - reference(x)).abs().max()) <= tolerances.FP32
+
+    _flip_a_byte(backend.artifact_path)
     with pytest.raises(ArtifactError, match="is damaged"):
         backend._activate()  # what ait.load's deploy step runs
 

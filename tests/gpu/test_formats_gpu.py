@@ -63,10 +63,22 @@ def test_dynamic_batch_sweep_then_fresh_process_reload(
     with pytest.raises(InputShapeError, match="outside the built range 1..16"):
         tuned(*args, **kwargs)
 
+    # Runtime settings: exported_program engines specialise kernels before capture and keep what they compiled.
+    settings = backend.kernel_settings
+    print(f"[{ir} {output_format} {case}] engine runtime settings after tuning: {settings}")
+    if output_format == "exported_program":
+        assert settings["strategy"] == "eager" and settings["engines"] >= 1
+        assert backend.kernel_cache_path is not None and backend.kernel_cache_path.stat().st_size > 0
+
     report = reload_in_fresh_process(fresh_process, tmp_path, tuned, reference, case)
     print(f"[{ir} {output_format} {case}] ait.load in a fresh process: {report}")
     assert report["backends"] == [OURS]
     assert report["served_by_backend"] == report["calls"] > 0
+    if output_format == "exported_program":  # the checkpoint brought the kernels along
+        [loaded_settings] = report["kernel_settings_at_load"]
+        assert loaded_settings["strategy"] == "eager" and loaded_settings["kernel_cache_loaded_bytes"] > 0
+    else:
+        assert report["kernel_settings_at_load"] == [{"strategy": None, "engines": 0, "kernel_cache_loaded_bytes": 0}]
     # vs the tuning process: the same engines, but TensorRT-RTX may pick other kernels in a new process
     assert max(report["errors"].values()) <= tolerance
     assert max(report["errors_vs_eager"].values()) <= tolerance

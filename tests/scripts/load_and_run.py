@@ -3,8 +3,8 @@
 Usage: python -m tests.scripts.load_and_run CASE CHECKPOINT EXPECTED.pt [--no-import]
    or: python -m tests.scripts.load_and_run --args-from-stdin [--no-import], then CASE CHECKPOINT EXPECTED.pt as
        one JSON list on stdin (tests start it ahead: tests.support.processes.PrestartedPython)
-Prints one JSON line: load seconds, backend classes, calls and how many the backend served, max abs error per
-batch size.
+Prints one JSON line: load seconds, backend classes, the engines' runtime settings right after the load (kernel
+cache bytes loaded), calls and how many the backend served, first-call seconds and max abs error per batch size.
 ``--no-import`` skips ``import aitune_trt_aot`` (the checkpoint itself must bring the backend in).
 """
 
@@ -46,10 +46,12 @@ def main() -> None:
     start = time.perf_counter()
     loaded = ait.load(ait.Module(model, case, strategy=strategy_for(TorchEagerBackend())), checkpoint)
     load_seconds = time.perf_counter() - start
+    kernel_settings = [b.kernel_settings for b in selected_backends(loaded) if hasattr(b, "kernel_settings")]
     counters = [CallCounter(b) for b in selected_backends(loaded) if hasattr(b, "_runner")]
     calls = 0
     errors, errors_vs_eager = {}, {}
     first_call = None
+    first_call_by_batch = {}
     for batch, (args, kwargs, output, eager) in expected.items():
         args = tuple(a.cuda() for a in args)
         kwargs = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
@@ -60,6 +62,7 @@ def main() -> None:
             torch.cuda.synchronize()
             calls += 1
             first_call = first_call if first_call is not None else time.perf_counter() - start
+            first_call_by_batch.setdefault(str(batch), round(time.perf_counter() - start, 4))
             error = float((actual.float().cpu() - output.float()).abs().max())
             error_vs_eager = float((actual.float().cpu() - eager.float()).abs().max())
             errors[str(batch)] = max(errors.get(str(batch), 0.0), error)
@@ -70,6 +73,8 @@ def main() -> None:
             {
                 "load_seconds": load_seconds,
                 "first_call_seconds": first_call,
+                "first_call_seconds_by_batch": first_call_by_batch,
+                "kernel_settings_at_load": kernel_settings,
                 "backends": backends,
                 "calls": calls,
                 "served_by_backend": sum(c.calls for c in counters),
