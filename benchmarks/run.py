@@ -451,8 +451,8 @@ def main() -> int:
                     row.load_s, row.first_call_s = seconds, first_call
         rows += model_rows
         print(f"done {model_name}", file=sys.stderr)
-    add_ratios(rows)
-    write_outputs(rows, args.out)
+        add_ratios(rows)
+        write_outputs(rows, args.out)  # after every model: a run cut short keeps what it measured
     return 0
 
 
