@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
+from torch._inductor.runtime.cache_dir_utils import cache_dir
 from torch.export import ExportedProgram
 
 from aitune_trt_aot.compat import build_environment
@@ -82,6 +84,20 @@ def _package_configs(program: ExportedProgram, compiled: CompiledModel) -> dict[
     return {"aot_inductor.metadata": metadata}
 
 
+def packaging_lock() -> FileLock:
+    """A lock held while a package is compiled, one per Inductor cache folder (so per user and machine).
+
+    AOTInductor writes a package's generated code, metadata and engines into a cache folder named by the hash of
+    that code, then zips the folder. Models whose graphs give the same code (one-engine models of the same input
+    and output shapes) share the folder; two such builds at the same time in different processes (parallel tuning
+    jobs, parallel tests) can zip each other's half-written files. Seen on the GPU host: "wrapper_metadata.json is
+    not a JSON object" in a package just written. Holding this lock makes them take turns.
+    """
+    folder = Path(cache_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder / "aitune_trt_aot-package.lock"))
+
+
 class AotInductorFormat(ArtifactFormat):
     """A ``.pt2`` package compiled by AOTInductor from the engines' graph (C++-runtime engines)."""
 
@@ -102,7 +118,8 @@ class AotInductorFormat(ArtifactFormat):
             )
             configs = _package_configs(program, compiled)
             logger.info("Compiling the AOTInductor package %s", path)
-            torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
+            with packaging_lock():
+                torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
 
     def load(self, path: Path, device: torch.device) -> Callable[..., Any]:
         """Load the package through the AOTInductor runtime."""

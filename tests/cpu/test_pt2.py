@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -344,3 +345,35 @@ def test_save_pt2_refuses_what_is_not_one_pt2_graph(tmp_path: Path) -> None:
         save_pt2(torch.nn.Sequential(two_graphs), tmp_path / "a.pt2")
     with pytest.raises(Pt2ExportError, match=r"runs on TorchEagerBackend\(\), not on aitune_trt_aot"):
         save_pt2(one_graph, tmp_path / "a.pt2")
+
+
+def test_package_builds_take_turns_across_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While one process compiles a package (holds the lock), another cannot start compiling in the same cache."""
+    import filelock
+
+    from aitune_trt_aot.formats.aot_inductor import packaging_lock
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from aitune_trt_aot.formats.aot_inductor import packaging_lock\n"
+            "with packaging_lock():\n"
+            "    print('held', flush=True)\n"
+            "    sys.stdin.readline()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(filelock.Timeout):
+            packaging_lock().acquire(timeout=0.5)
+    finally:
+        holder.communicate("\n", timeout=60)
+    with packaging_lock().acquire(timeout=5):  # free again once the other process is done
+        pass
