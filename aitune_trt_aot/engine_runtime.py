@@ -3,8 +3,10 @@
 TensorRT-RTX compiles kernels just in time, on an engine's first call at each input shape: 1.2-1.4 s per shape
 for a dynamic-batch ResNet-50 on an H200 (2026-11-29). Its runtime cache holds the compiled kernels. The backend
 keeps one per artifact, the *kernel cache*: the self-check after a build fills it, it is written beside the
-artifact, stored in the checkpoint and the build cache, and loaded with the artifact. A reloaded ResNet-50's first
-calls then took 0.27, 0.08 and 0.09 s at batch 1, 8 and 32 instead of 1.38, 1.22 and 1.23 s.
+artifact, stored in the checkpoint and the build cache, and loaded with the artifact. With "lazy" kernels a
+reloaded ResNet-50's first calls then took 0.27, 0.08 and 0.09 s at batch 1, 8 and 32 instead of 1.38, 1.22 and
+1.23 s. Eagerly specialised kernels (below) were not kept by it: those are compiled once per process and shape
+(~1 s for ResNet-50).
 
 Kernel specialization (``dynamic_shapes_kernel_specialization_strategy``): TensorRT-RTX's default, ``"lazy"``,
 runs generic kernels and swaps in shape-specialised ones when a background compile finishes. A CUDA graph
