@@ -335,7 +335,9 @@ class TorchTensorRTAotBackend(Backend):
         fingerprint cannot see) is dropped from the cache, and the caller builds afresh.
         """
         artifact = ArtifactPath(cache_dir, cached.artifact.name)
-        kernels = None if cached.kernel_cache is None else ArtifactPath(cache_dir, cached.kernel_cache.name)
+        kernels = None
+        if cached.kernel_cache is not None and cached.kernel_cache.is_file():
+            kernels = ArtifactPath(cache_dir, cached.kernel_cache.name)
         self._entry = CheckpointEntry.from_build_facts(
             cached.facts,
             config=self._config,
@@ -348,7 +350,7 @@ class TorchTensorRTAotBackend(Backend):
         try:
             with self._track_build_step(TorchTensorRTAotBuildStep.ARTIFACT_LOAD):
                 write_atomically(artifact.path, partial(shutil.copyfile, cached.artifact))
-                if cached.kernel_cache is not None and kernels is not None and cached.kernel_cache.is_file():
+                if cached.kernel_cache is not None and kernels is not None:
                     write_atomically(kernels.path, partial(shutil.copyfile, cached.kernel_cache))
                 self._activate()
             with self._track_build_step(TorchTensorRTAotBuildStep.SELF_CHECK):
@@ -533,6 +535,9 @@ class TorchTensorRTAotBackend(Backend):
             )
             return
         self._kernel_cache, self._kernel_cache_loaded_bytes = cache, loaded_bytes
+        if kernels is not None and not loaded_bytes:
+            # Missing or damaged (new_kernel_cache warned): a later save must not carry it, or copy a missing file.
+            entry.kernel_cache, entry.kernel_cache_checksum = None, None
 
     def _kernel_strategy(self) -> str:
         artifact_format = "exported_program" if self._entry is None else self._entry.artifact_format

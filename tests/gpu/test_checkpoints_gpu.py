@@ -62,6 +62,7 @@ def test_our_checkpoint_resolves_to_us_without_import_and_damage_is_refused(tmp_
         logger.removeHandler(handler)
     assert any("do not match the checksum" in record.getMessage() for record in warnings)
     assert backend.kernel_settings["kernel_cache_loaded_bytes"] == 0
+    assert backend.kernel_cache_path is None  # left out of the entry: a later save does not carry it
     (x,), _ = inputs_for("mlp", 4)
     with torch.no_grad():
         assert float((tuned(x) - reference(x)).abs().max()) <= tolerances.FP32
