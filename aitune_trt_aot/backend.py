@@ -96,9 +96,7 @@ class TorchTensorRTAotBackend(Backend):
         self._guard: ShapeGuard | None = None
         self._description: str | None = None
         self._from_cache = False
-        self._kernel_cache: Any = None  # the TensorRT-RTX runtime cache shared by the active engines
-        self._kernel_cache_loaded_bytes = 0
-        self._configured_engines = 0
+        self._engine_setup: engine_runtime.EngineSetup | None = None  # runtime settings of the active engines
 
     @contextlib.contextmanager
     def _track_build_step(self, step: BackendBuildStep) -> Iterator[dict[str, Any]]:
@@ -173,13 +171,9 @@ class TorchTensorRTAotBackend(Backend):
         Keys: ``strategy`` (kernel specialization, None where not set), ``engines`` (how many got the settings),
         ``kernel_cache_loaded_bytes`` (kernels given to them at activation, from the checkpoint or build cache).
         """
-        if self._kernel_cache is None:
-            return {"strategy": None, "engines": 0, "kernel_cache_loaded_bytes": 0}
-        return {
-            "strategy": self._kernel_strategy(),
-            "engines": self._configured_engines,
-            "kernel_cache_loaded_bytes": self._kernel_cache_loaded_bytes,
-        }
+        if self._engine_setup is None:
+            return dict(engine_runtime.NO_SETUP_REPORT)
+        return self._engine_setup.report()
 
     @property
     def runner(self) -> Any:
@@ -289,15 +283,16 @@ class TorchTensorRTAotBackend(Backend):
             self._keep_kernel_cache(cache_dir)
         logger.info("Built %s: %s; %s; into %s.", self.describe(), plan.describe(), coverage.describe(), artifact)
         if fingerprint is not None:
-            kernels = None if self._entry.kernel_cache is None else self._entry.kernel_cache.path
-            build_cache.store(fingerprint, artifact.path, self._entry.build_facts(), kernel_cache=kernels)
+            build_cache.store(
+                fingerprint, artifact.path, self._entry.build_facts(), kernel_cache=self.kernel_cache_path
+            )
         return self
 
     def _keep_kernel_cache(self, cache_dir: Path) -> None:
         """Write the kernels the self-check compiled beside the artifact, so that loads skip compiling them."""
-        if self._kernel_cache is None or self._entry is None:
+        if self._engine_setup is None or self._entry is None:
             return
-        data = engine_runtime.kernel_cache_bytes(self._kernel_cache)
+        data = engine_runtime.kernel_cache_bytes(self._engine_setup.kernel_cache)
         if not data:
             return
         kernels = ArtifactPath(cache_dir, engine_runtime.KERNEL_CACHE_NAME)
@@ -350,7 +345,7 @@ class TorchTensorRTAotBackend(Backend):
         try:
             with self._track_build_step(TorchTensorRTAotBuildStep.ARTIFACT_LOAD):
                 write_atomically(artifact.path, partial(shutil.copyfile, cached.artifact))
-                if cached.kernel_cache is not None and kernels is not None:
+                if kernels is not None:
                     write_atomically(kernels.path, partial(shutil.copyfile, cached.kernel_cache))
                 self._activate()
             with self._track_build_step(TorchTensorRTAotBuildStep.SELF_CHECK):
@@ -507,7 +502,7 @@ class TorchTensorRTAotBackend(Backend):
         require_cuda()
         artifact_format = FORMATS[entry.artifact_format]
         runner = artifact_format.load(path, device)
-        self._kernel_cache, self._kernel_cache_loaded_bytes, self._configured_engines = None, 0, 0
+        self._engine_setup = None
         if artifact_format.runtime_settings and engine_runtime.supported():
             self._configure_engines(runner, entry)
         elif self._config.kernel_specialization != "auto":
@@ -524,9 +519,11 @@ class TorchTensorRTAotBackend(Backend):
     def _configure_engines(self, runner: Any, entry: CheckpointEntry) -> None:
         """Kernel strategy and kernel cache for the loaded engines; where that fails they keep TensorRT's defaults."""
         kernels = None if entry.kernel_cache is None else entry.kernel_cache.path
+        strategy = engine_runtime.kernel_strategy(
+            self._config.kernel_specialization, uses_cuda_graphs(self._config, entry.artifact_format)
+        )
         try:
-            cache, loaded_bytes = engine_runtime.new_kernel_cache(kernels, entry.kernel_cache_checksum)
-            self._configured_engines = engine_runtime.configure(runner, self._kernel_strategy(), cache)
+            self._engine_setup = engine_runtime.apply(runner, strategy, kernels, entry.kernel_cache_checksum)
         except Exception as error:  # a Torch-TensorRT release without this API: slower first calls, same results
             logger.warning(
                 "Could not set the engines' runtime settings (%s: %s); they run with TensorRT-RTX's defaults.",
@@ -534,16 +531,9 @@ class TorchTensorRTAotBackend(Backend):
                 error,
             )
             return
-        self._kernel_cache, self._kernel_cache_loaded_bytes = cache, loaded_bytes
-        if kernels is not None and not loaded_bytes:
-            # Missing or damaged (new_kernel_cache warned): a later save must not carry it, or copy a missing file.
+        if kernels is not None and not self._engine_setup.loaded_bytes:
+            # Missing or damaged (engine_runtime warned): a later save must not carry it, or copy a missing file.
             entry.kernel_cache, entry.kernel_cache_checksum = None, None
-
-    def _kernel_strategy(self) -> str:
-        artifact_format = "exported_program" if self._entry is None else self._entry.artifact_format
-        return engine_runtime.kernel_strategy(
-            self._config.kernel_specialization, uses_cuda_graphs(self._config, artifact_format)
-        )
 
     def _infer(self, *args: Any, **kwargs: Any) -> Any:
         """Check the call against the built shape ranges, then run the engines."""
@@ -558,9 +548,7 @@ class TorchTensorRTAotBackend(Backend):
         """Drop the loaded engines; the artifact stays on disk."""
         self._runner = None
         self._guard = None
-        self._kernel_cache = None
-        self._kernel_cache_loaded_bytes = 0
-        self._configured_engines = 0
+        self._engine_setup = None
 
     def _deploy(self) -> None:
         """Load the artifact after ``ait.load`` (no recompilation)."""

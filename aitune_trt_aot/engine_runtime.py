@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def reachable_engines(loaded: Any) -> list[Any]:
     return engines
 
 
-def new_kernel_cache(path: Path | None, checksum: str | None) -> tuple[Any, int]:
+def _new_kernel_cache(path: Path | None, checksum: str | None) -> tuple[Any, int]:
     """A TensorRT-RTX runtime cache filled from ``path`` when that file is present and matches ``checksum``.
 
     Returns the cache and how many bytes it was given. The cache only saves compile time: a missing or damaged
@@ -112,7 +113,7 @@ def new_kernel_cache(path: Path | None, checksum: str | None) -> tuple[Any, int]
     return cache, 0
 
 
-def configure(loaded: Any, strategy: str, cache: Any) -> int:
+def _configure(loaded: Any, strategy: str, cache: Any) -> int:
     """Give every reachable engine of ``loaded`` the kernel ``strategy`` and the shared ``cache``; count them."""
     from torch_tensorrt.runtime import RuntimeSettings
     from torch_tensorrt.runtime._runtime_cache import _to_torchbind_handle
@@ -131,6 +132,37 @@ def configure(loaded: Any, strategy: str, cache: Any) -> int:
         else:
             engine.runtime_settings = settings
     return len(engines)
+
+
+@dataclass(frozen=True)
+class EngineSetup:
+    """What :func:`apply` gave the engines of one loaded artifact.
+
+    Attributes:
+        strategy: The kernel specialization strategy.
+        engines: How many engines got the settings.
+        kernel_cache: The TensorRT-RTX runtime cache they share.
+        loaded_bytes: Kernel bytes given to that cache from the artifact's kernel cache file (0: none, or unusable).
+
+    """
+
+    strategy: str
+    engines: int
+    kernel_cache: Any
+    loaded_bytes: int
+
+    def report(self) -> dict[str, Any]:
+        """``strategy``, ``engines`` and ``kernel_cache_loaded_bytes``, JSON-safe."""
+        return {"strategy": self.strategy, "engines": self.engines, "kernel_cache_loaded_bytes": self.loaded_bytes}
+
+
+NO_SETUP_REPORT: dict[str, Any] = {"strategy": None, "engines": 0, "kernel_cache_loaded_bytes": 0}
+
+
+def apply(loaded: Any, strategy: str, kernels: Path | None, checksum: str | None) -> EngineSetup:
+    """Give the engines of ``loaded`` the kernel ``strategy`` and one kernel cache, filled from ``kernels``."""
+    cache, loaded_bytes = _new_kernel_cache(kernels, checksum)
+    return EngineSetup(strategy, _configure(loaded, strategy, cache), cache, loaded_bytes)
 
 
 def kernel_cache_bytes(cache: Any) -> bytes:

@@ -278,7 +278,7 @@ def measure_model(
     return rows
 
 
-def load_seconds(model_name: str, out: Path) -> dict[str, tuple[float, float]]:
+def load_and_first_call_seconds(model_name: str, out: Path) -> dict[str, tuple[float, float]]:
     """Per saved checkpoint of the model: ``ait.load`` seconds and the first call's (batch 1), in one fresh process."""
     code = f"""
 import json, time, sys
@@ -444,7 +444,7 @@ def main() -> int:
     rows: list[Row] = []
     for model_name in args.models:
         model_rows = measure_model(model_name, args.batches, args.out, args.contenders, args.profile)
-        loads = load_seconds(model_name, args.out)
+        loads = load_and_first_call_seconds(model_name, args.out)
         for row in model_rows:
             for key, (seconds, first_call) in loads.items():
                 if AITUNE_LABELS.get(key) == row.contender:
