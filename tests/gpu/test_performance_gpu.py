@@ -13,10 +13,10 @@ import pytest
 from aitune_trt_aot import TorchTensorRTAotBackend
 from tests.support.gpu import selected_backends, tune_case
 
-# Measured 2026-11-29 (H200): AITune kept eager for this MLP. The benchmark MLP (docs/benchmark.md) runs at 1.6x
-# eager through AITune with the default config, and at 0.97x when the same engine in its CUDA graph is called
-# without AITune: AITune's own per-call layer (~0.1 ms: its forward proxy, signature normalisation, graph lookup)
-# is more than the MLP's whole eager call.
+# The MLP's margin is thin: at batch 1 its engines in their CUDA graph take less time than AITune's own per-call
+# layer (~0.1 ms: its forward proxy, signature normalisation, graph lookup; docs/benchmark.md). AITune kept eager
+# in the full-tier runs before eager kernel specialization (2026-11-29, morning) and kept this backend in the run
+# after it (XPASS). It stays a non-strict xfail until runs show a steady margin: the test prints AITune's speedup.
 AITUNE_OVERHEAD = pytest.mark.xfail(
     strict=False, reason="AITune's per-call overhead exceeds a small MLP's eager time (docs/benchmark.md)"
 )
@@ -30,5 +30,9 @@ def test_performance_validation_keeps_the_default_config(case: str) -> None:
     strategy.enable_find_max_batch_size(False)  # keep the tuned batch range; validation stays on
     tuned, _ = tune_case(case, backend, name=f"perf-{case}", strategy=strategy)
     chosen = selected_backends(tuned)
-    print(f"\n[{case} default config, performance validation on] AITune kept {[b.describe() for b in chosen]}")
+    measured = [(r.backend_description, round(r.speedup, 2)) for r in strategy.perf_validation_results]
+    print(
+        f"\n[{case} default config, performance validation on] AITune measured (backend, speedup over eager) "
+        f"{measured}; kept {[b.describe() for b in chosen]}"
+    )
     assert chosen and all(isinstance(b, TorchTensorRTAotBackend) for b in chosen), f"AITune kept {chosen}"
