@@ -18,6 +18,7 @@ from aitune_trt_aot.errors import (
     ArtifactError,
     BuildError,
     ConfigError,
+    DirectCallError,
     InputShapeError,
     MissingRequirementError,
     Pt2ExportError,
@@ -35,6 +36,7 @@ __all__ = [
     "ArtifactError",
     "BuildError",
     "ConfigError",
+    "DirectCallError",
     "InputShapeError",
     "MissingRequirementError",
     "Pt2ExportError",
@@ -65,15 +67,18 @@ if _aitune_wanted():
 
     from aitune_trt_aot.backend import TorchTensorRTAotBackend, TorchTensorRTAotBuildStep
     from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
+    from aitune_trt_aot.direct import DirectCall, direct_call
     from aitune_trt_aot.pt2.export import save_pt2
     from aitune_trt_aot.safe_save import save
     from aitune_trt_aot.settings import CompilationSettings
 
     __all__ += [
         "CompilationSettings",
+        "DirectCall",
         "TorchTensorRTAotBackend",
         "TorchTensorRTAotBackendConfig",
         "TorchTensorRTAotBuildStep",
+        "direct_call",
         "save",
         "save_pt2",
     ]

@@ -47,3 +47,7 @@ class Pt2InputError(InputShapeError):
 
 class Pt2ExportError(AitrtAotError, ValueError):
     """What was given cannot be written as one ``.pt2`` package."""
+
+
+class DirectCallError(AitrtAotError, ValueError):
+    """What was given to ``direct_call`` is not one ``ait.Module`` served by this backend in one graph."""

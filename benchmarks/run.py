@@ -194,7 +194,7 @@ def measure_model(
     """All contenders for one model."""
     from aitune.torch.backend import TorchTensorRTAotBackend as BuiltIn
 
-    from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
+    from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig, direct_call
 
     reference, make = build(model_name)
     reference = reference.cuda()
@@ -259,6 +259,9 @@ def measure_model(
                 retune_s = None
             del again, reused
         add(label, tuned, tune_s=seconds, artifact_bytes=size, tune_steps=backend.build_seconds, retune_s=retune_s)
+        if key == "ours-default":
+            # The same engines through aitune_trt_aot.direct_call: this backend's shape check, no AITune layer.
+            add(f"direct_call: {label.removeprefix('aitune_trt_aot ')}", direct_call(tuned), artifact_bytes=size)
         if profile:
             profile_calls(f"{model_name} {label} batch {batches[0]}", partial(tuned, *inputs[batches[0]]))
         if key in RAW_FLOORS or "raw" in contenders:

@@ -4,53 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-from aitune.torch.module.wrapper_module import Module as AITuneModule
-from torch import nn
 
 from aitune_trt_aot.backend import TorchTensorRTAotBackend
 from aitune_trt_aot.errors import Pt2ExportError
 from aitune_trt_aot.files import write_atomically
 from aitune_trt_aot.formats.aot_inductor import AotInductorFormat
-
-
-def _aitune_modules(module: Any) -> Iterator[AITuneModule]:
-    """The AITune modules in ``module``'s tree, itself included.
-
-    ``nn.Module.modules()`` cannot find them: an AITune module is a proxy, and walking through it reaches the
-    module it wraps instead. So the stored children are walked here.
-    """
-    if isinstance(module, AITuneModule):
-        yield module
-    elif isinstance(module, nn.Module):
-        for child in module._modules.values():
-            if child is not None:
-                yield from _aitune_modules(child)
-
-
-def _tuned_graphs(target: Any) -> list[tuple[str, Any]]:
-    """``(description, backend)`` for every graph AITune tuned inside ``target``."""
-    graphs = []
-    for wrapper in dict.fromkeys(_aitune_modules(target)):
-        tuned = getattr(wrapper, "_self_wrapper", None)  # AITune keeps the tuned graphs here once tuned or loaded
-        backends = getattr(tuned, "backends", None)
-        if not backends:
-            raise Pt2ExportError(
-                f"AITune module {wrapper.name!r} is not tuned (state {wrapper.state.name}): run ait.tune or ait.load "
-                "first."
-            )
-        for index, backend in enumerate(backends.values()):
-            graphs.append((f"module {wrapper.name!r} graph {index}", backend))
-    return graphs
+from aitune_trt_aot.tuned import tuned_graphs
 
 
 def _backend_to_export(target: Any) -> TorchTensorRTAotBackend:
     if isinstance(target, TorchTensorRTAotBackend):
         return target
-    graphs = _tuned_graphs(target)
+    graphs = tuned_graphs(target, Pt2ExportError)
     if not graphs:
         raise Pt2ExportError(
             f"Found no AITune module in the {type(target).__name__} given: pass the ait.Module (or a model holding "

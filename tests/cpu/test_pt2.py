@@ -9,7 +9,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import aitune.torch as ait
 import pytest
 import torch
 from aitune.torch.checkpoint.artifact import ArtifactPath
@@ -32,7 +31,7 @@ from aitune_trt_aot.pt2.runtime import BUILT_FOR_METADATA_KEY, TensorRange, load
 from aitune_trt_aot.stack import version_tuple
 from tests.support.entries import BUILT_FOR
 from tests.support.processes import run_python, subprocess_env
-from tests.support.tuning import eager_module
+from tests.support.tuning import one_and_two_graph_modules
 
 # What the fake installed stack below holds (BUILT_FOR's versions).
 INSTALLED = {"tensorrt_flavour": "TensorRT-RTX", "tensorrt": "1.6.1.120", "torch_tensorrt": "2.14.0"}
@@ -328,17 +327,7 @@ def test_save_pt2_refuses_what_is_not_one_pt2_graph(tmp_path: Path) -> None:
     with pytest.raises(Pt2ExportError, match="Found no AITune module"):
         save_pt2(torch.nn.Linear(2, 2), tmp_path / "a.pt2")
 
-    one_graph, two_graphs = (
-        eager_module(torch.nn.Linear(4, 4), "one_graph"),
-        eager_module(torch.nn.Linear(4, 4), "two_graphs"),
-    )
-
-    def call(x: torch.Tensor) -> torch.Tensor:
-        one_graph(x)
-        two_graphs(x)
-        return two_graphs(x.unsqueeze(1))  # another input rank: AITune records a second graph
-
-    ait.tune(call, [torch.randn(4), torch.randn(4)], batch_sizes=[1, 2], device="cpu")
+    one_graph, two_graphs = one_and_two_graph_modules("pt2")
     with pytest.raises(Pt2ExportError, match=r"tuned into 2 graphs .*Save each graph's backend to its own file"):
         save_pt2(two_graphs, tmp_path / "a.pt2")
     with pytest.raises(Pt2ExportError, match=r"tuned into 2 graphs"):  # found inside a model holding it too

@@ -14,11 +14,12 @@ from aitune_trt_aot import (
     TorchTensorRTAotBackend,
     TorchTensorRTAotBackendConfig,
     UnsupportedInputsError,
+    direct_call,
 )
 from aitune_trt_aot.settings import CompilationSettings, StandInCompilationSettings
 from aitune_trt_aot.stack import current_stack
 from tests.support import tolerances
-from tests.support.gpu import scale_of, sweep_errors, the_backend, tune_case
+from tests.support.gpu import inputs_for, scale_of, sweep_errors, the_backend, tune_case
 
 
 def _backend(ir: str = "dynamo", precision: str = "fp32", **options) -> TorchTensorRTAotBackend:
@@ -63,14 +64,37 @@ def test_two_inputs_with_shared_batch_and_keywords() -> None:
     errors = sweep_errors(tuned, reference, "two_inputs")
     print(f"\n[dynamo two_inputs fp32] errors={errors}")
     assert max(errors.values()) <= tolerances.FP32 * scale_of(reference, "two_inputs", 16)
-    from tests.support.gpu import inputs_for
-
     args, kwargs = inputs_for("two_inputs", 4)
     # AITune itself refuses an unseen plain value (strict sample metadata); the backend refuses it too.
     with pytest.raises(RuntimeError, match="scale=2.0"):
         tuned(*args, **{**kwargs, "scale": 2.0})
     with pytest.raises(InputShapeError, match="built with scale=0.5"):
         the_backend(tuned).infer(*args, **{**kwargs, "scale": 2.0})
+
+
+def test_direct_call_matches_the_module_and_skips_aitune(monkeypatch: pytest.MonkeyPatch) -> None:
+    """direct_call gives the tuned module's results (keyword inputs included) with no call through AITune's layer.
+
+    Every call reaches this backend (counted); a batch outside the tuned range gets the backend's InputShapeError.
+    """
+    tuned, reference = tune_case("two_inputs", _backend(), name="two-direct")
+    direct = direct_call(tuned)
+    assert direct.backend is the_backend(tuned)
+    through_aitune = [0]
+    aitune_call = type(tuned._self_wrapper).__call__
+
+    def counted(self, *args, **kwargs):
+        through_aitune[0] += 1
+        return aitune_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tuned._self_wrapper), "__call__", counted)
+    errors = sweep_errors(tuned, reference, "two_inputs", call=direct)
+    print(f"\n[direct_call two_inputs fp32] errors={errors}; calls through AITune's layer: {through_aitune[0]}")
+    assert through_aitune[0] == 0
+    assert max(errors.values()) <= tolerances.FP32 * scale_of(reference, "two_inputs", 16)
+    args, kwargs = inputs_for("two_inputs", 17)  # tuned for batch 1..16
+    with pytest.raises(InputShapeError, match="17"):
+        direct(*args, **kwargs)
 
 
 @pytest.mark.quick

@@ -100,11 +100,15 @@ def _error(actual: Any, expected: torch.Tensor, case: str, batch: int) -> float:
     return float((actual.float() - expected.float()).abs().max())
 
 
-def sweep_errors(tuned: Any, reference: torch.nn.Module, case: str, order=SWEEP, repeats: int = 3) -> dict[int, float]:
+def sweep_errors(
+    tuned: Any, reference: torch.nn.Module, case: str, order=SWEEP, repeats: int = 3, call: Any = None
+) -> dict[int, float]:
     """Largest error vs eager per batch size, calling in ``order``, ``repeats`` calls each with new inputs.
 
-    Every call must reach this package's backend (counted), not AITune's eager fallback.
+    ``call`` (default: ``tuned`` itself) is what is called, e.g. ``direct_call(tuned)``. Every call must reach this
+    package's backend (counted), not AITune's eager fallback.
     """
+    call = tuned if call is None else call
     counter = CallCounter(the_backend(tuned))
     errors: dict[int, float] = {}
     calls = 0
@@ -113,7 +117,7 @@ def sweep_errors(tuned: Any, reference: torch.nn.Module, case: str, order=SWEEP,
             for repeat in range(repeats):
                 args, kwargs = inputs_for(case, batch, seed=100 + position * repeats + repeat)
                 with torch.no_grad():
-                    actual, expected = tuned(*args, **kwargs), reference(*args, **kwargs)
+                    actual, expected = call(*args, **kwargs), reference(*args, **kwargs)
                 calls += 1
                 errors[batch] = max(errors.get(batch, 0.0), _error(actual, expected, case, batch))
     finally:

@@ -26,3 +26,17 @@ def tuned_eager_module(module: torch.nn.Module, name: str) -> ait.Module:
     wrapped = eager_module(module, name)
     ait.tune(wrapped, [torch.randn(4), torch.randn(4)], batch_sizes=[1, 2], device="cpu")
     return wrapped
+
+
+def one_and_two_graph_modules(prefix: str) -> tuple[ait.Module, ait.Module]:
+    """Two eager-backed modules tuned on the CPU in one call: the first records one graph, the second two."""
+    one_graph = eager_module(torch.nn.Linear(4, 4), f"{prefix}-one-graph")
+    two_graphs = eager_module(torch.nn.Linear(4, 4), f"{prefix}-two-graphs")
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        one_graph(x)
+        two_graphs(x)
+        return two_graphs(x.unsqueeze(1))  # another input rank: AITune records a second graph
+
+    ait.tune(call, [torch.randn(4), torch.randn(4)], batch_sizes=[1, 2], device="cpu")
+    return one_graph, two_graphs
