@@ -6,12 +6,16 @@ Its call path (this backend's engines without AITune's per-call layer) is shown 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import aitune.torch as ait
 import pytest
 import torch
 from aitune.torch.module_registry import MODULE_REGISTRY
 
+import aitune_trt_aot
 from aitune_trt_aot import DirectCallError, direct_call
-from tests.support.tuning import eager_module, one_and_two_graph_modules
+from tests.support.tuning import eager_module, one_and_two_graph_modules, tuned_eager_module
 
 
 def test_direct_call_takes_only_the_ait_module_itself() -> None:
@@ -35,4 +39,16 @@ def test_direct_call_refuses_several_graphs_and_other_backends() -> None:
         direct_call(two_graphs)
     with pytest.raises(DirectCallError, match=r"served by TorchEagerBackend\(\), not by aitune_trt_aot"):
         direct_call(one_graph)
+    MODULE_REGISTRY.clear()
+
+
+def test_direct_call_finds_the_graph_of_a_loaded_module(tmp_path: Path) -> None:
+    """After ait.load the module's one graph and its backend are found as after ait.tune (here: AITune's eager)."""
+    MODULE_REGISTRY.clear()
+    target = tmp_path / "model.ait"
+    aitune_trt_aot.save(tuned_eager_module(torch.nn.Linear(4, 4), "direct-saved"), target)
+    MODULE_REGISTRY.clear()
+    loaded = ait.load(eager_module(torch.nn.Linear(4, 4), "direct-saved"), target)
+    with pytest.raises(DirectCallError, match=r"'direct-saved' graph 0 is served by TorchEagerBackend\(\)"):
+        direct_call(loaded)
     MODULE_REGISTRY.clear()
