@@ -38,7 +38,11 @@ class DirectCall:
         self._signature = signature
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the engines as the ``ait.Module`` would: same arguments, same results, same shape errors."""
+        """Call the engines with the arguments the ``ait.Module`` takes; same results.
+
+        A call the engines were not built for raises the backend's ``InputShapeError``. Through the ``ait.Module``
+        AITune's own check may refuse some of those first (an unseen plain value: its ``RuntimeError``).
+        """
         if kwargs and self._signature is not None:
             # AITune hands the backend the call bound to the forward signature (positional where possible).
             bound = self._signature.normalize(args, kwargs)
