@@ -520,26 +520,28 @@ class TorchTensorRTAotBackend(Backend):
         require_cuda()
         artifact_format = FORMATS[entry.artifact_format]
         runner = artifact_format.load(path, device)
+        captured = uses_cuda_graphs(self._config, entry.artifact_format)
         self._engine_setup = None
         if artifact_format.runtime_settings and engine_runtime.supported():
-            self._configure_engines(runner, entry)
+            self._configure_engines(runner, entry, captured)
         elif self._config.kernel_specialization != "auto":
             logger.warning(
                 "kernel_specialization=%r is not applied: %s has no runtime settings for these engines.",
                 self._config.kernel_specialization,
                 current_stack().describe(),
             )
-        if uses_cuda_graphs(self._config, entry.artifact_format):
+        if captured:
             runner = CudaGraphRunner(runner, device, fall_back=self._config.cuda_graphs == "auto")
         self._runner = runner
         self._guard = entry.shape_guard
 
-    def _configure_engines(self, runner: Any, entry: CheckpointEntry) -> None:
-        """Kernel strategy and kernel cache for the loaded engines; where that fails they keep TensorRT's defaults."""
+    def _configure_engines(self, runner: Any, entry: CheckpointEntry, captured: bool) -> None:
+        """Kernel strategy and kernel cache for the loaded engines; where that fails they keep TensorRT's defaults.
+
+        ``captured``: the engines will run inside CUDA graphs (their kernels must not change after capture).
+        """
         kernels = None if entry.kernel_cache is None else entry.kernel_cache.path
-        strategy = engine_runtime.kernel_strategy(
-            self._config.kernel_specialization, uses_cuda_graphs(self._config, entry.artifact_format)
-        )
+        strategy = engine_runtime.kernel_strategy(self._config.kernel_specialization, captured)
         try:
             self._engine_setup = engine_runtime.apply(runner, strategy, kernels, entry.kernel_cache_checksum)
         except Exception as error:  # a Torch-TensorRT release without this API: slower first calls, same results

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from aitune_trt_aot.files import file_digest, write_atomically
+from aitune_trt_aot.files import bytes_digest, file_digest, write_atomically
 from aitune_trt_aot.stack import current_stack
 
 logger = logging.getLogger(__name__)
@@ -173,6 +173,6 @@ def kernel_cache_bytes(cache: Any) -> bytes:
 
 
 def write_kernel_cache(data: bytes, path: Path) -> str:
-    """Write serialized kernels to ``path`` atomically; return the file's checksum."""
+    """Write serialized kernels to ``path`` atomically; return the file's checksum (hashed from ``data``)."""
     write_atomically(path, lambda tmp: tmp.write_bytes(data))
-    return file_digest(path)
+    return bytes_digest(data)

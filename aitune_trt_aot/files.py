@@ -42,3 +42,8 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return f"sha256:{digest.hexdigest()}"
+
+
+def bytes_digest(data: bytes) -> str:
+    """SHA-256 of ``data`` in :func:`file_digest`'s form: what a file holding exactly these bytes hashes to."""
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"

@@ -19,7 +19,7 @@ from aitune_trt_aot import (
 )
 from aitune_trt_aot.checkpoint import FORMAT_VERSION, CheckpointEntry, CheckpointWriter
 from aitune_trt_aot.compiled import Coverage
-from aitune_trt_aot.files import file_digest
+from aitune_trt_aot.files import bytes_digest, file_digest
 from aitune_trt_aot.safe_save import leftovers
 from aitune_trt_aot.stack import torch_tensorrt_or_none
 from tests.support.entries import BUILT_FOR, mlp_guard
@@ -71,6 +71,14 @@ def test_file_digest_is_the_sha256_of_the_bytes(tmp_path: Path) -> None:
     assert file_digest(empty) == "sha256:" + hashlib.sha256(b"").hexdigest()
     large.write_bytes(large_bytes[:-1] + b"\x00")
     assert file_digest(large) != "sha256:" + hashlib.sha256(large_bytes).hexdigest(), "the last byte counts"
+
+
+def test_bytes_digest_is_what_a_file_of_those_bytes_hashes_to(tmp_path: Path) -> None:
+    """The kernel cache is hashed from the bytes written, not read back: both forms must agree."""
+    for data in (b"", b"kernels", ENGINE_BYTES * 300):
+        path = tmp_path / "kernels.bin"
+        path.write_bytes(data)
+        assert bytes_digest(data) == file_digest(path)
 
 
 # --- checkpoint entries ------------------------------------------------------------------------------------------

@@ -18,7 +18,10 @@ OURS = "aitune_trt_aot.backend.TorchTensorRTAotBackend"
 
 @pytest.mark.parametrize(("case", "precision"), [("mlp", "fp16"), ("two_inputs", "fp32")])
 def test_save_then_load_in_fresh_process(tmp_path: Path, fresh_process, case: str, precision: str) -> None:
-    """The reloaded module runs the saved engines (no recompilation) and gives the tuned outputs."""
+    """The reloaded module runs the saved engines (no recompilation) and gives the tuned outputs.
+
+    ``direct_call`` on the reloaded module gives them too (keyword inputs included, for two_inputs).
+    """
     config = TorchTensorRTAotBackendConfig(precision=precision)
     tuned, reference = tune_case(case, TorchTensorRTAotBackend(config))
     report = reload_in_fresh_process(fresh_process, tmp_path, tuned, reference, case)
@@ -26,6 +29,8 @@ def test_save_then_load_in_fresh_process(tmp_path: Path, fresh_process, case: st
     assert report["backends"] == [OURS] and report["served_by_backend"] == report["calls"]
     assert max(report["errors"].values()) <= tolerances.FP32
     assert max(report["errors_vs_eager"].values()) <= tolerances.BY_PRECISION[precision]
+    assert report["direct_call_errors"].keys() == report["errors"].keys()
+    assert max(report["direct_call_errors"].values()) <= tolerances.FP32
 
 
 def _flip_a_byte(path: Path) -> None:

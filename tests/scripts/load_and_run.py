@@ -4,7 +4,8 @@ Usage: python -m tests.scripts.load_and_run CASE CHECKPOINT EXPECTED.pt [--no-im
    or: python -m tests.scripts.load_and_run --args-from-stdin [--no-import], then CASE CHECKPOINT EXPECTED.pt as
        one JSON list on stdin (tests start it ahead: tests.support.processes.PrestartedPython)
 Prints one JSON line: load seconds, backend classes, the engines' runtime settings right after the load (kernel
-cache bytes loaded), calls and how many the backend served, first-call seconds and max abs error per batch size.
+cache bytes loaded), calls and how many the backend served, first-call seconds and max abs error per batch size,
+and (unless ``--no-import``) the max abs error of ``aitune_trt_aot.direct_call`` on the loaded module per batch size.
 ``--no-import`` skips ``import aitune_trt_aot`` (the checkpoint itself must bring the backend in).
 """
 
@@ -33,6 +34,22 @@ def _forbid(*_: object, **__: object) -> None:
     raise AssertionError("ait.load recompiled the model")
 
 
+def _move(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    return tuple(a.cuda() for a in args), {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+
+
+def _direct_call_errors(loaded: torch.nn.Module, expected: dict) -> dict[str, float]:
+    """Per batch size, the largest difference between ``direct_call(loaded)`` and the stored tuned outputs."""
+    direct = aitune_trt_aot.direct_call(loaded)
+    errors = {}
+    for batch, (args, kwargs, output, _) in expected.items():
+        args, kwargs = _move(args, kwargs)
+        with torch.no_grad():
+            actual = direct(*args, **kwargs)
+        errors[str(batch)] = float((actual.float().cpu() - output.float()).abs().max())
+    return errors
+
+
 def main() -> None:
     """Load, run every stored input, compare with the stored eager outputs."""
     case, checkpoint, expected_path = arguments(sys.argv)[:3]
@@ -52,8 +69,7 @@ def main() -> None:
     errors, errors_vs_eager = {}, {}
     first_call_by_batch = {}
     for batch, (args, kwargs, output, eager) in expected.items():
-        args = tuple(a.cuda() for a in args)
-        kwargs = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+        args, kwargs = _move(args, kwargs)
         for _ in range(3):  # several calls: runtimes may switch kernels after the first call at a shape
             start = time.perf_counter()
             with torch.no_grad():
@@ -65,7 +81,9 @@ def main() -> None:
             error_vs_eager = float((actual.float().cpu() - eager.float()).abs().max())
             errors[str(batch)] = max(errors.get(str(batch), 0.0), error)
             errors_vs_eager[str(batch)] = max(errors_vs_eager.get(str(batch), 0.0), error_vs_eager)
+    served_by_backend = sum(c.calls for c in counters)
     backends = [f"{type(b).__module__}.{type(b).__name__}" for b in selected_backends(loaded)]
+    direct_errors = None if "--no-import" in sys.argv else _direct_call_errors(loaded, expected)
     print(
         json.dumps(
             {
@@ -75,9 +93,10 @@ def main() -> None:
                 "kernel_settings_at_load": kernel_settings,
                 "backends": backends,
                 "calls": calls,
-                "served_by_backend": sum(c.calls for c in counters),
+                "served_by_backend": served_by_backend,
                 "errors": errors,
                 "errors_vs_eager": errors_vs_eager,
+                "direct_call_errors": direct_errors,
             }
         )
     )
