@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -130,6 +130,18 @@ class TorchTensorRTAotBackend(Backend):
             if result.get("first_call_seconds") is not None:
                 timings["first_calls"] = result["first_call_seconds"]
         return timings
+
+    @property
+    def checked_shapes(self) -> list[list[tuple[int, ...]]]:
+        """The input shapes (every tensor of the call) this build's self-check compared with eager PyTorch.
+
+        Recorded calls first, then calls at the ends of the built range that no recorded call had (the recorded
+        data tiled to the smallest and largest shapes). Empty for a backend from ``ait.load`` or the build cache.
+        """
+        for result in self._build_results:
+            if "checked_shapes" in result:
+                return [[tuple(shape) for shape in call] for call in result["checked_shapes"]]
+        return []
 
     @property
     def built_from_cache(self) -> bool:
@@ -282,7 +294,7 @@ class TorchTensorRTAotBackend(Backend):
                     )
                 ) from error
         with self._track_build_step(TorchTensorRTAotBuildStep.SELF_CHECK) as result:
-            self._check_against_eager(plan, module, samples, coverage, result)
+            self._check_against_eager(plan, module, samples, guard, coverage, result)
         with self._track_build_step(TorchTensorRTAotBuildStep.KERNEL_CACHE_SAVE):
             self._keep_kernel_cache(cache_dir)
         logger.info("Built %s: %s; %s; into %s.", self.describe(), plan.describe(), coverage.describe(), artifact)
@@ -357,7 +369,7 @@ class TorchTensorRTAotBackend(Backend):
                 # is enough to catch a model changed in a way the fingerprint cannot see.
                 mismatch = self._first_mismatch(module, samples, plan.precision.dtype, shapes_to_check=1, repeats=1)
             if mismatch is not None:
-                raise BuildError(f"it does not reproduce eager PyTorch ({mismatch})")
+                raise BuildError(f"it does not reproduce eager PyTorch ({mismatch.problem})")
         except Exception as error:
             logger.warning(
                 "The build cached in %s cannot be reused (%s: %s); dropping it and building afresh.",
@@ -432,15 +444,36 @@ class TorchTensorRTAotBackend(Backend):
         return plan.frontend.compile(dataclasses.replace(request, module=module, settings=precision.settings))
 
     def _check_against_eager(
-        self, plan: BuildPlan, module: nn.Module, samples: SampleStore, coverage: Coverage, result: dict[str, Any]
+        self,
+        plan: BuildPlan,
+        module: nn.Module,
+        samples: SampleStore,
+        guard: ShapeGuard,
+        coverage: Coverage,
+        result: dict[str, Any],
     ) -> None:
-        """Run recorded calls through the loaded artifact and eager PyTorch; refuse engines that disagree.
+        """Run recorded calls, and calls at the ranges' ends, through the loaded artifact and eager; refuse mismatches.
 
-        Records in ``result["first_call_seconds"]`` how long the first call at each checked shape took, together.
+        Records the shapes compared in ``result["checked_shapes"]`` and, in ``result["first_call_seconds"]``, how
+        long the first call at each of them took, together.
         """
         first_calls: list[float] = []
-        mismatch = self._first_mismatch(module, samples, plan.precision.dtype, first_calls=first_calls)
+        checked: list[list[tuple[int, ...]]] = []
+        try:
+            range_ends = guard.range_end_samples(samples[0])
+        except Exception as error:  # an input layout the resizing does not handle: check the recorded calls only
+            logger.warning("Self-check: no calls at the range ends (%s: %s).", type(error).__name__, error)
+            range_ends = []
+        mismatch = self._first_mismatch(
+            module,
+            samples,
+            plan.precision.dtype,
+            range_ends=range_ends,
+            first_calls=first_calls,
+            checked=checked,
+        )
         result["first_call_seconds"] = round(sum(first_calls), 3)
+        result["checked_shapes"] = checked
         if mismatch is None:
             return
         self._deactivate()
@@ -451,8 +484,9 @@ class TorchTensorRTAotBackend(Backend):
                 "Try another output_format, or keep this model eager; docs/known-issues.md lists what was measured."
             )
         raise BuildError(
-            f"The engines built with {plan.describe()} do not reproduce eager PyTorch on a recorded input "
-            f"({mismatch}). {hint}"
+            f"The engines built with {plan.describe()} do not reproduce eager PyTorch on "
+            f"{'a recorded input' if mismatch.recorded else 'an input at the end of the built shape range'} "
+            f"({mismatch.problem}). {hint}"
         )
 
     def _first_mismatch(
@@ -462,35 +496,62 @@ class TorchTensorRTAotBackend(Backend):
         reduced: torch.dtype | None,
         shapes_to_check: int = SELF_CHECK_SHAPES,
         repeats: int = SELF_CHECK_REPEATS,
+        range_ends: Sequence[tuple[tuple, dict]] = (),
         first_calls: list[float] | None = None,
-    ) -> str | None:
-        """Compare up to ``shapes_to_check`` differently shaped recorded calls, each ``repeats`` times.
+        checked: list[list[tuple[int, ...]]] | None = None,
+    ) -> Mismatch | None:
+        """Compare up to ``shapes_to_check`` differently shaped recorded calls, then the ``range_ends`` calls.
 
-        Several calls per shape, because some runtimes change kernels after the first call at a shape. The seconds
-        of each shape's first call (call and comparison) are appended to ``first_calls`` when given.
+        Each shape is called ``repeats`` times, because some runtimes change kernels after the first call at a
+        shape. A range-end call that eager PyTorch itself cannot run (out of memory, a constraint between inputs
+        the tiling broke) is skipped. The seconds of each shape's first call (call and comparison) are appended
+        to ``first_calls``, and the shapes compared to ``checked``, when given.
         """
         seen: set[tuple] = set()
+        calls: list[tuple[bool, tuple[tuple, dict]]] = []  # (recorded?, call)
         for sample in samples:
-            shapes = tuple(tuple(t.shape) for t in tree_leaves(sample) if isinstance(t, torch.Tensor))
-            if shapes in seen:
-                continue
-            seen.add(shapes)
+            if len(calls) >= shapes_to_check:
+                break
+            if _tensor_shapes(sample) not in seen:
+                seen.add(_tensor_shapes(sample))
+                calls.append((True, sample))
+        for sample in range_ends:
+            if _tensor_shapes(sample) not in seen:  # also drops the second end of a one-size range
+                seen.add(_tensor_shapes(sample))
+                calls.append((False, sample))
+        for is_recorded, sample in calls:
+            shapes = _tensor_shapes(sample)
             args, kwargs = move_tensors_to_device(sample, self._device)
             with torch.no_grad():
-                expected = module(*args, **kwargs)
+                try:
+                    expected = module(*args, **kwargs)
+                except Exception as error:
+                    if is_recorded:
+                        raise
+                    logger.warning(
+                        "Self-check: the call at the end of the built range, shapes %s, is not compared: eager "
+                        "PyTorch cannot run it (%s: %s).",
+                        list(shapes),
+                        type(error).__name__,
+                        error,
+                    )
+                    continue
                 for attempt in range(1, repeats + 1):
                     start = time.perf_counter()
                     try:
                         actual = self._infer(*args, **kwargs)
-                    except Exception as error:  # the saved artifact does not run on a recorded input
-                        return f"shapes {list(shapes)}, call {attempt}: it raised {type(error).__name__}: {error}"
+                    except Exception as error:  # the saved artifact does not run on this input
+                        return Mismatch(
+                            is_recorded,
+                            f"shapes {list(shapes)}, call {attempt}: it raised {type(error).__name__}: {error}",
+                        )
                     problem = output_mismatch(actual, expected, reduced)  # reads the outputs: waits for the GPU
                     if attempt == 1 and first_calls is not None:
                         first_calls.append(time.perf_counter() - start)
                     if problem is not None:
-                        return f"shapes {list(shapes)}, call {attempt} of {repeats}: {problem}"
-            if len(seen) >= shapes_to_check:
-                break
+                        return Mismatch(is_recorded, f"shapes {list(shapes)}, call {attempt} of {repeats}: {problem}")
+            if checked is not None:
+                checked.append(list(shapes))
         return None
 
     def _activate(self, checksum_verified: bool = False) -> None:
@@ -591,6 +652,18 @@ class TorchTensorRTAotBackend(Backend):
         backend._device = entry.device
         backend.state = BackendState.CHECKPOINT_LOADED
         return backend
+
+
+@dataclasses.dataclass(frozen=True)
+class Mismatch:
+    """How the loaded engines departed from eager PyTorch on one call of the self-check."""
+
+    recorded: bool  # a recorded call (else a call at a range end)
+    problem: str
+
+
+def _tensor_shapes(sample: tuple[tuple, dict]) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(t.shape) for t in tree_leaves(sample) if isinstance(t, torch.Tensor))
 
 
 def _refuse_without_engines(plan: BuildPlan, coverage: Coverage, settings: Any) -> None:

@@ -6,6 +6,7 @@ return nothing and log a warning. ``ShapeGuard`` checks every call first and rai
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import torch
 from aitune.torch.module.forward_signature import ForwardSignature
 from aitune.torch.module.graph_spec import GraphSpec
 from aitune.torch.module.locator import Locator
+from torch.utils._pytree import tree_leaves
 
 from aitune_trt_aot.errors import InputShapeError
 from aitune_trt_aot.wrappers import rebind, reduced_signature
@@ -80,6 +82,22 @@ def input_ranges(graph_spec: GraphSpec) -> list[InputRange]:
             )
         )
     return ranges
+
+
+def _tile_to(tensor: Any, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """``tensor`` repeated along the axes that must grow and cut to ``shape``; None where it cannot be."""
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() != len(shape):
+        return None
+    for axis, size in enumerate(shape):
+        have = tensor.shape[axis]
+        if have < size:
+            if have == 0:
+                return None
+            repeats = [1] * tensor.dim()
+            repeats[axis] = -(-size // have)
+            tensor = tensor.repeat(repeats)
+        tensor = tensor.narrow(axis, 0, size)
+    return tensor
 
 
 class ShapeGuard:
@@ -152,6 +170,29 @@ class ShapeGuard:
                 )
         reduced = rebind(self._reduced, {k: v for k, v in arguments.items() if k not in self.constants})
         return reduced.args, reduced.kwargs
+
+    def range_end_samples(self, sample: tuple[tuple, dict]) -> list[tuple[tuple, dict]]:
+        """``sample`` resized to the ranges' smallest and to their largest shapes: the calls at the range ends.
+
+        Each tensor is tiled along every axis that must grow (its recorded values repeat, so rows stay real data
+        and differ from one another wherever the recording had several) and cut where it must shrink; plain
+        values are kept. Empty when a tensor cannot be resized (an axis of size 0 that must grow).
+        """
+        ends = []
+        for end in ("min_shape", "max_shape"):
+            # Fresh containers (the locators write into them), the recorded tensors shared rather than copied.
+            args, kwargs = copy.deepcopy(sample, {id(t): t for t in tree_leaves(sample) if isinstance(t, torch.Tensor)})
+            bound = self._full.bind(*args, **kwargs)
+            arguments = bound.arguments
+            for spec in self.ranges:
+                tensor = spec.locator.get_value(arguments)
+                resized = _tile_to(tensor, getattr(spec, end))
+                if resized is None:
+                    return []
+                arguments = spec.locator.set_value(arguments, resized)
+            bound.arguments = arguments
+            ends.append((bound.args, bound.kwargs))
+        return ends
 
     def strip_constants(self, sample: tuple[tuple, dict]) -> tuple[tuple, dict]:
         """The recorded ``sample`` as the constants-free capture signature takes it (no checks)."""

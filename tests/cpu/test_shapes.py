@@ -13,6 +13,7 @@ from aitune.torch.module.locator import Locator
 from aitune.torch.module.sample_metadata import SampleMetadata
 from torch import nn
 from torch.export import Dim
+from torch.utils._pytree import tree_leaves
 
 from aitune_trt_aot import InputShapeError
 from aitune_trt_aot.shapes import InputRange, ShapeGuard, input_ranges
@@ -32,7 +33,7 @@ def record(module: nn.Module, calls: list[Call]) -> GraphSpec:
     signature = ForwardSignature.from_callable(module.forward)
     spec = None
     for args, kwargs in calls:
-        batch = args[0].shape[0]
+        batch = tree_leaves(args)[0].shape[0]
         inputs = SampleMetadata.from_inputs(signature.normalize(args, kwargs).arguments, batch_size=batch)
         with torch.no_grad():
             outputs = SampleMetadata.from_outputs(module(*args, **kwargs), batch_size=batch)
@@ -262,3 +263,54 @@ def test_positional_calls_are_checked_without_binding() -> None:
 def test_guard_with_constants_binds_every_call(guard: ShapeGuard) -> None:
     """The fast path is off where plain values are built in: they must be checked and dropped."""
     assert guard._by_position is None
+
+
+# --- range_end_samples: the calls the self-check makes at the ends of the built range ------------------------------
+
+
+def test_range_ends_tile_the_recorded_call_and_keep_its_constants() -> None:
+    """Min and max calls: each range's tensor cut or tiled to its end; plain values kept; the recording untouched.
+
+    Tiled rows repeat the recorded rows in order, so the max call holds real, differing rows.
+    """
+    torch.manual_seed(0)
+    module = TwoInputs().eval()
+    calls = [two_inputs_call(1), two_inputs_call(16), two_inputs_call(3)]
+    guard = ShapeGuard.from_graph_spec(record(module, calls), calls[0], module.forward)  # batch 1..16
+    (x, y), kwargs = calls[2]
+    (low, high) = guard.range_end_samples(calls[2])
+    assert [t.shape[0] for t in (*low[0], low[1]["bias"])] == [1, 1, 1]
+    assert [t.shape[0] for t in (*high[0], high[1]["bias"])] == [16, 16, 16]
+    assert low[1]["scale"] == high[1]["scale"] == 0.5
+    assert torch.equal(high[0][0][:3], x) and torch.equal(high[0][0][3:6], x) and torch.equal(high[0][0][15], x[0])
+    assert torch.equal(high[0][1][3:6], y) and torch.equal(low[1]["bias"], kwargs["bias"][:1])
+    assert calls[2][0][0] is x and kwargs["bias"].shape[0] == 3
+
+
+class ListInput(nn.Module):
+    """A list of two tensors: AITune's locators reach into the list."""
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """Add the two tensors."""
+        return xs[0] + xs[1]
+
+
+def test_range_ends_of_nested_inputs_leave_the_recorded_containers_alone() -> None:
+    """Tensors inside a list are resized in a new list; the recorded list still holds the recorded tensors."""
+    module = ListInput()
+    calls = [(([torch.randn(b, 8), torch.randn(b, 8)],), {}) for b in (1, 16, 3)]
+    guard = ShapeGuard.from_graph_spec(record(module, calls), calls[0], module.forward)
+    recorded = calls[2][0][0]
+    before = list(recorded)
+    (low, high) = guard.range_end_samples(calls[2])
+    assert [t.shape for t in low[0][0]] == [torch.Size([1, 8])] * 2
+    assert [t.shape for t in high[0][0]] == [torch.Size([16, 8])] * 2
+    assert all(now is then for now, then in zip(recorded, before, strict=True))
+
+
+def test_range_ends_need_data_to_tile() -> None:
+    """A tensor with no rows cannot be tiled up to the range's end: no range-end calls."""
+    module = TwoTensors()
+    calls = [((torch.randn(b, 8), torch.randn(b, 8)), {}) for b in (1, 16)]
+    guard = ShapeGuard.from_graph_spec(record(module, calls), calls[0], module.forward)
+    assert guard.range_end_samples(((torch.randn(0, 8), torch.randn(0, 8)), {})) == []

@@ -59,11 +59,17 @@ def test_precision_matches_eager(case: str, precision: str, route: str) -> None:
 
 
 def test_two_inputs_with_shared_batch_and_keywords() -> None:
-    """Two tensors sharing the batch axis, a keyword tensor and a keyword float, through dynamo."""
+    """Two tensors sharing the batch axis, a keyword tensor and a keyword float, through dynamo.
+
+    The build's self-check compared both ends of the batch range with eager (4 recorded items, range 1..16).
+    """
     tuned, reference = tune_case("two_inputs", _backend())
     errors = sweep_errors(tuned, reference, "two_inputs")
-    print(f"\n[dynamo two_inputs fp32] errors={errors}")
+    checked = the_backend(tuned).checked_shapes
+    print(f"\n[dynamo two_inputs fp32] errors={errors}; self-check shapes {checked}")
     assert max(errors.values()) <= tolerances.FP32 * scale_of(reference, "two_inputs", 16)
+    batches_checked = [{shape[0] for shape in call} for call in checked]
+    assert {1} in batches_checked and {16} in batches_checked
     args, kwargs = inputs_for("two_inputs", 4)
     # AITune itself refuses an unseen plain value (strict sample metadata); the backend refuses it too.
     with pytest.raises(RuntimeError, match="scale=2.0"):
