@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from aitune_trt_aot import (
+    BuildError,
     ConfigError,
     InputShapeError,
     MissingRequirementError,
@@ -76,6 +77,18 @@ def test_two_inputs_with_shared_batch_and_keywords() -> None:
         tuned(*args, **{**kwargs, "scale": 2.0})
     with pytest.raises(InputShapeError, match="built with scale=0.5"):
         the_backend(tuned).infer(*args, **{**kwargs, "scale": 2.0})
+
+
+def test_engines_wrong_only_at_the_range_end_are_refused() -> None:
+    """A forward branching on the batch size, traced at batch 1 (ir='ts'), is wrong above batch 8 only.
+
+    Every recorded call matches eager; the self-check's call at the range's end (batch 16, the recorded data
+    tiled) does not, so the tune ends in a BuildError instead of serving wrong outputs at large batches.
+    """
+    with pytest.raises(BuildError, match="at the end of the built shape range") as raised:
+        tune_case("batch_branch", _backend("ts"))
+    print(f"\n[batch_branch ts] {raised.value}")
+    assert "16" in str(raised.value)
 
 
 def test_direct_call_matches_the_module_and_skips_aitune(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -103,6 +103,21 @@ class FFTMLP(nn.Module):
         return self.post(torch.fft.rfft(self.pre(x), dim=-1).abs())
 
 
+class BatchBranchMLP(MLP):
+    """An MLP whose forward branches on the batch size: outputs doubled above batch 8.
+
+    ``torch.jit.trace`` records only the branch its example call took, so engines traced at batch 1 are wrong
+    above batch 8 while matching every batch-1 call.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Classify ``x`` of shape (batch, features); doubled for batches over 8."""
+        out = self.net(x)
+        if x.shape[0] > 8:
+            out = out * 2
+        return out
+
+
 class CumProd(nn.Module):
     """A single ``torch.cumprod``: no operation TensorRT converts."""
 
@@ -150,6 +165,7 @@ CASES = {
     "small_mlp": Case("small_mlp", SmallMLP, _single(64)),
     "fft_mlp": Case("fft_mlp", FFTMLP, _single(64)),
     "cumprod": Case("cumprod", CumProd, _single(64)),
+    "batch_branch": Case("batch_branch", BatchBranchMLP, _single(64)),
     "resnet50": Case("resnet50", _resnet50, _single(3, 224, 224)),
 }
 
