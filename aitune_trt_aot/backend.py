@@ -477,7 +477,13 @@ class TorchTensorRTAotBackend(Backend):
         if mismatch is None:
             return
         self._deactivate()
-        if plan.frontend.name != "dynamo":
+        if not mismatch.recorded:
+            hint = (
+                "Engines that match the recorded calls but not the range's end usually come from a forward that "
+                "branches on input sizes: tracing keeps the path of the call it traced, and torch.export narrows the "
+                "range it proves. Tune sizes over which the model takes one path, or remove the branch."
+            )
+        elif plan.frontend.name != "dynamo":
             hint = "Try ir='dynamo'."
         else:
             hint = _split_graph_hint(coverage) or (
