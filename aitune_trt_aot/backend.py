@@ -480,8 +480,9 @@ class TorchTensorRTAotBackend(Backend):
         if not mismatch.recorded:
             hint = (
                 "Engines that match the recorded calls but not the range's end usually come from a forward that "
-                "branches on input sizes: tracing keeps the path of the call it traced, and torch.export narrows the "
-                "range it proves. Tune sizes over which the model takes one path, or remove the branch."
+                "branches on input sizes: a traced module keeps only the path of the call it was traced with "
+                "(ir='dynamo' refuses such a branch at compile time instead). Tune sizes over which the model takes "
+                "one path, or remove the branch."
             )
         elif plan.frontend.name != "dynamo":
             hint = "Try ir='dynamo'."
