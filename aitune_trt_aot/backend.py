@@ -28,7 +28,6 @@ from aitune.torch.module.graph_spec import GraphSpec
 from aitune.torch.module.sample_store import SampleStore
 from aitune.torch.utils.module import move_module_to_device, move_tensors_to_device
 from torch import nn
-from torch.utils._pytree import tree_leaves
 
 from aitune_trt_aot import build_cache, engine_runtime
 from aitune_trt_aot.checkpoint import CheckpointEntry
@@ -45,7 +44,7 @@ from aitune_trt_aot.precision import output_dtypes, plan_precision, precision_bo
 from aitune_trt_aot.settings import convert_settings
 from aitune_trt_aot.shapes import ShapeGuard
 from aitune_trt_aot.stack import current_stack, require_cuda, require_torch_tensorrt
-from aitune_trt_aot.validation import output_mismatch
+from aitune_trt_aot.validation import output_mismatch, self_check_calls, tensor_shapes
 from aitune_trt_aot.wrappers import bind_constants
 
 logger = logging.getLogger(__name__)
@@ -514,20 +513,8 @@ class TorchTensorRTAotBackend(Backend):
         the tiling broke) is skipped. The seconds of each shape's first call (call and comparison) are appended
         to ``first_calls``, and the shapes compared to ``checked``, when given.
         """
-        seen: set[tuple] = set()
-        calls: list[tuple[bool, tuple[tuple, dict]]] = []  # (recorded?, call)
-        for sample in samples:
-            if len(calls) >= shapes_to_check:
-                break
-            if _tensor_shapes(sample) not in seen:
-                seen.add(_tensor_shapes(sample))
-                calls.append((True, sample))
-        for sample in range_ends:
-            if _tensor_shapes(sample) not in seen:  # also drops the second end of a one-size range
-                seen.add(_tensor_shapes(sample))
-                calls.append((False, sample))
-        for is_recorded, sample in calls:
-            shapes = _tensor_shapes(sample)
+        for is_recorded, sample in self_check_calls(samples, shapes_to_check, range_ends):
+            shapes = tensor_shapes(sample)
             args, kwargs = move_tensors_to_device(sample, self._device)
             with torch.no_grad():
                 try:
@@ -667,10 +654,6 @@ class Mismatch:
 
     recorded: bool  # a recorded call (else a call at a range end)
     problem: str
-
-
-def _tensor_shapes(sample: tuple[tuple, dict]) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(t.shape) for t in tree_leaves(sample) if isinstance(t, torch.Tensor))
 
 
 def _refuse_without_engines(plan: BuildPlan, coverage: Coverage, settings: Any) -> None:
