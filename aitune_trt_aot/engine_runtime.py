@@ -5,8 +5,9 @@ for a dynamic-batch ResNet-50 on an H200 (2026-11-29). Its runtime cache holds t
 keeps one per artifact, the *kernel cache*: the self-check after a build fills it, it is written beside the
 artifact, stored in the checkpoint and the build cache, and loaded with the artifact. With "lazy" kernels a
 reloaded ResNet-50's first calls then took 0.27, 0.08 and 0.09 s at batch 1, 8 and 32 instead of 1.38, 1.22 and
-1.23 s. Eagerly specialised kernels (below) were not kept by it: those are compiled once per process and shape
-(~1 s for ResNet-50).
+1.23 s. Eagerly specialised kernels (below) did not survive the kernel cache file: a reloaded ResNet-50 still
+spent ~1 s at each new shape. In one process, engines given the same live cache do share them (a probe: 0.107 s
+instead of 2.46 s for a second engine instance's first call); one with its own empty cache compiles them again.
 
 Kernel specialization (``dynamic_shapes_kernel_specialization_strategy``): TensorRT-RTX's default, ``"lazy"``,
 runs generic kernels and swaps in shape-specialised ones when a background compile finishes. A CUDA graph

@@ -54,13 +54,15 @@ def self_check_calls(
     seen: set[tuple] = set()
     calls: list[tuple[bool, Call]] = []
     for call in recorded if shapes_to_check > 0 else ():
-        if tensor_shapes(call) not in seen:
-            seen.add(tensor_shapes(call))
+        shapes = tensor_shapes(call)
+        if shapes not in seen:
+            seen.add(shapes)
             calls.append((True, call))
             if len(calls) == shapes_to_check:
                 break
     for call in range_ends:
-        if tensor_shapes(call) not in seen:  # also drops the second end of a one-size range
-            seen.add(tensor_shapes(call))
+        shapes = tensor_shapes(call)
+        if shapes not in seen:  # also drops the second end of a one-size range
+            seen.add(shapes)
             calls.append((False, call))
     return calls

@@ -24,6 +24,7 @@ else:
 
 import aitune.torch as ait  # noqa: E402
 import torch_tensorrt  # noqa: E402
+from aitune.torch.utils.module import move_tensors_to_device  # noqa: E402
 
 from tests.support.gpu import CallCounter, selected_backends, strategy_for  # noqa: E402
 from tests.support.models import build_model  # noqa: E402
@@ -34,16 +35,12 @@ def _forbid(*_: object, **__: object) -> None:
     raise AssertionError("ait.load recompiled the model")
 
 
-def _move(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    return tuple(a.cuda() for a in args), {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
-
-
 def _direct_call_errors(loaded: torch.nn.Module, expected: dict) -> dict[str, float]:
     """Per batch size, the largest difference between ``direct_call(loaded)`` and the stored tuned outputs."""
     direct = aitune_trt_aot.direct_call(loaded)
     errors = {}
     for batch, (args, kwargs, output, _) in expected.items():
-        args, kwargs = _move(args, kwargs)
+        args, kwargs = move_tensors_to_device((args, kwargs), torch.device("cuda"))
         with torch.no_grad():
             actual = direct(*args, **kwargs)
         errors[str(batch)] = float((actual.float().cpu() - output.float()).abs().max())
@@ -69,7 +66,7 @@ def main() -> None:
     errors, errors_vs_eager = {}, {}
     first_call_by_batch = {}
     for batch, (args, kwargs, output, eager) in expected.items():
-        args, kwargs = _move(args, kwargs)
+        args, kwargs = move_tensors_to_device((args, kwargs), torch.device("cuda"))
         for _ in range(3):  # several calls: runtimes may switch kernels after the first call at a shape
             start = time.perf_counter()
             with torch.no_grad():
