@@ -5,12 +5,15 @@ Quick tier (``-m quick``): the MLP in each IR and format. Full tier: also ResNet
 
 from __future__ import annotations
 
+import os
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from aitune_trt_aot import BuildError, InputShapeError, TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
+from aitune_trt_aot.formats.raw_engines import ENGINE_MAGIC
 from tests.support import tolerances
 from tests.support.gpu import inputs_for, reload_in_fresh_process, scale_of, sweep_errors, the_backend, tune_case
 
@@ -38,6 +41,18 @@ PARAMS = [pytest.param(ir, fmt, "mlp", marks=pytest.mark.quick, id=f"{ir}-{fmt}-
     for case in ("resnet50", "encoder")
     for ir, fmt in COMBINATIONS
 ]
+
+
+def engine_pickles(program: Path) -> list[bytes]:
+    """The pickled engine objects inside an ``exported_program`` archive."""
+    from torch.export.pt2_archive.constants import OPAQUE_OBJ_FILENAME_PREFIX
+
+    with zipfile.ZipFile(program) as archive:
+        return [
+            archive.read(name)
+            for name in archive.namelist()
+            if os.path.basename(name).startswith(OPAQUE_OBJ_FILENAME_PREFIX)
+        ]
 
 
 @pytest.mark.parametrize(("ir", "output_format", "case"), PARAMS)
@@ -69,6 +84,9 @@ def test_dynamic_batch_sweep_then_fresh_process_reload(
     if output_format == "exported_program":
         assert settings["strategy"] == "eager" and settings["engines"] >= 1
         assert backend.kernel_cache_path is not None and backend.kernel_cache_path.stat().st_size > 0
+        # the engines are in the archive as raw bytes, not base64 text (formats/raw_engines.py)
+        pickles = engine_pickles(backend.artifact_path)
+        assert pickles and all(ENGINE_MAGIC in data for data in pickles)
 
     report = reload_in_fresh_process(fresh_process, tmp_path, tuned, reference, case)
     print(f"[{ir} {output_format} {case}] ait.load in a fresh process: {report}")
