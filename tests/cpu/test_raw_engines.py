@@ -12,37 +12,39 @@ import pickle
 
 import pytest
 
-from aitune_trt_aot.formats.raw_engines import ENGINE_MAGIC, engines_pickled_raw, raw_reduce, reduce_replaced
-from aitune_trt_aot.stack import torch_tensorrt_or_none
+from aitune_trt_aot.formats import raw_engines
+from aitune_trt_aot.formats.raw_engines import raw_reduce, rebuild_engine, reduce_replaced
 
 ENGINE_INDEX = 1
 
 
+def decode(info: list) -> list:
+    """The stock constructor: the engine comes as base64 text."""
+    return [info[0], base64.b64decode(info[ENGINE_INDEX])]
+
+
 def rebuild(info: list) -> list:
-    """Like Torch-TensorRT's loader: bytes with the magic stay as they are, anything else is base64 text."""
-    engine = info[ENGINE_INDEX]
-    if not (isinstance(engine, bytes) and engine.startswith(ENGINE_MAGIC)):
-        engine = base64.b64decode(engine)
-    return [info[0], engine]
+    """The raw constructor: the engine comes as it is."""
+    return list(info)
 
 
 class Serializer:
     """What the hook needs of ``EngineSerializer``."""
 
-    def __init__(self, engine: bytes) -> None:
+    def __init__(self, engine: object) -> None:
         self.serialized_info = ["name", engine]
 
     def __reduce__(self) -> tuple:
-        return (rebuild, (["name", base64.b64encode(self.serialized_info[ENGINE_INDEX]).decode()],))
+        return (decode, (["name", base64.b64encode(self.serialized_info[ENGINE_INDEX]).decode()],))
 
 
 def _raw() -> object:
-    return reduce_replaced(Serializer, raw_reduce(Serializer.__reduce__, rebuild, ENGINE_INDEX))
+    return reduce_replaced(Serializer, raw_reduce(rebuild, ENGINE_INDEX))
 
 
-def test_engines_with_the_magic_are_pickled_raw_and_read_back() -> None:
-    """The pickle holds the engine's bytes once (no base64 third), and the loader gets them unchanged."""
-    engine = ENGINE_MAGIC + bytes(range(256)) * 400
+def test_engines_are_pickled_raw_and_read_back() -> None:
+    """The pickle holds the engine's bytes once (no base64 third), and the constructor gets them unchanged."""
+    engine = b"vtrt" + bytes(range(256)) * 400
     with _raw():
         data = pickle.dumps(Serializer(engine), protocol=5)
     assert engine in data and len(data) < len(engine) + 200
@@ -52,13 +54,10 @@ def test_engines_with_the_magic_are_pickled_raw_and_read_back() -> None:
     assert pickle.loads(stock) == ["name", engine]
 
 
-def test_engines_without_the_magic_keep_the_stock_encoding() -> None:
-    """Bytes the loader would decode as base64 are never written raw."""
-    engine = b"other" + bytes(100)
-    with _raw():
-        data = pickle.dumps(Serializer(engine), protocol=5)
-    assert data == pickle.dumps(Serializer(engine), protocol=5)
-    assert pickle.loads(data) == ["name", engine]
+def test_an_engine_that_is_not_bytes_is_refused_with_the_place_to_fix() -> None:
+    """Another Torch-TensorRT layout is not guessed at: the save fails and names this module."""
+    with _raw(), pytest.raises(TypeError, match="index 1 .* got str.*raw_engines.py"):
+        pickle.dumps(Serializer("text"), protocol=5)
 
 
 def test_the_stock_reduce_is_back_after_the_save_even_when_it_raised() -> None:
@@ -76,9 +75,7 @@ def test_the_stock_reduce_is_back_after_the_save_even_when_it_raised() -> None:
     assert "__reduce__" not in Plain.__dict__
 
 
-@pytest.mark.skipif(torch_tensorrt_or_none() is not None, reason="checks a machine without Torch-TensorRT")
-def test_without_torch_tensorrt_the_hook_is_a_no_op() -> None:
-    """Nothing to patch: the block runs as it is."""
-    with engines_pickled_raw():
-        ran = True
-    assert ran
+def test_the_constructor_stays_where_saved_artifacts_name_it() -> None:
+    """Every artifact written raw names ``aitune_trt_aot.formats.raw_engines.rebuild_engine``: moving it breaks them."""
+    assert (rebuild_engine.__module__, rebuild_engine.__qualname__) == (raw_engines.__name__, "rebuild_engine")
+    assert raw_engines.__name__ == "aitune_trt_aot.formats.raw_engines"

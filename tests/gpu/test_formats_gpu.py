@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aitune_trt_aot import BuildError, InputShapeError, TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
-from aitune_trt_aot.formats.raw_engines import ENGINE_MAGIC
+from aitune_trt_aot.formats.raw_engines import rebuild_engine
 from tests.support import tolerances
 from tests.support.gpu import inputs_for, reload_in_fresh_process, scale_of, sweep_errors, the_backend, tune_case
 
@@ -84,9 +84,9 @@ def test_dynamic_batch_sweep_then_fresh_process_reload(
     if output_format == "exported_program":
         assert settings["strategy"] == "eager" and settings["engines"] >= 1
         assert backend.kernel_cache_path is not None and backend.kernel_cache_path.stat().st_size > 0
-        # the engines are in the archive as raw bytes, not base64 text (formats/raw_engines.py)
+        # the engines are in the archive as raw bytes for rebuild_engine, not as base64 text (formats/raw_engines.py)
         pickles = engine_pickles(backend.artifact_path)
-        assert pickles and all(ENGINE_MAGIC in data for data in pickles)
+        assert pickles and all(rebuild_engine.__name__.encode() in data for data in pickles)
 
     report = reload_in_fresh_process(fresh_process, tmp_path, tuned, reference, case)
     print(f"[{ir} {output_format} {case}] ait.load in a fresh process: {report}")
