@@ -17,6 +17,11 @@ in this module, each with the condition for deleting it:
 * Not a branch but a known gap handled by policy: Torch-TensorRT 2.14's rule-based autocast fails on
   transformer graphs with dynamic shapes (``'SymInt' object has no attribute 'to'``, measured 2026-11);
   ``precision_route="auto"`` then builds with the module cast instead (``backend.py``).
+* ``exported_program`` engines are pickled as raw bytes with this package's constructor
+  (``aitune_trt_aot.formats.raw_engines``): Torch-TensorRT 2.14 stores them as base64 text and decodes
+  every TensorRT-RTX engine on load (it skips only standard TensorRT's ``ftrt`` magic). Delete when
+  Torch-TensorRT stores engines as bytes; keep ``rebuild_engine`` importable while artifacts that name it
+  are to be loaded.
 * The ``.pt2`` loader's libstdc++ fix lives in ``aitune_trt_aot.pt2.runtime.share_cxx_runtime`` (that module
   must not import this one's Torch-TensorRT parts); it is listed here so that every workaround is in one list.
 """
