@@ -14,20 +14,29 @@ Delete this module when Torch-TensorRT stores engines without base64 (see ``stac
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+logger = logging.getLogger(__name__)
 _patch_lock = threading.RLock()  # the patch is on a class: one save at a time swaps its __reduce__
 
 
 @contextmanager
 def engines_pickled_raw() -> Iterator[None]:
-    """While active, Torch-TensorRT's ``EngineSerializer`` pickles engines as raw bytes for ``rebuild_engine``."""
-    from torch_tensorrt.dynamo.runtime._serialized_engine_layout import ENGINE_IDX
-    from torch_tensorrt.dynamo.runtime._TRTEngine import EngineSerializer
+    """While active, Torch-TensorRT's ``EngineSerializer`` pickles engines as raw bytes for ``rebuild_engine``.
 
+    Where Torch-TensorRT has no ``EngineSerializer`` (another release), the save goes its own way.
+    """
+    try:
+        from torch_tensorrt.dynamo.runtime._serialized_engine_layout import ENGINE_IDX
+        from torch_tensorrt.dynamo.runtime._TRTEngine import EngineSerializer
+    except ImportError as error:
+        logger.info("Engines are saved as Torch-TensorRT writes them: %s", error)
+        yield
+        return
     with reduce_replaced(EngineSerializer, raw_reduce(rebuild_engine, ENGINE_IDX)):
         yield
 

@@ -13,7 +13,8 @@ import pickle
 import pytest
 
 from aitune_trt_aot.formats import raw_engines
-from aitune_trt_aot.formats.raw_engines import raw_reduce, rebuild_engine, reduce_replaced
+from aitune_trt_aot.formats.raw_engines import engines_pickled_raw, raw_reduce, rebuild_engine, reduce_replaced
+from aitune_trt_aot.stack import torch_tensorrt_or_none
 
 ENGINE_INDEX = 1
 
@@ -79,3 +80,11 @@ def test_the_constructor_stays_where_saved_artifacts_name_it() -> None:
     """Every artifact written raw names ``aitune_trt_aot.formats.raw_engines.rebuild_engine``: moving it breaks them."""
     assert (rebuild_engine.__module__, rebuild_engine.__qualname__) == (raw_engines.__name__, "rebuild_engine")
     assert raw_engines.__name__ == "aitune_trt_aot.formats.raw_engines"
+
+
+@pytest.mark.skipif(torch_tensorrt_or_none() is not None, reason="checks a machine without Torch-TensorRT")
+def test_without_torch_tensorrt_the_hook_leaves_the_save_alone() -> None:
+    """Nothing to patch: the block runs as it is."""
+    with engines_pickled_raw():
+        ran = True
+    assert ran
