@@ -1,6 +1,7 @@
 """``exported_program``: the Dynamo frontend's graph with its engines, saved by ``torch_tensorrt.save``.
 
-The engines are pickled as raw bytes (``raw_engines``); ``torch_tensorrt.load`` reads the file unchanged.
+The engines are pickled as raw bytes (``raw_engines``): ``torch_tensorrt.load`` reads the file where this package
+can be imported.
 """
 
 from __future__ import annotations
