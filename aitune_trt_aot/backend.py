@@ -30,7 +30,7 @@ from aitune.torch.utils.module import move_module_to_device, move_tensors_to_dev
 from torch import nn
 
 from aitune_trt_aot import build_cache, engine_runtime
-from aitune_trt_aot.checkpoint import CheckpointEntry
+from aitune_trt_aot.checkpoint import FORMAT_VERSION, CheckpointEntry
 from aitune_trt_aot.compat import build_environment, incompatibility
 from aitune_trt_aot.compiled import CompiledModel, Coverage
 from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
@@ -327,6 +327,7 @@ class TorchTensorRTAotBackend(Backend):
             "plan": plan.describe(),
             "inputs": guard.to_dict(),
             "machine": build_environment(self._device),
+            "checkpoint_format": FORMAT_VERSION,  # an older reader could not load what this version writes
         }
         return build_cache.build_fingerprint(module, facts)
 

@@ -91,7 +91,7 @@ def test_new_entry_fields_are_optional_and_always_stored(tmp_path: Path) -> None
     stored = entry.to_dict(NAME)
     assert {"coverage", "checksum", "built_for"} <= set(stored)
     assert stored["writer"] == CheckpointWriter(package="aitune_trt_aot", version=FORMAT_VERSION)
-    assert FORMAT_VERSION == 3
+    assert FORMAT_VERSION == 4
     assert stored["kernel_cache"] is None and stored["kernel_cache_checksum"] is None
     restored = CheckpointEntry.from_dict(stored)
     assert (restored.coverage, restored.checksum, restored.built_for) == (None, None, None)
