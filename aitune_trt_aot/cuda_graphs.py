@@ -7,8 +7,8 @@ first call; graphs share one memory pool. Outputs are copied out of the graph's 
 stays valid after the next call.
 
 Thread safety: a graph's input and output buffers are shared by every caller, so one lock serialises
-capture and replay, and each call's stream waits for the previous call's work (which may have been
-enqueued on another thread's stream) before it overwrites those buffers.
+capture and replay, and a call on another stream than the previous call's waits for that stream's work before
+it overwrites those buffers (calls on one stream are ordered by the stream itself).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class CudaGraphRunner:
         self._graphs: dict[Any, _Captured] = {}
         self._pool = torch.cuda.graph_pool_handle()
         self._lock = threading.Lock()
-        self._last_call: torch.cuda.Event | None = None  # the previous replay's copy-out, on its caller's stream
+        self._last_stream: torch.cuda.Stream | None = None  # the stream the previous replay's copy-out ran on
 
     @property
     def graph_count(self) -> int:
@@ -90,13 +90,18 @@ class CudaGraphRunner:
                     return self.runner(*args, **kwargs)
                 self._graphs[key] = captured
             stream = torch.cuda.current_stream(self.device)
-            if self._last_call is not None:
-                stream.wait_event(self._last_call)
+            if self._last_stream is not None and self._last_stream != stream:
+                # Work on one stream runs in order; only a call from another stream must wait for the last copy-out.
+                stream.wait_stream(self._last_stream)
             for static, given in zip(captured.inputs, tensors, strict=True):
                 static.copy_(given)
             captured.graph.replay()
-            outputs = pytree.tree_map_only(torch.Tensor, torch.Tensor.clone, captured.outputs)
-            self._last_call = stream.record_event()
+            outputs = captured.outputs
+            if type(outputs) is torch.Tensor:
+                outputs = outputs.clone()
+            else:
+                outputs = pytree.tree_map_only(torch.Tensor, torch.Tensor.clone, outputs)
+            self._last_stream = stream
             return outputs
 
     def _capture(self, args: tuple, kwargs: dict, tensors: list[torch.Tensor], spec: Any) -> _Captured:

@@ -24,6 +24,20 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+class WideMLP(nn.Module):
+    """The benchmark's MLP: six Linear(512) + GELU layers."""
+
+    def __init__(self, features: int = 512, layers: int = 6) -> None:
+        """Build the layers."""
+        super().__init__()
+        blocks = [(nn.Linear(features, features), nn.GELU()) for _ in range(layers)]
+        self.net = nn.Sequential(*[module for block in blocks for module in block])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``x`` of shape (batch, 512) to the same shape."""
+        return self.net(x)
+
+
 class SmallCNN(nn.Module):
     """Two conv blocks with batch norm, global pooling and a linear head."""
 
@@ -159,6 +173,7 @@ def _two_inputs(batch: int, device: torch.device) -> tuple[tuple, dict]:
 
 CASES = {
     "mlp": Case("mlp", MLP, _single(64)),
+    "wide_mlp": Case("wide_mlp", WideMLP, _single(512)),
     "cnn": Case("cnn", SmallCNN, _single(3, 32, 32)),
     "two_inputs": Case("two_inputs", TwoInputs, _two_inputs),
     "encoder": Case("encoder", Encoder, _single(16, 64)),
