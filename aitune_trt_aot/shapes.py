@@ -18,8 +18,12 @@ from aitune.torch.module.graph_spec import GraphSpec
 from aitune.torch.module.locator import Locator
 from torch.utils._pytree import tree_leaves
 
+from aitune_trt_aot.call_plans import ARG, CallPlan, fetch, plan_call
 from aitune_trt_aot.errors import InputShapeError
 from aitune_trt_aot.wrappers import rebind, reduced_signature
+
+MAX_CALL_PLANS = 64  # call structures remembered per guard; further ones are bound on each call
+_UNPLANNED = object()  # no plan made yet for a call structure (None means: bind each call)
 
 
 @dataclass(frozen=True)
@@ -130,46 +134,59 @@ class ShapeGuard:
         self.defaults = dict(defaults or {})
         self._full = inspect.Signature([p.to_parameter() for p in signature.parameters])
         self._reduced = reduced_signature(self._full, set(constants))
-        self._by_position = self._positional_ranges()
-
-    def _positional_ranges(self) -> list[tuple[int, InputRange]] | None:
-        """``(argument index, range)`` when every call can be checked without binding: see :meth:`prepare`."""
-        parameters = list(self._full.parameters.values())
-        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        if self.constants or not all(p.kind in positional for p in parameters):
-            return None
-        index = {p.name: i for i, p in enumerate(parameters)}
-        if not all(r.locator.depth == 1 and r.locator.root_name in index for r in self.ranges):
-            return None
-        return [(index[r.locator.root_name], r) for r in self.ranges]
+        self._plans: dict[tuple[int, tuple[str, ...]], CallPlan | None] = {}
 
     def prepare(self, args: tuple, kwargs: dict[str, Any], check_shapes: bool = True) -> tuple[tuple, dict[str, Any]]:
         """Return the call the engines take; raise :class:`InputShapeError` when the call does not fit them."""
         if not self.constants and not check_shapes:
             return args, kwargs
-        if self._by_position is not None and not kwargs and len(args) == len(self._full.parameters):
-            # Every argument given positionally and each range names one: no signature binding needed.
-            for position, spec in self._by_position:
-                problem = spec.violation(args[position])
+        structure = (len(args), tuple(kwargs))
+        plan = self._plans.get(structure, _UNPLANNED)
+        if plan is _UNPLANNED:
+            plan = self._plan(structure)
+        if plan is None:
+            return self._prepare_by_binding(args, kwargs, check_shapes)
+        if check_shapes:
+            for (kind, key), spec in plan.ranges:  # a range's slot is always in the call: no fetch() needed
+                problem = spec.violation(args[key] if kind == ARG else kwargs[key])
                 if problem is not None:
                     raise _range_error(spec, problem)
+        if not self.constants:
             return args, kwargs
+        for name, slot in plan.constants:
+            self._check_constant(name, fetch(slot, args, kwargs))
+        return tuple(fetch(slot, args, kwargs) for slot in plan.args), {
+            name: fetch(slot, args, kwargs) for name, slot in plan.kwargs
+        }
+
+    def _plan(self, structure: tuple[int, tuple[str, ...]]) -> CallPlan | None:
+        """Make (and remember) the plan for calls of this structure: positional count, keywords; None: bind each."""
+        plan = plan_call(self._full, self._reduced, self.ranges, self.constants, self.defaults, *structure)
+        if len(self._plans) < MAX_CALL_PLANS:
+            self._plans[structure] = plan
+        return plan
+
+    def _prepare_by_binding(self, args: tuple, kwargs: dict[str, Any], check_shapes: bool) -> tuple[tuple, dict]:
+        """:meth:`prepare` for calls without a plan: bind the call to the signature (raises binding's errors)."""
         bound = self._full.bind(*args, **kwargs)
         if check_shapes:
             self._check_ranges(bound.arguments)
         if not self.constants:
             return args, kwargs
         arguments = bound.arguments
-        for name, built in self.constants.items():
-            given = arguments[name] if name in arguments else self.defaults.get(name)
-            if type(given) is not type(built) or given != built:
-                raise InputShapeError(
-                    f"Argument {name!r} is {given!r} in this call, but the engine was built with {name}={built!r} "
-                    "and has that value built in. Call it with the tuned value, re-tune with this one, or pass "
-                    "it as a tensor."
-                )
+        for name in self.constants:
+            self._check_constant(name, arguments[name] if name in arguments else self.defaults.get(name))
         reduced = rebind(self._reduced, {k: v for k, v in arguments.items() if k not in self.constants})
         return reduced.args, reduced.kwargs
+
+    def _check_constant(self, name: str, given: Any) -> None:
+        built = self.constants[name]
+        if type(given) is not type(built) or given != built:
+            raise InputShapeError(
+                f"Argument {name!r} is {given!r} in this call, but the engine was built with {name}={built!r} "
+                "and has that value built in. Call it with the tuned value, re-tune with this one, or pass "
+                "it as a tensor."
+            )
 
     def range_end_samples(self, sample: tuple[tuple, dict]) -> list[tuple[tuple, dict]]:
         """``sample`` resized to the ranges' smallest and to their largest shapes: the calls at the range ends.

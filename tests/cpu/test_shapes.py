@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import inspect
 import io
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import pytest
 import torch
@@ -244,13 +247,13 @@ class TwoTensors(nn.Module):
 
 
 def test_positional_calls_are_checked_without_binding() -> None:
-    """Positional-only calls skip signature binding but are refused exactly like keyword calls."""
+    """Calls of one structure are bound once (a plan); later calls are refused exactly like the first."""
     module = TwoTensors()
     calls = [((torch.randn(b, 8), torch.randn(b, 8)), {}) for b in (1, 16)]
     guard = ShapeGuard.from_graph_spec(record(module, calls), calls[0], module.forward)
-    assert guard._by_position is not None
     x, y = torch.randn(4, 8), torch.randn(4, 8)
     assert guard.prepare((x, y), {}) == ((x, y), {})
+    assert guard._plans[(2, ())] is not None
     messages = []
     for args, kwargs in (((x, torch.randn(17, 8)), {}), ((x,), {"y": torch.randn(17, 8)})):
         with pytest.raises(InputShapeError) as error:
@@ -260,9 +263,48 @@ def test_positional_calls_are_checked_without_binding() -> None:
     assert "Input 'y' has shape (17, 8): dimension 0 is 17, outside the built range 1..16" in messages[0]
 
 
-def test_guard_with_constants_binds_every_call(guard: ShapeGuard) -> None:
-    """The fast path is off where plain values are built in: they must be checked and dropped."""
-    assert guard._by_position is None
+def _outcome(prepare: Callable[..., Call], call: Call) -> tuple[str, Any]:
+    """What ``prepare(*call)`` gave: the engines' call (by identity of its values) or the error's type and message."""
+    try:
+        args, kwargs = prepare(*call)
+    except Exception as error:  # the comparison below is about which error, with which message
+        return type(error).__name__, str(error)
+    return "call", ([id(a) for a in args], [(k, id(v)) for k, v in kwargs.items()])
+
+
+def test_planned_calls_match_binding_for_every_call_structure(guard: ShapeGuard) -> None:
+    """With constants and keywords, the per-structure plan gives the engines the same call and the same errors."""
+    x, y = torch.randn(4, 32), torch.randn(4, 16)
+    bias, wide = torch.randn(4, 64), torch.randn(17, 64)
+    calls = [
+        ((x, y), {"bias": bias, "scale": 0.5}),
+        ((x,), {"y": y, "bias": bias, "scale": 0.5}),
+        ((), {"scale": 0.5, "bias": bias, "y": y, "x": x}),
+        ((x, y, bias), {"scale": 0.5}),  # bias is keyword-only: does not bind, no plan
+        ((x, y), {"bias": wide, "scale": 0.5}),  # outside the range
+        ((x, y), {"bias": bias, "scale": 2.0}),  # another constant
+        ((x, y), {"bias": bias, "scale": 1}),  # same value, another type
+        ((x, y), {"scale": 0.5}),  # bias missing: does not bind, no plan
+        ((x, y), {"bias": bias}),  # the constant omitted
+    ]
+    for call in calls:
+        expected = _outcome(partial(guard._prepare_by_binding, check_shapes=True), call)
+        for _ in range(2):  # the first call makes the plan, the second uses it
+            assert _outcome(guard.prepare, call) == expected, call
+        structure = (len(call[0]), tuple(call[1]))
+        assert (guard._plans[structure] is None) == (expected[0] == "TypeError"), call
+
+
+def test_plans_are_capped_per_guard(guard: ShapeGuard) -> None:
+    """A caller with ever new call structures does not grow the guard without bound; such calls are still checked."""
+    from aitune_trt_aot.shapes import MAX_CALL_PLANS
+
+    guard._plans.update({(100 + i, ()): None for i in range(MAX_CALL_PLANS)})
+    x, y = torch.randn(4, 32), torch.randn(4, 16)
+    guard.prepare((x, y), {"bias": torch.randn(4, 64), "scale": 0.5})
+    assert len(guard._plans) == MAX_CALL_PLANS
+    with pytest.raises(InputShapeError, match="outside the built range"):
+        guard.prepare((x, y), {"bias": torch.randn(17, 64), "scale": 0.5})
 
 
 # --- range_end_samples: the calls the self-check makes at the ends of the built range ------------------------------
@@ -306,6 +348,17 @@ def test_range_ends_of_nested_inputs_leave_the_recorded_containers_alone() -> No
     assert [t.shape for t in low[0][0]] == [torch.Size([1, 8])] * 2
     assert [t.shape for t in high[0][0]] == [torch.Size([16, 8])] * 2
     assert all(now is then for now, then in zip(recorded, before, strict=True))
+
+
+def test_nested_inputs_are_bound_on_every_call() -> None:
+    """Tensors inside a list have no plan (their place is not a top-level argument); they are still checked."""
+    module = ListInput()
+    calls = [(([torch.randn(b, 8), torch.randn(b, 8)],), {}) for b in (1, 16)]
+    guard = ShapeGuard.from_graph_spec(record(module, calls), calls[0], module.forward)
+    guard.prepare(([torch.randn(4, 8), torch.randn(4, 8)],), {})
+    assert guard._plans[(1, ())] is None
+    with pytest.raises(InputShapeError, match="dimension 0 is 17, outside the built range 1..16"):
+        guard.prepare(([torch.randn(4, 8), torch.randn(17, 8)],), {})
 
 
 def test_range_ends_need_data_to_tile() -> None:
