@@ -9,7 +9,7 @@ once per structure and :class:`~aitune_trt_aot.shapes.ShapeGuard` then reads the
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +62,7 @@ def plan_call(
     signature: inspect.Signature,
     engine_signature: inspect.Signature,
     ranges: Iterable[Any],
-    constants: Iterable[str],
+    constants: Collection[str],
     defaults: Mapping[str, Any],
     positional: int,
     keywords: tuple[str, ...],
