@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 import aitune_trt_aot  # noqa: F401  (registers the backend, makes `tensorrt` importable)
+from tests.support.models import WideMLP
 
 FEATURES, SEQ, D_MODEL = 512, 64, 512
 # This backend's variants: key (checkpoint name suffix) -> (table label, precision, config fields).
@@ -62,11 +63,8 @@ class TwoInputs(nn.Module):
 def build(name: str) -> tuple[nn.Module, Callable[[int], tuple[torch.Tensor, ...]]]:
     """A model with random weights and a function making its inputs for a batch size."""
     torch.manual_seed(0)
-    if name == "mlp":
-        layers: list[nn.Module] = []
-        for _ in range(6):
-            layers += [nn.Linear(FEATURES, FEATURES), nn.GELU()]
-        return nn.Sequential(*layers).eval(), lambda b: (torch.randn(b, FEATURES, device="cuda"),)
+    if name == "mlp":  # the same model as the GPU tests' wide_mlp case
+        return WideMLP(FEATURES, layers=6).eval(), lambda b: (torch.randn(b, FEATURES, device="cuda"),)
     if name == "two_inputs":
         return TwoInputs().eval(), lambda b: (
             torch.randn(b, FEATURES, device="cuda"),
