@@ -35,6 +35,7 @@ from aitune_trt_aot.compat import build_environment, incompatibility
 from aitune_trt_aot.compiled import CompiledModel, Coverage
 from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
 from aitune_trt_aot.cuda_graphs import CudaGraphRunner
+from aitune_trt_aot.engine_errors import CheckedEngines
 from aitune_trt_aot.errors import ArtifactError, BuildError, MissingRequirementError, UnsupportedInputsError
 from aitune_trt_aot.files import file_digest, write_atomically
 from aitune_trt_aot.formats import FORMATS
@@ -586,6 +587,8 @@ class TorchTensorRTAotBackend(Backend):
                 self._config.kernel_specialization,
                 current_stack().describe(),
             )
+        # Engine calls TensorRT fails raise; graph replays run no TensorRT code and are not checked.
+        runner = CheckedEngines(runner, f"{path.name} ({entry.artifact_format})")
         if captured:
             runner = CudaGraphRunner(runner, device, fall_back=self._config.cuda_graphs == "auto")
         self._runner = runner

@@ -6,6 +6,10 @@ launch. Each distinct call signature (tensor shapes and dtypes) gets its own gra
 first call; graphs share one memory pool. Outputs are copied out of the graph's buffers, so a result
 stays valid after the next call.
 
+Engine failures: the runner wrapped here checks its calls (``engine_errors.CheckedEngines``). A warm-up or capture
+call that TensorRT fails raises ``EngineCallError``, and the graph being captured is dropped, so a graph is only ever
+recorded around calls that succeeded; a replay runs no TensorRT code.
+
 Thread safety: a graph's input and output buffers are shared by every caller, so one lock serialises
 capture and replay, and a call on another stream than the previous call's waits for that stream's work before
 it overwrites those buffers (calls on one stream are ordered by the stream itself).
@@ -20,6 +24,8 @@ from typing import Any
 
 import torch
 from torch.utils import _pytree as pytree
+
+from aitune_trt_aot.errors import EngineCallError
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +83,8 @@ class CudaGraphRunner:
                     return self.runner(*args, **kwargs)
                 try:
                     captured = self._capture(args, kwargs, tensors, spec)
+                except EngineCallError:
+                    raise  # TensorRT failed the call: no graph is kept, and a later call at these shapes captures
                 except Exception as error:
                     if not self.fall_back:
                         raise

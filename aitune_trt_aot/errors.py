@@ -51,3 +51,7 @@ class Pt2ExportError(AitrtAotError, ValueError):
 
 class DirectCallError(AitrtAotError, ValueError):
     """What was given to ``direct_call`` is not one ``ait.Module`` served by this backend in one graph."""
+
+
+class EngineCallError(AitrtAotError, RuntimeError):
+    """TensorRT reported a failure while the engines ran a call: its outputs were not computed."""

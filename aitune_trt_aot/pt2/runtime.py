@@ -36,6 +36,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from aitune_trt_aot.compat import PT2_MUST_MATCH, device_facts, mismatch
+from aitune_trt_aot.engine_errors import CheckedEngines
 from aitune_trt_aot.errors import Pt2InputError, Pt2LoadError
 
 INPUTS_METADATA_KEY = "aitune_trt_aot.inputs"
@@ -269,6 +270,8 @@ class Pt2Model:
     def __init__(self, loader: Any, path: Path, device: torch.device) -> None:
         """Wrap an ``AOTIModelPackageLoader``; use :func:`load_pt2` rather than this."""
         self._loader = loader
+        # TensorRT failures inside the package's engines are only logged: the call raises EngineCallError instead.
+        self._run = CheckedEngines(loader.boxed_run, f"{path} (.pt2)")
         self.path = path
         self.device = device
         in_spec, out_spec = loader.get_call_spec()
@@ -317,7 +320,7 @@ class Pt2Model:
         The same calling convention as C++'s ``AOTIModelPackageLoader::run``.
         """
         self._check(tensors)
-        return self._loader.boxed_run(list(tensors))
+        return self._run(list(tensors))
 
     def _check(self, flat: list[torch.Tensor]) -> None:
         if self.inputs is None:

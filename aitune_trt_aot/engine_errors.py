@@ -1,0 +1,310 @@
+"""Engine calls that TensorRT fails end in an error, never in unwritten output buffers.
+
+Torch-TensorRT 2.14's runtimes ignore what ``IExecutionContext::enqueueV3`` returns and set no TensorRT error
+recorder. An engine call that TensorRT fails (on TensorRT-RTX, typically the just-in-time kernel compile at a new
+input shape, under GPU memory pressure: ``Error Code 1: Myelin (... cuDNN graph compilation failed ...)``) returns
+its output tensors unwritten, and the only trace is the line Torch-TensorRT's C++ logger writes to the process's
+standard error: ``ERROR: [Torch-TensorRT] - IExecutionContext::enqueueV3: Error Code 1: ...``. Every engine the
+C++ runtime runs logs there, whatever the artifact format: ``exported_program``, ``torchscript`` and the engines
+inside a ``.pt2`` package.
+
+:class:`ErrorLogWatch` therefore reads standard error. On first use it puts a pipe in place of file descriptor 2;
+a daemon thread copies everything written there, byte for byte, to the original standard error and counts the
+lines Torch-TensorRT's logger writes at ERROR or INTERNAL_ERROR severity. :class:`CheckedEngines` wraps a loaded
+artifact: a call that such a line was logged during raises :class:`~aitune_trt_aot.errors.EngineCallError`, naming
+the engines, the input shapes and TensorRT's message. Checking costs two non-blocking polls of the pipe and one
+``fstat`` per call (a few microseconds, host only); a CUDA-graph replay runs no TensorRT code and is not checked.
+
+Limits, by construction:
+- errors are process-wide: a TensorRT error logged by another thread's engine call while this call runs fails this
+  call too (a false alarm, never a missed failure);
+- a user who lowers Torch-TensorRT's C++ log level below ERROR (``torch_tensorrt.logging.internal_errors()``)
+  silences the logger this reads: the watch warns once when it finds the level there;
+- ``AITUNE_TRT_AOT_WATCH_ENGINE_ERRORS=0`` leaves standard error alone (nothing is checked; a warning says so).
+If the process's file descriptor 2 is replaced after the watch started (``pytest``'s output capture does that per
+test), the next check wraps the new one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import select
+import threading
+from collections import deque
+from typing import Any
+
+from aitune_trt_aot.errors import EngineCallError
+
+logger = logging.getLogger(__name__)
+
+WATCH_ENV = "AITUNE_TRT_AOT_WATCH_ENGINE_ERRORS"
+STDERR_FD = 2
+_READ_SIZE = 1 << 16
+_KEPT_MESSAGES = 32
+_ANSI = re.compile(rb"\x1b\[[0-9;]*m")
+# Torch-TensorRT's C++ logger (core/util/logging/TorchTRTLogger.cpp): "<SEVERITY>: <prefix><message>", the default
+# prefix "[Torch-TensorRT] - ", optionally coloured.
+_ERROR_LINE = re.compile(rb"^(?:INTERNAL_ERROR|ERROR): (\[Torch-TensorRT[^\]]*\] - )?(?P<message>.*)$")
+
+
+def error_message(line: bytes) -> str | None:
+    """TensorRT's message if ``line`` is one Torch-TensorRT's logger wrote at ERROR or INTERNAL_ERROR, else None.
+
+    Only lines carrying Torch-TensorRT's prefix count, so that a program's own ``ERROR:`` lines do not.
+    """
+    match = _ERROR_LINE.match(_ANSI.sub(b"", line).rstrip(b"\r\n"))
+    if match is None or match.group(1) is None:
+        return None
+    return match.group("message").decode("utf-8", errors="replace").strip()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        except OSError:  # the original standard error is gone: keep counting, drop the text
+            return
+        view = view[written:]
+
+
+class ErrorLogWatch:
+    """Counts the error lines Torch-TensorRT's logger writes to standard error, passing all output through.
+
+    Use :meth:`mark` before an engine call and :meth:`errors_since` after it. Thread-safe.
+    """
+
+    def __init__(self, fd: int = STDERR_FD) -> None:
+        """Watch file descriptor ``fd`` (standard error); nothing happens until :meth:`mark` is first called."""
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._read_fd: int | None = None
+        self._forward_fd: int | None = None
+        self._pipe_id: tuple[int, int] | None = None
+        self._poll: Any = None  # the callers' poll of the pipe; the drain thread polls with its own
+        self._partial = b""
+        self._count = 0
+        self._messages: deque[tuple[int, str]] = deque(maxlen=_KEPT_MESSAGES)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the watch currently reads file descriptor ``fd``."""
+        return self._pipe_id is not None and self._pipe_id == self._fd_id()
+
+    def mark(self) -> int:
+        """How many error lines were seen so far, after reading everything written until now.
+
+        Starts the watch on first use, and again when something replaced the file descriptor since.
+        """
+        with self._lock:
+            if self._pipe_id is None or self._pipe_id != self._fd_id():
+                self._start()
+            self._pump()
+            return self._count
+
+    def errors_since(self, mark: int) -> list[str]:
+        """The messages of the error lines written since :meth:`mark` returned ``mark`` (empty if none)."""
+        with self._lock:
+            self._pump()
+            if self._count == mark:
+                return []
+            return [message for number, message in self._messages if number > mark] or ["(message not kept)"]
+
+    def stop(self) -> None:
+        """Put the original file descriptor back, after passing on what is left in the pipe."""
+        with self._lock:
+            self._stop_locked()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: give it back the original standard error; the parent keeps reading the pipe."""
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        if self._read_fd is not None:
+            if self._pipe_id == self._fd_id():
+                os.dup2(self._forward_fd, self._fd)  # type: ignore[arg-type]
+            os.close(self._read_fd)
+            os.close(self._forward_fd)  # type: ignore[arg-type]
+        self._read_fd = self._forward_fd = self._pipe_id = self._poll = None
+        self._partial = b""
+
+    def _fd_id(self) -> tuple[int, int] | None:
+        try:
+            status = os.fstat(self._fd)
+        except OSError:
+            return None
+        return status.st_dev, status.st_ino
+
+    def _start(self) -> None:
+        self._stop_locked(restore=False)
+        read_fd, write_fd = os.pipe()
+        forward_fd = os.dup(self._fd)
+        os.dup2(write_fd, self._fd)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        self._read_fd, self._forward_fd = read_fd, forward_fd
+        self._pipe_id = self._fd_id()
+        self._poll = select.poll()
+        self._poll.register(read_fd, select.POLLIN)
+        self._stop = threading.Event()
+        drain_poll = select.poll()  # a poll object must not be used by two threads at once
+        drain_poll.register(read_fd, select.POLLIN)
+        self._thread = threading.Thread(
+            target=self._drain, args=(drain_poll, self._stop), name="aitune-trt-aot-stderr", daemon=True
+        )
+        self._thread.start()
+
+    def _stop_locked(self, restore: bool = True) -> None:
+        if self._read_fd is None:
+            return
+        self._pump()
+        if self._partial:
+            _write_all(self._forward_fd, self._partial)  # type: ignore[arg-type]
+            self._partial = b""
+        self._stop.set()
+        if restore and self._pipe_id == self._fd_id():
+            os.dup2(self._forward_fd, self._fd)  # type: ignore[arg-type]
+        # The drain thread may be inside poll(): closing its descriptor under it is safe (poll returns POLLNVAL).
+        os.close(self._read_fd)
+        os.close(self._forward_fd)  # type: ignore[arg-type]
+        self._read_fd = self._forward_fd = self._pipe_id = self._poll = None
+
+    def _drain(self, poll: Any, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                ready = poll.poll(200)
+            except OSError:
+                return
+            if ready:
+                with self._lock:
+                    if stop.is_set():
+                        return
+                    self._pump()
+
+    def _pump(self) -> None:
+        """Read what the pipe holds (never blocking), pass it on, count its error lines. Caller holds the lock."""
+        if self._read_fd is None or not self._poll.poll(0):
+            return
+        while True:
+            try:
+                data = os.read(self._read_fd, _READ_SIZE)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            _write_all(self._forward_fd, data)  # type: ignore[arg-type]
+            self._scan(data)
+
+    def _scan(self, data: bytes) -> None:
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            message = error_message(line)
+            if message is not None:
+                self._count += 1
+                self._messages.append((self._count, message))
+
+
+_WATCH: ErrorLogWatch | None = None
+_WATCH_LOCK = threading.Lock()
+
+
+def process_watch() -> ErrorLogWatch | None:
+    """The process's one watch of standard error, or None where ``AITUNE_TRT_AOT_WATCH_ENGINE_ERRORS=0``."""
+    global _WATCH
+    if os.environ.get(WATCH_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    with _WATCH_LOCK:
+        if _WATCH is None:
+            _WATCH = ErrorLogWatch()
+            atexit.register(_WATCH.stop)
+            os.register_at_fork(after_in_child=_WATCH.forget_after_fork)
+    return _WATCH
+
+
+def _c_logger_silences_errors() -> bool:
+    """Whether Torch-TensorRT's C++ logger is set to drop ERROR lines (None of its ops loaded: assume not)."""
+    try:
+        level = int(torch_ops_tensorrt().get_logging_level())
+    except Exception:
+        return False
+    return level < 1  # nvinfer1::ILogger::Severity: kINTERNAL_ERROR=0, kERROR=1
+
+
+def torch_ops_tensorrt() -> Any:
+    """``torch.ops.tensorrt`` (Torch-TensorRT's runtime library registers it); imported late, torch is heavy."""
+    import torch
+
+    return torch.ops.tensorrt
+
+
+class CheckedEngines:
+    """Calls ``runner`` (a loaded artifact) and raises :class:`EngineCallError` when TensorRT logged a failure.
+
+    ``what`` names the engines in messages (for example the artifact file and its format).
+    """
+
+    def __init__(self, runner: Any, what: str, watch: ErrorLogWatch | None = None) -> None:
+        """Wrap ``runner``; ``watch`` defaults to the process's (None when switched off: calls are not checked)."""
+        self.runner = runner
+        self.what = what
+        self.watch = watch if watch is not None else process_watch()
+        if self.watch is None:
+            logger.warning(
+                "%s=0: engine calls of %s are not checked for TensorRT failures; a failed call returns unwritten "
+                "outputs without an error.",
+                WATCH_ENV,
+                what,
+            )
+        elif _c_logger_silences_errors():
+            logger.warning(
+                "Torch-TensorRT's C++ log level is below ERROR: engine failures of %s are not logged, so they cannot "
+                "be detected. Leave the level at ERROR or above (torch_tensorrt.logging.errors()).",
+                what,
+            )
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything but the call is the loaded artifact's (engine settings, graph modules, ...).
+        if name == "runner":
+            raise AttributeError(name)
+        return getattr(self.runner, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the engines; raise :class:`EngineCallError` if TensorRT logged an error while they ran."""
+        if self.watch is None:
+            return self.runner(*args, **kwargs)
+        mark = self.watch.mark()
+        try:
+            outputs = self.runner(*args, **kwargs)
+        except Exception as error:
+            messages = self.watch.errors_since(mark)
+            if messages:
+                raise engine_call_error(self.what, args, kwargs, messages) from error
+            raise
+        messages = self.watch.errors_since(mark)
+        if messages:
+            raise engine_call_error(self.what, args, kwargs, messages)
+        return outputs
+
+
+def _shapes(args: tuple, kwargs: dict) -> list[Any]:
+    from torch.utils import _pytree as pytree
+
+    return [tuple(leaf.shape) for leaf in pytree.tree_leaves((args, kwargs)) if hasattr(leaf, "shape")]
+
+
+def engine_call_error(what: str, args: tuple, kwargs: dict, messages: list[str]) -> EngineCallError:
+    """The error for an engine call of ``what`` during which TensorRT logged ``messages``."""
+    shown = "; ".join(messages[:3]) + (f" (and {len(messages) - 3} more)" if len(messages) > 3 else "")
+    return EngineCallError(
+        f"TensorRT failed while running the engines of {what} on input shapes {_shapes(args, kwargs)}: {shown}. "
+        "The outputs of this call were not computed, so none are returned. On TensorRT-RTX this usually means the "
+        "kernel compile at a new input shape failed, most often because other processes hold the GPU's memory: "
+        "call again (a later call at this shape compiles again), or free GPU memory first."
+    )
