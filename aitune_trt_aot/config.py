@@ -14,7 +14,7 @@ from aitune_trt_aot.errors import ConfigError
 from aitune_trt_aot.precision import PRECISIONS as PRECISION_DTYPES
 from aitune_trt_aot.settings import (
     CompilationSettings,
-    check_setting_types,
+    check_settings,
     is_compilation_settings,
     settings_from_dict,
     settings_to_dict,
@@ -134,9 +134,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
                 "compile_config must be torch_tensorrt.dynamo.CompilationSettings (or a dict of its fields), "
                 f"got {type(self.compile_config).__name__}."
             )
-        check_setting_types(
-            {f.name: getattr(self.compile_config, f.name) for f in dataclasses.fields(self.compile_config)}
-        )
+        check_settings({f.name: getattr(self.compile_config, f.name) for f in dataclasses.fields(self.compile_config)})
         check_config(self)
 
     def to_dict(self) -> dict[str, Any]:

@@ -247,7 +247,7 @@ def settings_from_dict(data: dict[str, Any]) -> Any:
             "written by another Torch-TensorRT version; install that version or remove those settings."
         )
     values = {name: _decode(value, name) for name, value in data.items()}
-    check_setting_types(values)
+    check_settings(values)
     return CompilationSettings(**values)
 
 
@@ -292,3 +292,75 @@ def check_setting_types(values: dict[str, Any]) -> None:
                 f"compile_config {name!r} must be {allowed}, got {value!r} ({type(value).__name__}). Pass a value "
                 "of that type."
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingRange:
+    """The integers Torch-TensorRT 2.14 (or the TensorRT builder setting it feeds) documents for a setting.
+
+    Attributes:
+        low: The smallest allowed value.
+        high: The largest allowed value, None for no upper bound.
+        meaning: What the setting is, and what None means where the field allows it.
+
+    """
+
+    low: int
+    high: int | None
+    meaning: str
+
+    def allows(self, value: int) -> bool:
+        """Whether ``value`` lies in the range."""
+        return value >= self.low and (self.high is None or value <= self.high)
+
+    def describe(self) -> str:
+        """``from 0 to 5`` or ``0 or more``."""
+        return f"{self.low} or more" if self.high is None else f"from {self.low} to {self.high}"
+
+    def nearest(self, value: int) -> int:
+        """The allowed value closest to ``value``."""
+        return max(self.low, value if self.high is None else min(value, self.high))
+
+
+# Only ranges the Torch-TensorRT 2.14 docstrings (dynamo/_settings.py, _compiler.py) or TensorRT's IBuilderConfig
+# (the same in TensorRT-RTX 1.6) state; other settings are type-checked only.
+SETTING_RANGES = {
+    "workspace_size": SettingRange(0, None, "bytes of scratch memory TensorRT may use; 0 keeps TensorRT's default"),
+    "min_block_size": SettingRange(1, None, "the fewest operations a block must hold to run in TensorRT"),
+    "optimization_level": SettingRange(
+        0, 5, "TensorRT's builder optimization level: higher builds longer; None keeps TensorRT's default, 3"
+    ),
+    "num_avg_timing_iters": SettingRange(0, None, "timing iterations averaged when TensorRT picks kernels"),
+    "max_aux_streams": SettingRange(
+        0, None, "auxiliary CUDA streams per engine: 0 runs on one stream, None lets TensorRT decide"
+    ),
+    "l2_limit_for_tiling": SettingRange(-1, None, "bytes of L2 cache tiling may target; -1 sets no limit"),
+}
+SETTING_CHOICES = {"tiling_optimization_level": ("none", "fast", "moderate", "full")}
+
+
+def check_setting_values(values: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` for a setting outside the range or choices Torch-TensorRT documents for it.
+
+    Torch-TensorRT passes such values on to TensorRT, which ignores, clamps or rejects them at build time;
+    ``workspace_size=-1`` or ``optimization_level=9`` must fail when the config is made. Types are checked first
+    (:func:`check_setting_types`).
+    """
+    for name, value in values.items():
+        limits = SETTING_RANGES.get(name)
+        if limits is not None and value is not None and not limits.allows(value):
+            raise ConfigError(
+                f"compile_config {name!r}={value!r} is out of range: it must be {limits.describe()} "
+                f"({limits.meaning}). Pass a value in that range (the nearest is {limits.nearest(value)})."
+            )
+        choices = SETTING_CHOICES.get(name)
+        if choices is not None and value not in choices:
+            raise ConfigError(
+                f"compile_config {name!r}={value!r} is not one of {', '.join(map(repr, choices))}. Pass one of those."
+            )
+
+
+def check_settings(values: dict[str, Any]) -> None:
+    """Check each setting's type, then its value (:func:`check_setting_types`, :func:`check_setting_values`)."""
+    check_setting_types(values)
+    check_setting_values(values)
