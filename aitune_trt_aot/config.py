@@ -128,7 +128,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
                 f"pickle_protocol must be an int from 2 to {pickle.HIGHEST_PROTOCOL}, got {self.pickle_protocol!r}."
             )
         if isinstance(self.compile_config, dict):
-            self.compile_config = settings_from_dict(self.compile_config)
+            self.compile_config = settings_from_dict(self.compile_config, stored=False)
         if not is_compilation_settings(self.compile_config):
             raise ConfigError(
                 "compile_config must be torch_tensorrt.dynamo.CompilationSettings (or a dict of its fields), "
@@ -155,11 +155,14 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
 
     @classmethod
     def from_dict(cls, data: dict) -> TorchTensorRTAotBackendConfig:
-        """Rebuild a config from :meth:`to_dict` output (unknown keys are an error)."""
+        """Rebuild a config from :meth:`to_dict` output, e.g. stored in a checkpoint (unknown keys are an error)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"Unknown TorchTensorRTAotBackendConfig fields {unknown}; known: {sorted(known)}.")
+        data = dict(data)
+        if isinstance(data.get("compile_config"), dict):  # stored settings: unknown names mean another version
+            data["compile_config"] = settings_from_dict(data["compile_config"], stored=True)
         return cls(**data)
 
     def describe(self) -> str:

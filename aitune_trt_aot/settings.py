@@ -9,6 +9,7 @@ which keeps the stored form and the config key identical on both kinds of machin
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import tempfile
@@ -228,8 +229,36 @@ def settings_to_dict(settings: Any) -> dict[str, Any]:
     return overrides
 
 
-def settings_from_dict(data: dict[str, Any]) -> Any:
-    """Build the installed ``CompilationSettings`` from stored overrides (or from a full field dict)."""
+def _closest_names(name: str, known: set[str]) -> str:
+    """``did you mean 'min_block_size'?`` for a misspelt setting name, or ``no setting has a similar name``."""
+    close = difflib.get_close_matches(name, sorted(known), n=3)
+    return f"did you mean {' or '.join(map(repr, close))}?" if close else "no setting has a similar name"
+
+
+def _unknown_settings_error(unknown: list[str], known: set[str], stored: bool) -> ConfigError:
+    """The error for setting names this Torch-TensorRT lacks: another version wrote them, or they are misspelt."""
+    if stored:
+        return ConfigError(
+            f"Stored compile settings name fields this Torch-TensorRT does not have: {unknown}. The config was "
+            "written by another Torch-TensorRT version; install that version or remove those settings."
+        )
+    named = [f"{name!r} ({_closest_names(name, known)})" for name in unknown]
+    return ConfigError(
+        f"compile_config has no setting {', '.join(named)}. Its settings are the fields of "
+        "torch_tensorrt.dynamo.CompilationSettings (Torch-TensorRT 2.14): correct the name or remove it."
+    )
+
+
+def settings_from_dict(data: dict[str, Any], *, stored: bool = True) -> Any:
+    """Build the installed ``CompilationSettings`` from stored overrides (or from a full field dict).
+
+    Args:
+        data: Setting names and values, as :func:`settings_to_dict` writes them or as a user passes them.
+        stored: True for what :func:`settings_to_dict` wrote (a checkpoint, the build cache, a stand-in being
+            converted), where a name this Torch-TensorRT lacks means another version wrote it; False for a dict
+            the user passed, where it is a misspelling and the closest names are suggested.
+
+    """
     removed = sorted(set(data) & set(REMOVED_SETTINGS))
     if removed:
         raise ConfigError(
@@ -242,10 +271,7 @@ def settings_from_dict(data: dict[str, Any]) -> Any:
     known = {f.name for f in dataclasses.fields(CompilationSettings)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(
-            f"Stored compile settings name fields this Torch-TensorRT does not have: {unknown}. The config was "
-            "written by another Torch-TensorRT version; install that version or remove those settings."
-        )
+        raise _unknown_settings_error(unknown, known, stored)
     values = {name: _decode(value, name) for name, value in data.items()}
     check_settings(values)
     return CompilationSettings(**values)

@@ -227,8 +227,31 @@ def test_compile_config_of_wrong_type_is_rejected() -> None:
 
 def test_compile_config_dict_with_unknown_setting_is_rejected() -> None:
     """A compile setting this Torch-TensorRT does not have is named in the error."""
-    with pytest.raises(ValueError, match="no_such_setting"):
+    with pytest.raises(ValueError, match="no_such_setting") as error:
         TorchTensorRTAotBackendConfig(compile_config={"no_such_setting": 1})
+    assert "'no_such_setting' (no setting has a similar name)" in str(error.value)
+
+
+def test_misspelt_setting_is_called_unknown_and_the_closest_names_are_suggested() -> None:
+    """A typo in a dict the user passes is not blamed on another Torch-TensorRT version: the close names are offered."""
+    with pytest.raises(ConfigError) as error:
+        TorchTensorRTAotBackendConfig(compile_config={"min_blok_size": 1, "optimisation_level": 3})
+    message = str(error.value)
+    assert message.startswith(
+        "compile_config has no setting 'min_blok_size' (did you mean 'min_block_size'?), 'optimisation_level' (did "
+        "you mean 'optimization_level' or 'tiling_optimization_level'?). Its settings are the fields of "
+        "torch_tensorrt.dynamo.CompilationSettings"
+    ), message
+    assert "another Torch-TensorRT version" not in message
+
+
+def test_unknown_setting_in_a_stored_config_is_blamed_on_another_version() -> None:
+    """A config read back with from_dict (a checkpoint, the build cache) with a name this version lacks: the version."""
+    stored = TorchTensorRTAotBackendConfig(compile_config={"min_block_size": 3}).to_dict()
+    stored["compile_config"]["setting_from_the_future"] = True
+    with pytest.raises(ConfigError, match="written by another Torch-TensorRT version") as error:
+        TorchTensorRTAotBackendConfig.from_dict(stored)
+    assert "setting_from_the_future" in str(error.value) and "did you mean" not in str(error.value)
 
 
 def test_settings_from_dict_with_unknown_field_mentions_version() -> None:
