@@ -69,7 +69,7 @@ if _aitune_wanted():
     from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
     from aitune_trt_aot.direct import DirectCall, direct_call
     from aitune_trt_aot.pt2.export import save_pt2
-    from aitune_trt_aot.safe_save import save
+    from aitune_trt_aot.safe_save import load, save
     from aitune_trt_aot.settings import CompilationSettings
 
     __all__ += [
@@ -79,6 +79,7 @@ if _aitune_wanted():
         "TorchTensorRTAotBackendConfig",
         "TorchTensorRTAotBuildStep",
         "direct_call",
+        "load",
         "save",
         "save_pt2",
     ]

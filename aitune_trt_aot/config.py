@@ -14,7 +14,7 @@ from aitune_trt_aot.errors import ConfigError
 from aitune_trt_aot.precision import PRECISIONS as PRECISION_DTYPES
 from aitune_trt_aot.settings import (
     CompilationSettings,
-    check_setting_types,
+    check_settings,
     is_compilation_settings,
     settings_from_dict,
     settings_to_dict,
@@ -128,15 +128,13 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
                 f"pickle_protocol must be an int from 2 to {pickle.HIGHEST_PROTOCOL}, got {self.pickle_protocol!r}."
             )
         if isinstance(self.compile_config, dict):
-            self.compile_config = settings_from_dict(self.compile_config)
+            self.compile_config = settings_from_dict(self.compile_config, stored=False)
         if not is_compilation_settings(self.compile_config):
             raise ConfigError(
                 "compile_config must be torch_tensorrt.dynamo.CompilationSettings (or a dict of its fields), "
                 f"got {type(self.compile_config).__name__}."
             )
-        check_setting_types(
-            {f.name: getattr(self.compile_config, f.name) for f in dataclasses.fields(self.compile_config)}
-        )
+        check_settings({f.name: getattr(self.compile_config, f.name) for f in dataclasses.fields(self.compile_config)})
         check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,11 +155,14 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
 
     @classmethod
     def from_dict(cls, data: dict) -> TorchTensorRTAotBackendConfig:
-        """Rebuild a config from :meth:`to_dict` output (unknown keys are an error)."""
+        """Rebuild a config from :meth:`to_dict` output, e.g. stored in a checkpoint (unknown keys are an error)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"Unknown TorchTensorRTAotBackendConfig fields {unknown}; known: {sorted(known)}.")
+        data = dict(data)
+        if isinstance(data.get("compile_config"), dict):  # stored settings: unknown names mean another version
+            data["compile_config"] = settings_from_dict(data["compile_config"], stored=True)
         return cls(**data)
 
     def describe(self) -> str:

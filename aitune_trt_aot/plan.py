@@ -20,7 +20,7 @@ from aitune.torch.module.graph_spec import GraphSpec
 from aitune_trt_aot.errors import ConfigError, MissingRequirementError, UnsupportedInputsError
 from aitune_trt_aot.formats import FORMATS, ArtifactFormat
 from aitune_trt_aot.frontends import FRONTENDS, Frontend, FrontendOptions
-from aitune_trt_aot.precision import PrecisionPlan, plan_precision
+from aitune_trt_aot.precision import PRECISIONS, PrecisionPlan, plan_precision, requested_dtype
 from aitune_trt_aot.settings import settings_to_dict
 from aitune_trt_aot.shapes import InputRange, input_ranges
 from aitune_trt_aot.stack import Stack
@@ -95,6 +95,21 @@ def check_config(config: TorchTensorRTAotBackendConfig) -> None:
             "kernel_specialization='lazy' cannot be combined with CUDA graphs: TensorRT-RTX swaps in specialised "
             "kernels after a graph has captured the generic ones, and Torch-TensorRT refuses that capture as "
             "unsafe. Use kernel_specialization='eager' or 'none' with CUDA graphs, or cuda_graphs=False."
+        )
+    _check_reduced_precision(config)
+
+
+def _check_reduced_precision(config: TorchTensorRTAotBackendConfig) -> None:
+    """Refuse a reduced precision the IR's frontend cannot build (the FX frontend has no bf16)."""
+    supported = FRONTENDS[config.ir].reduced_dtypes
+    if supported is None:
+        return
+    dtype = requested_dtype(config.precision, config.compile_config)
+    if dtype is not None and dtype not in supported:
+        able = [name for name, reduced in PRECISIONS.items() if reduced is None or reduced in supported]
+        raise ConfigError(
+            f"ir={config.ir!r} cannot build {dtype} engines: its Torch-TensorRT frontend builds {' or '.join(able)} "
+            f"only. Use ir='dynamo' for {dtype}, or precision={' or '.join(map(repr, able))} with ir={config.ir!r}."
         )
 
 

@@ -1,4 +1,4 @@
-"""``aitune_trt_aot.save``: ``ait.save`` that never loses the previous checkpoint.
+"""``aitune_trt_aot.save`` and ``load``: ``ait.save`` that keeps the old checkpoint, ``ait.load`` with clear errors.
 
 AITune writes the ``.ait`` file in place: a save that is killed or fails part-way leaves a truncated file
 where the previous good checkpoint was. This runs ``ait.save`` inside a private folder beside the target
@@ -9,6 +9,11 @@ A save killed part-way leaves the old checkpoint untouched and at most one ``.<n
 it, which the next save to the same path removes (two saves to one path at once are not supported).
 The file lands exactly where ``ait.save(model, path, storage)`` would put it, so ``ait.load`` with the same
 arguments finds it: AITune's default storage puts relative paths under its base folder (``checkpoints/``).
+
+``ait.load`` of a damaged ``.ait`` raises ``zipfile.BadZipFile`` ("Bad CRC-32", "File is not a zip file") from
+deep inside AITune. :func:`load` resolves the path as ``ait.load`` does, checks that the file exists, is a zip
+archive and that every entry matches its CRC32, and raises :class:`~aitune_trt_aot.errors.ArtifactError` naming the
+file, what is wrong and what to do; then it calls ``ait.load`` with the same arguments.
 """
 
 from __future__ import annotations
@@ -18,10 +23,19 @@ import os
 import re
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
+from aitune_trt_aot.errors import ArtifactError
+from aitune_trt_aot.files import archive_damage
+
 logger = logging.getLogger(__name__)
+
+_ZIP_START = b"PK\x03\x04"  # every zip archive's first entry header starts with these bytes
+_REMEDY = (
+    "Save it again with aitune_trt_aot.save (it never leaves a partly written file in place), or restore a good copy."
+)
 
 
 def leftovers(path: Path) -> list[Path]:
@@ -75,3 +89,73 @@ def save(model: Any, path: str | os.PathLike[str], storage: Any = None) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return path
+
+
+def _reads_ait_file(storage: Any) -> bool:
+    """Whether ``ait.load`` with ``storage`` reads a ``.ait`` zip (the default does; without compression, a folder)."""
+    from aitune.torch.checkpoint.storage_tasks import UnzipLoadTask
+
+    return storage is None or any(isinstance(task, UnzipLoadTask) for task in storage.load_tasks)
+
+
+def _not_a_zip(file: Path) -> str:
+    """What to tell a user whose ``.ait`` is not a readable zip archive: cut short, or another kind of file."""
+    with open(file, "rb") as handle:
+        head = handle.read(len(_ZIP_START))
+    if head == _ZIP_START:
+        return (
+            f"{file} is not a complete .ait checkpoint: it starts as a zip archive, but the zip directory at its end "
+            f"is missing or unreadable (the file was cut short, e.g. by an interrupted save or copy). {_REMEDY}"
+        )
+    found = "it is empty" if not head else f"its first bytes are {head!r}"
+    return (
+        f"{file} is not an .ait checkpoint: it is not a zip archive ({found}). Pass the .ait file that "
+        "aitune_trt_aot.save or ait.save wrote."
+    )
+
+
+def check_checkpoint_file(file: Path, given: str | os.PathLike[str] | None = None) -> None:
+    """Raise :class:`ArtifactError` unless ``file`` is a zip archive whose every entry matches its CRC32.
+
+    Args:
+        file: The ``.ait`` file (as :func:`destination` resolves it).
+        given: The path the caller passed, named in the message when the file is missing.
+
+    """
+    if not file.is_file():
+        asked = "" if given is None else f" (the path {str(given)!r} resolved as ait.load resolves it)"
+        raise ArtifactError(
+            f"No .ait checkpoint at {file}{asked}. AITune's default storage puts a relative path under its base "
+            "folder, 'checkpoints/' in the working directory: pass the path given to aitune_trt_aot.save or "
+            "ait.save from the same working directory, or the absolute path aitune_trt_aot.save returned."
+        )
+    if not zipfile.is_zipfile(file):
+        raise ArtifactError(_not_a_zip(file))
+    damage = archive_damage(file)
+    if damage is not None:
+        entry, why = damage
+        raise ArtifactError(f"{file} is damaged: its entry {entry} does not read back intact ({why}). {_REMEDY}")
+
+
+def load(model: Any, path: str | os.PathLike[str], storage: Any = None, **kwargs: Any) -> Any:
+    """Load like ``ait.load(model, path, storage, **kwargs)``, after checking the ``.ait`` file it will read.
+
+    Args:
+        model: The module to load into, as ``ait.load`` takes it.
+        path: The ``.ait`` checkpoint, as ``ait.load`` takes it (a relative path lies under AITune's base folder).
+        storage: AITune storage, as ``ait.load`` takes it (default: AITune's local storage).
+        **kwargs: Passed to ``ait.load`` unchanged (``device_map``, ``disable_external_logging``).
+
+    Returns:
+        What ``ait.load`` returns.
+
+    Raises:
+        ArtifactError: The file is missing, is not a zip archive, or an entry fails its CRC32 (checked before
+            ``ait.load`` runs, for storages that read a ``.ait`` zip).
+
+    """
+    import aitune.torch as ait
+
+    if _reads_ait_file(storage):
+        check_checkpoint_file(destination(path, storage), path)
+    return ait.load(model, path, storage=storage, **kwargs)

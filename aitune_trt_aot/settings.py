@@ -9,6 +9,7 @@ which keeps the stored form and the config key identical on both kinds of machin
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import tempfile
@@ -228,8 +229,36 @@ def settings_to_dict(settings: Any) -> dict[str, Any]:
     return overrides
 
 
-def settings_from_dict(data: dict[str, Any]) -> Any:
-    """Build the installed ``CompilationSettings`` from stored overrides (or from a full field dict)."""
+def _closest_names(name: str, known: set[str]) -> str:
+    """``did you mean 'min_block_size'?`` for a misspelt setting name, or ``no setting has a similar name``."""
+    close = difflib.get_close_matches(name, sorted(known), n=3)
+    return f"did you mean {' or '.join(map(repr, close))}?" if close else "no setting has a similar name"
+
+
+def _unknown_settings_error(unknown: list[str], known: set[str], stored: bool) -> ConfigError:
+    """The error for setting names this Torch-TensorRT lacks: another version wrote them, or they are misspelt."""
+    if stored:
+        return ConfigError(
+            f"Stored compile settings name fields this Torch-TensorRT does not have: {unknown}. The config was "
+            "written by another Torch-TensorRT version; install that version or remove those settings."
+        )
+    named = [f"{name!r} ({_closest_names(name, known)})" for name in unknown]
+    return ConfigError(
+        f"compile_config has no setting {', '.join(named)}. Its settings are the fields of "
+        "torch_tensorrt.dynamo.CompilationSettings (Torch-TensorRT 2.14): correct the name or remove it."
+    )
+
+
+def settings_from_dict(data: dict[str, Any], *, stored: bool = True) -> Any:
+    """Build the installed ``CompilationSettings`` from stored overrides (or from a full field dict).
+
+    Args:
+        data: Setting names and values, as :func:`settings_to_dict` writes them or as a user passes them.
+        stored: True for what :func:`settings_to_dict` wrote (a checkpoint, the build cache, a stand-in being
+            converted), where a name this Torch-TensorRT lacks means another version wrote it; False for a dict
+            the user passed, where it is a misspelling and the closest names are suggested.
+
+    """
     removed = sorted(set(data) & set(REMOVED_SETTINGS))
     if removed:
         raise ConfigError(
@@ -242,12 +271,9 @@ def settings_from_dict(data: dict[str, Any]) -> Any:
     known = {f.name for f in dataclasses.fields(CompilationSettings)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(
-            f"Stored compile settings name fields this Torch-TensorRT does not have: {unknown}. The config was "
-            "written by another Torch-TensorRT version; install that version or remove those settings."
-        )
+        raise _unknown_settings_error(unknown, known, stored)
     values = {name: _decode(value, name) for name, value in data.items()}
-    check_setting_types(values)
+    check_settings(values)
     return CompilationSettings(**values)
 
 
@@ -292,3 +318,75 @@ def check_setting_types(values: dict[str, Any]) -> None:
                 f"compile_config {name!r} must be {allowed}, got {value!r} ({type(value).__name__}). Pass a value "
                 "of that type."
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingRange:
+    """The integers Torch-TensorRT 2.14 (or the TensorRT builder setting it feeds) documents for a setting.
+
+    Attributes:
+        low: The smallest allowed value.
+        high: The largest allowed value, None for no upper bound.
+        meaning: What the setting is, and what None means where the field allows it.
+
+    """
+
+    low: int
+    high: int | None
+    meaning: str
+
+    def allows(self, value: int) -> bool:
+        """Whether ``value`` lies in the range."""
+        return value >= self.low and (self.high is None or value <= self.high)
+
+    def describe(self) -> str:
+        """``from 0 to 5`` or ``0 or more``."""
+        return f"{self.low} or more" if self.high is None else f"from {self.low} to {self.high}"
+
+    def nearest(self, value: int) -> int:
+        """The allowed value closest to ``value``."""
+        return max(self.low, value if self.high is None else min(value, self.high))
+
+
+# Only ranges the Torch-TensorRT 2.14 docstrings (dynamo/_settings.py, _compiler.py) or TensorRT's IBuilderConfig
+# (the same in TensorRT-RTX 1.6) state; other settings are type-checked only.
+SETTING_RANGES = {
+    "workspace_size": SettingRange(0, None, "bytes of scratch memory TensorRT may use; 0 keeps TensorRT's default"),
+    "min_block_size": SettingRange(1, None, "the fewest operations a block must hold to run in TensorRT"),
+    "optimization_level": SettingRange(
+        0, 5, "TensorRT's builder optimization level: higher builds longer; None keeps TensorRT's default, 3"
+    ),
+    "num_avg_timing_iters": SettingRange(0, None, "timing iterations averaged when TensorRT picks kernels"),
+    "max_aux_streams": SettingRange(
+        0, None, "auxiliary CUDA streams per engine: 0 runs on one stream, None lets TensorRT decide"
+    ),
+    "l2_limit_for_tiling": SettingRange(-1, None, "bytes of L2 cache tiling may target; -1 sets no limit"),
+}
+SETTING_CHOICES = {"tiling_optimization_level": ("none", "fast", "moderate", "full")}
+
+
+def check_setting_values(values: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` for a setting outside the range or choices Torch-TensorRT documents for it.
+
+    Torch-TensorRT passes such values on to TensorRT, which ignores, clamps or rejects them at build time;
+    ``workspace_size=-1`` or ``optimization_level=9`` must fail when the config is made. Types are checked first
+    (:func:`check_setting_types`).
+    """
+    for name, value in values.items():
+        limits = SETTING_RANGES.get(name)
+        if limits is not None and value is not None and not limits.allows(value):
+            raise ConfigError(
+                f"compile_config {name!r}={value!r} is out of range: it must be {limits.describe()} "
+                f"({limits.meaning}). Pass a value in that range (the nearest is {limits.nearest(value)})."
+            )
+        choices = SETTING_CHOICES.get(name)
+        if choices is not None and value not in choices:
+            raise ConfigError(
+                f"compile_config {name!r}={value!r} is not one of {', '.join(map(repr, choices))}. Pass one of those."
+            )
+
+
+def check_settings(values: dict[str, Any]) -> None:
+    """Check each setting's type, then its value (:func:`check_setting_types`, :func:`check_setting_values`)."""
+    check_setting_types(values)
+    check_setting_values(values)

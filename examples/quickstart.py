@@ -46,7 +46,8 @@ def tune(path: str) -> None:
 
 def load(path: str) -> None:
     """Load the saved engines (no recompilation) and run them."""
-    model = ait.load(ait.Module(build_net(), "my-model", strategy=strategy()), path)
+    # ait.load, but a missing or damaged file raises an ArtifactError saying what is wrong
+    model = aitune_trt_aot.load(ait.Module(build_net(), "my-model", strategy=strategy()), path)
     with torch.no_grad():
         print(model(torch.randn(5, 128, device="cuda")).shape)
 

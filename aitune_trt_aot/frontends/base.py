@@ -70,7 +70,8 @@ class Frontend(ABC):
     """One Torch-TensorRT IR: what it needs, what it can write, and how to compile with it.
 
     What a frontend supports is declared here as data (``feature``, ``formats``, ``positional_only``,
-    ``accepted_settings``); the build plan (``aitune_trt_aot.plan``) reads it and owns every refusal.
+    ``accepted_settings``, ``reduced_dtypes``); the build plan (``aitune_trt_aot.plan``) reads it and owns every
+    refusal.
     """
 
     name: ClassVar[str]
@@ -79,6 +80,7 @@ class Frontend(ABC):
     formats: ClassVar[tuple[str, ...]]  # artifact formats it can write; the first is the default
     positional_only: ClassVar[bool] = False  # compiles only calls made of positional tensors
     accepted_settings: ClassVar[frozenset[str] | None] = None  # CompilationSettings fields it uses; None: all
+    reduced_dtypes: ClassVar[frozenset[torch.dtype] | None] = None  # reduced precisions it can build; None: all
 
     @property
     def default_format(self) -> str:

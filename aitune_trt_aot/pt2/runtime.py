@@ -27,7 +27,6 @@ import json
 import os
 import re
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from torch.utils import _pytree as pytree
 from aitune_trt_aot.compat import PT2_MUST_MATCH, device_facts, mismatch
 from aitune_trt_aot.engine_errors import CheckedEngines
 from aitune_trt_aot.errors import Pt2InputError, Pt2LoadError
+from aitune_trt_aot.files import archive_damage
 
 INPUTS_METADATA_KEY = "aitune_trt_aot.inputs"
 COVERAGE_METADATA_KEY = "aitune_trt_aot.coverage"
@@ -47,7 +47,6 @@ DEFAULT_MODEL_NAME = "model"
 # AOTInductor writes the `aot_inductor.metadata` config to <root>/data/aotinductor/<model>/<hash>.wrapper_metadata.json
 # (a copy goes to <hash>.kernel_metadata.json); the C++ loader finds it by this suffix.
 METADATA_SUFFIX = "wrapper_metadata.json"
-_CRC_CHUNK = 1 << 20
 
 # The distribution that installs ``torch_tensorrt`` decides the flavour, as in Torch-TensorRT's own import.
 _TORCH_TENSORRT_DISTRIBUTIONS = (("torch-tensorrt-rtx", "TensorRT-RTX"), ("torch-tensorrt", "TensorRT"))
@@ -348,28 +347,9 @@ def _model_names(path: Path) -> list[str]:
     return sorted({p[p.index("aotinductor") + 1] for p in parts if "aotinductor" in p[:-2]})
 
 
-def damaged_entry(archive: zipfile.ZipFile) -> tuple[str, str] | None:
-    """``(name, why)`` of the first entry whose bytes fail their CRC32 or cannot be read back, None if all pass.
-
-    Reads every entry once: about as long as reading the file.
-    """
-    for entry in archive.infolist():
-        try:
-            with archive.open(entry) as data:  # zipfile raises BadZipFile at the end of an entry whose CRC differs
-                while data.read(_CRC_CHUNK):
-                    pass
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
-            return entry.filename, f"{type(error).__name__}: {error}"
-    return None
-
-
 def _check_intact(path: Path) -> None:
     """Raise :class:`Pt2LoadError` unless every entry of the archive reads back with its stored CRC32."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            damage = damaged_entry(archive)
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        damage = "(the archive's directory)", f"{type(error).__name__}: {error}"
+    damage = archive_damage(path)
     if damage is not None:
         entry, why = damage
         raise Pt2LoadError(

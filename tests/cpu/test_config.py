@@ -154,6 +154,51 @@ def test_compile_config_values_are_type_checked(field: str, value: object, expec
         TorchTensorRTAotBackendConfig(compile_config=CompilationSettings(**{field: value}))
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("workspace_size", -1, "'workspace_size'=-1 is out of range: it must be 0 or more (bytes of scratch memory"),
+        ("optimization_level", 9, "'optimization_level'=9 is out of range: it must be from 0 to 5 (TensorRT's builder"),
+        ("optimization_level", -1, "'optimization_level'=-1 is out of range: it must be from 0 to 5"),
+        ("min_block_size", 0, "'min_block_size'=0 is out of range: it must be 1 or more (the fewest operations"),
+        ("num_avg_timing_iters", -1, "'num_avg_timing_iters'=-1 is out of range: it must be 0 or more"),
+        ("max_aux_streams", -1, "'max_aux_streams'=-1 is out of range: it must be 0 or more"),
+        ("l2_limit_for_tiling", -2, "'l2_limit_for_tiling'=-2 is out of range: it must be -1 or more"),
+        ("tiling_optimization_level", "max", "'tiling_optimization_level'='max' is not one of 'none', 'fast', "),
+    ],
+)
+def test_compile_config_values_outside_the_documented_range_are_refused(
+    field: str, value: object, expected: str
+) -> None:
+    """A value Torch-TensorRT documents as invalid fails when the config is made: field, value, range and fix."""
+    for compile_config in ({field: value}, CompilationSettings(**{field: value})):
+        with pytest.raises(ConfigError) as error:
+            TorchTensorRTAotBackendConfig(compile_config=compile_config)
+        message = str(error.value)
+        assert message.startswith(f"compile_config {expected}"), message
+        assert "Pass " in message
+
+
+def test_compile_config_values_at_the_ends_of_each_range_are_accepted() -> None:
+    """Each documented bound is allowed, and None where the field takes None."""
+    edges = [
+        {"workspace_size": 0, "min_block_size": 1, "optimization_level": 0, "num_avg_timing_iters": 0},
+        {"optimization_level": 5, "max_aux_streams": 0, "l2_limit_for_tiling": -1, "tiling_optimization_level": "full"},
+        {"optimization_level": None, "max_aux_streams": None, "workspace_size": 1 << 30},
+    ]
+    for compile_config in edges:
+        config = TorchTensorRTAotBackendConfig(compile_config=compile_config)
+        assert {name: getattr(config.compile_config, name) for name in compile_config} == compile_config
+
+
+def test_the_nearest_allowed_value_is_suggested() -> None:
+    """The fix names the closest value in range (the top for too large, the bottom for too small)."""
+    with pytest.raises(ConfigError, match=r"Pass a value in that range \(the nearest is 5\)"):
+        TorchTensorRTAotBackendConfig(compile_config={"optimization_level": 9})
+    with pytest.raises(ConfigError, match=r"\(the nearest is 0\)"):
+        TorchTensorRTAotBackendConfig(compile_config={"workspace_size": -1})
+
+
 @pytest.mark.parametrize("field", ["enabled_precisions", "use_explicit_typing", "use_python_runtime"])
 def test_settings_removed_in_torch_tensorrt_2_14_name_the_replacement(field: str) -> None:
     """Older Torch-TensorRT settings fail with what to use instead (precision= for reduced precision)."""
@@ -182,8 +227,31 @@ def test_compile_config_of_wrong_type_is_rejected() -> None:
 
 def test_compile_config_dict_with_unknown_setting_is_rejected() -> None:
     """A compile setting this Torch-TensorRT does not have is named in the error."""
-    with pytest.raises(ValueError, match="no_such_setting"):
+    with pytest.raises(ValueError, match="no_such_setting") as error:
         TorchTensorRTAotBackendConfig(compile_config={"no_such_setting": 1})
+    assert "'no_such_setting' (no setting has a similar name)" in str(error.value)
+
+
+def test_misspelt_setting_is_called_unknown_and_the_closest_names_are_suggested() -> None:
+    """A typo in a dict the user passes is not blamed on another Torch-TensorRT version: the close names are offered."""
+    with pytest.raises(ConfigError) as error:
+        TorchTensorRTAotBackendConfig(compile_config={"min_blok_size": 1, "optimisation_level": 3})
+    message = str(error.value)
+    assert message.startswith(
+        "compile_config has no setting 'min_blok_size' (did you mean 'min_block_size'?), 'optimisation_level' (did "
+        "you mean 'optimization_level' or 'tiling_optimization_level'?). Its settings are the fields of "
+        "torch_tensorrt.dynamo.CompilationSettings"
+    ), message
+    assert "another Torch-TensorRT version" not in message
+
+
+def test_unknown_setting_in_a_stored_config_is_blamed_on_another_version() -> None:
+    """A config read back with from_dict (a checkpoint, the build cache) with a name this version lacks: the version."""
+    stored = TorchTensorRTAotBackendConfig(compile_config={"min_block_size": 3}).to_dict()
+    stored["compile_config"]["setting_from_the_future"] = True
+    with pytest.raises(ConfigError, match="written by another Torch-TensorRT version") as error:
+        TorchTensorRTAotBackendConfig.from_dict(stored)
+    assert "setting_from_the_future" in str(error.value) and "did you mean" not in str(error.value)
 
 
 def test_settings_from_dict_with_unknown_field_mentions_version() -> None:

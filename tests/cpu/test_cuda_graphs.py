@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aitune_trt_aot import ConfigError, TorchTensorRTAotBackendConfig
-from aitune_trt_aot.plan import uses_cuda_graphs
+from aitune_trt_aot.plan import resolve_format, uses_cuda_graphs
 
 
 def test_cuda_graphs_is_a_validated_choice() -> None:
@@ -21,24 +21,28 @@ def test_cuda_graphs_is_a_validated_choice() -> None:
 
 
 @pytest.mark.parametrize(
-    ("ir", "output_format"),
-    [("dynamo", "auto"), ("dynamo", "exported_program"), ("dynamo", "torchscript"), ("ts", "auto")],
+    ("ir", "output_format", "artifact_format"),
+    [
+        ("dynamo", "auto", "exported_program"),
+        ("dynamo", "exported_program", "exported_program"),
+        ("dynamo", "torchscript", "torchscript"),
+        ("ts", "auto", "torchscript"),
+    ],
 )
-def test_cuda_graphs_work_with_every_torch_tensorrt_runtime_format(ir: str, output_format: str) -> None:
+def test_cuda_graphs_work_with_every_torch_tensorrt_runtime_format(
+    ir: str, output_format: str, artifact_format: str
+) -> None:
     """Torch-TensorRT 2.14 has one runtime, whose engine calls can be captured: graphs are used there by default."""
-    config = TorchTensorRTAotBackendConfig(ir=ir, output_format=output_format, cuda_graphs=True)
-    assert config.cuda_graphs
     for choice, expected in ((True, True), ("auto", True), (False, False)):
         config = TorchTensorRTAotBackendConfig(ir=ir, output_format=output_format, cuda_graphs=choice)
-        assert (
-            uses_cuda_graphs(
-                config, "torchscript" if output_format == "torchscript" or ir == "ts" else "exported_program"
-            )
-            is expected
-        )
+        resolved = resolve_format(config.ir, config.output_format)
+        assert resolved == artifact_format
+        assert uses_cuda_graphs(config, resolved) is expected
 
 
 def test_auto_leaves_aot_inductor_packages_without_graphs() -> None:
     """The default config with output_format="aot_inductor" builds, and its calls run without CUDA graphs."""
     config = TorchTensorRTAotBackendConfig(output_format="aot_inductor")
-    assert config.cuda_graphs == "auto" and not uses_cuda_graphs(config, "aot_inductor")
+    resolved = resolve_format(config.ir, config.output_format)
+    assert resolved == "aot_inductor"
+    assert config.cuda_graphs == "auto" and not uses_cuda_graphs(config, resolved)

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from aitune_trt_aot import CompilationSettings, ConfigError
+from aitune_trt_aot import CompilationSettings, ConfigError, TorchTensorRTAotBackendConfig
+from aitune_trt_aot.frontends.fx import lower_precision_name
 from aitune_trt_aot.precision import PrecisionBoundary, cast_floating, output_dtypes, plan_precision, precision_boundary
 
 
@@ -105,6 +106,30 @@ def test_reduced_precision_with_ts_on_standard_tensorrt_uses_builder_flags() -> 
     """On standard TensorRT, ir='ts' gets fp16 as a weakly typed builder flag (the frontend adds it to fp32)."""
     plan = plan_precision("fp16", CompilationSettings(), "auto", strongly_typed=False, ir="ts")
     assert (plan.route, plan.dtype) == ("weak_typing", torch.float16)
+
+
+def test_bf16_with_fx_is_refused_when_the_config_is_made() -> None:
+    """The FX frontend has no bf16 lowering (it built fp32 while reporting bf16): refused at once, naming the fix."""
+    expected = (
+        "ir='fx' cannot build torch.bfloat16 engines: its Torch-TensorRT frontend builds fp32 or fp16 only. "
+        "Use ir='dynamo' for torch.bfloat16, or precision='fp32' or 'fp16'"
+    )
+    with pytest.raises(ConfigError, match=expected):
+        TorchTensorRTAotBackendConfig(ir="fx", precision="bf16")
+    bf16_autocast = CompilationSettings(enable_autocast=True, autocast_low_precision_type=torch.bfloat16)
+    with pytest.raises(ConfigError, match="ir='fx' cannot build torch.bfloat16 engines"):
+        TorchTensorRTAotBackendConfig(ir="fx", compile_config=bf16_autocast)
+    for precision in ("fp32", "fp16"):
+        assert TorchTensorRTAotBackendConfig(ir="fx", precision=precision).precision == precision
+    assert TorchTensorRTAotBackendConfig(ir="dynamo", precision="bf16").precision == "bf16"
+
+
+def test_fx_lowers_each_precision_it_accepts_as_itself() -> None:
+    """fp32 and fp16 map to the FX frontend's FP32 and FP16; any other dtype is an error, never a silent FP32."""
+    assert lower_precision_name(None) == "FP32"
+    assert lower_precision_name(torch.float16) == "FP16"
+    with pytest.raises(ConfigError, match="ir='fx' cannot build torch.bfloat16 engines"):
+        lower_precision_name(torch.bfloat16)
 
 
 def test_fp32_with_ts_on_tensorrt_rtx_is_fine() -> None:

@@ -29,6 +29,7 @@ from aitune_trt_aot.formats.aot_inductor import input_ranges
 from aitune_trt_aot.pt2 import runtime as pt2_runtime
 from aitune_trt_aot.pt2.runtime import BUILT_FOR_METADATA_KEY, TensorRange, load_pt2
 from aitune_trt_aot.stack import version_tuple
+from tests.support.archives import flip_a_byte_inside
 from tests.support.entries import BUILT_FOR
 from tests.support.processes import run_python, subprocess_env
 from tests.support.tuning import one_and_two_graph_modules
@@ -117,17 +118,6 @@ def _write_package(path: Path, built_for: dict[str, Any] | None = None, *, metad
     return path
 
 
-def _flip_a_byte_inside(path: Path, entry: str) -> None:
-    """Flip one bit in the middle of ``entry``'s stored bytes (not in any header)."""
-    with zipfile.ZipFile(path) as archive:
-        info = archive.getinfo(entry)
-    data = bytearray(path.read_bytes())
-    header = 30 + int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little")
-    header += int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
-    data[info.header_offset + header + info.compress_size // 2] ^= 0x10
-    path.write_bytes(bytes(data))
-
-
 @pytest.fixture
 def installed_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A Torch-TensorRT-RTX 2.14.0 + TensorRT-RTX 1.6.1.120 install on sys.path, laid out as their wheels install.
@@ -162,7 +152,7 @@ def test_load_pt2_refuses_a_bit_flipped_package(tmp_path: Path) -> None:
     """One flipped bit inside an entry (the zip directory intact) fails the entry's CRC32, before any loading."""
     package = _write_package(tmp_path / "model.pt2", BUILT_FOR | {"torch": torch.__version__})
     pt2_runtime._check_intact(package)  # passes before the flip
-    _flip_a_byte_inside(package, "model/data/constants/custom_obj_0")
+    flip_a_byte_inside(package, "model/data/constants/custom_obj_0")
     assert zipfile.is_zipfile(package)
     with pytest.raises(Pt2LoadError) as error:
         load_pt2(package)

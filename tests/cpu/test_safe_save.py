@@ -1,10 +1,12 @@
-"""CPU: ``aitune_trt_aot.save`` keeps the previous checkpoint through a killed save; the error hierarchy."""
+"""CPU: ``aitune_trt_aot.save`` survives a killed save, ``aitune_trt_aot.load`` names damage; the error hierarchy."""
 
 from __future__ import annotations
 
 import signal
 import textwrap
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import aitune.torch as ait
 import pytest
@@ -12,6 +14,7 @@ import torch
 
 import aitune_trt_aot
 from aitune_trt_aot.safe_save import leftovers
+from tests.support.archives import flip_a_byte_inside
 from tests.support.processes import run_python
 from tests.support.tuning import eager_module, tuned_eager_module
 
@@ -101,6 +104,86 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: 
         aitune_trt_aot.save(object(), target)
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ait"]
+
+
+@pytest.fixture
+def saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A real checkpoint saved as ``model.ait`` from ``tmp_path`` (so under ``tmp_path/checkpoints``)."""
+    monkeypatch.chdir(tmp_path)
+    return aitune_trt_aot.save(_tuned_eager_module("safe-load"), "model.ait")
+
+
+@pytest.fixture
+def ait_load_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple, dict]]:
+    """Replaces ait.load with a recorder: the calls that got past aitune_trt_aot.load's checks."""
+    calls: list[tuple[tuple, dict]] = []
+
+    def recorder(*args: Any, **kwargs: Any) -> str:
+        calls.append((args, kwargs))
+        return "loaded"
+
+    monkeypatch.setattr(ait, "load", recorder)
+    return calls
+
+
+def test_load_delegates_to_ait_load_which_reads_the_checkpoint(saved: Path) -> None:
+    """A good checkpoint, by the relative path it was saved with: the real ait.load reads it and the model runs."""
+    loaded = aitune_trt_aot.load(eager_module(torch.nn.Linear(4, 4), "safe-load"), "model.ait")
+    assert loaded(torch.randn(2, 4)).shape == (2, 4)
+
+
+def test_load_passes_every_argument_to_ait_load_unchanged(saved: Path, ait_load_calls: list) -> None:
+    """ait.load gets the same model, path, storage and extra keywords (device_map) it would have got directly."""
+    model = object()
+    assert aitune_trt_aot.load(model, "model.ait", device_map={"": "cpu"}, disable_external_logging=False) == "loaded"
+    assert ait_load_calls == [
+        ((model, "model.ait"), {"storage": None, "device_map": {"": "cpu"}, "disable_external_logging": False})
+    ]
+
+
+def _refusal(ait_load_calls: list) -> str:
+    """The ArtifactError message of ``aitune_trt_aot.load(..., "model.ait")``; ait.load must not have run."""
+    with pytest.raises(aitune_trt_aot.ArtifactError) as error:
+        aitune_trt_aot.load(object(), "model.ait")
+    assert ait_load_calls == []
+    return str(error.value)
+
+
+def test_load_of_a_missing_checkpoint_names_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ait_load_calls: list
+) -> None:
+    """A relative path that is not under checkpoints/: the error names the resolved file and AITune's base folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.ait").write_bytes(b"beside, not under checkpoints/")
+    message = _refusal(ait_load_calls)
+    assert message.startswith(f"No .ait checkpoint at {tmp_path / 'checkpoints' / 'model.ait'} (the path 'model.ait'")
+    assert "'checkpoints/'" in message and "absolute path aitune_trt_aot.save returned" in message
+
+
+def test_load_of_a_file_that_is_not_a_zip_says_so(saved: Path, ait_load_calls: list) -> None:
+    """Another kind of file (AITune: "File is not a zip file") or an empty one: named as not a checkpoint."""
+    saved.write_bytes(b"torch.save output, not a checkpoint")
+    assert _refusal(ait_load_calls).startswith(f"{saved} is not an .ait checkpoint: it is not a zip archive (its first")
+    saved.write_bytes(b"")
+    assert "it is not a zip archive (it is empty)" in _refusal(ait_load_calls)
+
+
+def test_load_of_a_truncated_checkpoint_says_it_was_cut_short(saved: Path, ait_load_calls: list) -> None:
+    """A checkpoint cut to half its size (AITune: "File is not a zip file"): cut short, save again."""
+    data = saved.read_bytes()
+    saved.write_bytes(data[: len(data) // 2])
+    message = _refusal(ait_load_calls)
+    assert message.startswith(f"{saved} is not a complete .ait checkpoint") and "cut short" in message
+    assert "Save it again with aitune_trt_aot.save" in message
+
+
+def test_load_of_a_checkpoint_with_a_flipped_bit_names_the_entry(saved: Path, ait_load_calls: list) -> None:
+    """One flipped bit inside an entry (AITune: "Bad CRC-32"): the zip opens, its CRC32 fails, before ait.load."""
+    flip_a_byte_inside(saved, "state_dict.pt")
+    assert zipfile.is_zipfile(saved)
+    message = _refusal(ait_load_calls)
+    assert message.startswith(f"{saved} is damaged: its entry state_dict.pt does not read back intact (BadZipFile")
+    assert "Bad CRC-32" in message and "Save it again with aitune_trt_aot.save" in message
 
 
 def test_every_error_shares_one_base_and_its_builtin_type() -> None:
