@@ -5,8 +5,10 @@ at versions or flavours themselves. Everything that exists only because of a par
 in this module, each with the condition for deleting it:
 
 * ``ensure_tensorrt_module``: TensorRT-RTX installs its Python module as ``tensorrt_rtx``, while
-  ``aitune.torch`` imports ``tensorrt`` at import time. Delete when AITune imports TensorRT-RTX itself or
-  no longer imports ``tensorrt`` at import time.
+  ``aitune.torch`` imports ``tensorrt`` at import time. The alias itself is the top-level module
+  ``aitune_trt_aot_tensorrt_alias``, which the installed ``aitune_trt_aot_tensorrt_alias.pth`` also runs at
+  interpreter start (so ``aitune.torch`` may be imported first; ``setup.py`` installs the file). Delete all of it
+  when AITune imports TensorRT-RTX itself or no longer imports ``tensorrt`` at import time.
 * ``MINIMUM_TORCH`` / ``MINIMUM_TORCH_TENSORRT``: torch 2.14 with Torch-TensorRT 2.14 is the oldest
   supported stack. Older Torch-TensorRT releases gave wrong results with dynamic shapes on TensorRT-RTX
   in the C++ runtime and had a separate Python runtime; the workarounds for them were removed. Raise the
@@ -29,7 +31,6 @@ in this module, each with the condition for deleting it:
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 from dataclasses import dataclass, field
 from functools import cache
@@ -38,6 +39,7 @@ from types import ModuleType
 import torch
 
 from aitune_trt_aot.errors import MissingRequirementError
+from aitune_trt_aot_tensorrt_alias import ensure_tensorrt
 
 MINIMUM_TORCH = (2, 14)
 MINIMUM_TORCH_TENSORRT = (2, 14)
@@ -49,19 +51,10 @@ def ensure_tensorrt_module() -> None:
     """Make ``import tensorrt`` work, which ``aitune.torch`` needs at import time.
 
     Standard TensorRT provides the module itself. TensorRT-RTX installs it as ``tensorrt_rtx``;
-    Torch-TensorRT aliases it to ``tensorrt`` when it is imported, which we do here the same way
-    without importing Torch-TensorRT (that import fails on machines without an NVIDIA driver).
+    Torch-TensorRT aliases it to ``tensorrt`` when it is imported, which ``aitune_trt_aot_tensorrt_alias`` does
+    the same way without importing Torch-TensorRT (that import fails on machines without an NVIDIA driver).
     """
-    if "tensorrt" in sys.modules:
-        return
-    if importlib.util.find_spec("tensorrt") is not None:
-        try:
-            importlib.import_module("tensorrt")
-            return
-        except ImportError:
-            sys.modules.pop("tensorrt", None)
-    if importlib.util.find_spec("tensorrt_rtx") is not None:
-        sys.modules["tensorrt"] = importlib.import_module("tensorrt_rtx")
+    ensure_tensorrt()
 
 
 @cache

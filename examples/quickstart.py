@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 # isort: off
-# Import aitune_trt_aot first: it registers the backend and, on TensorRT-RTX installs, gives aitune.torch
-# the `tensorrt` module it imports.
+# Either order works where the package is installed with pip (its start-up hook gives aitune.torch TensorRT-RTX as
+# `tensorrt`). From a checkout on PYTHONPATH, import aitune_trt_aot first: its import does the same.
 import aitune_trt_aot
 from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
 import aitune.torch as ait

@@ -21,7 +21,7 @@ if [ -z "$PY" ]; then
   PY=.venv-test/bin/python
 fi
 if "$PY" -m ruff --version >/dev/null 2>&1; then
-  "$PY" -m ruff check aitune_trt_aot tests benchmarks examples
+  "$PY" -m ruff check aitune_trt_aot aitune_trt_aot_tensorrt_alias.py setup.py tests benchmarks examples
 else
   echo "ruff is not installed for $PY: lint skipped"
 fi

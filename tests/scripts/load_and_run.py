@@ -47,8 +47,8 @@ def _direct_call_errors(loaded: torch.nn.Module, expected: dict) -> dict[str, fl
     return errors
 
 
-def main() -> None:
-    """Load, run every stored input, compare with the stored eager outputs."""
+def main(facts: dict | None = None) -> None:
+    """Load, run every stored input, compare with the stored eager outputs; ``facts`` are added to the report."""
     case, checkpoint, expected_path = arguments(sys.argv)[:3]
     torch_tensorrt.dynamo.compile = _forbid
     torch_tensorrt.compile = _forbid
@@ -94,6 +94,7 @@ def main() -> None:
                 "errors": errors,
                 "errors_vs_eager": errors_vs_eager,
                 "direct_call_errors": direct_errors,
+                **(facts or {}),
             }
         )
     )
