@@ -21,8 +21,8 @@ from aitune_trt_aot.errors import ConfigError, MissingRequirementError, Unsuppor
 from aitune_trt_aot.formats import FORMATS, ArtifactFormat
 from aitune_trt_aot.frontends import FRONTENDS, Frontend, FrontendOptions
 from aitune_trt_aot.precision import PrecisionPlan, plan_precision
+from aitune_trt_aot.ranges import InputRange, graph_spec_ranges
 from aitune_trt_aot.settings import settings_to_dict
-from aitune_trt_aot.shapes import InputRange, input_ranges
 from aitune_trt_aot.stack import Stack
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def make_plan(
         frontend=frontend,
         artifact_format=FORMATS[resolve_format(config.ir, config.output_format)],
         precision=precision,
-        ranges=input_ranges(graph_spec),
+        ranges=graph_spec_ranges(graph_spec),
         options=options,
         stack=stack,
     )

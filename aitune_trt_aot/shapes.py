@@ -1,7 +1,8 @@
-"""Input shape ranges taken from AITune's graph spec: engine profiles and the per-call guard.
+"""The per-call guard: every call is checked against the built input ranges before it reaches the engines.
 
 A TensorRT engine runs only inside the min..max shapes it was built for; outside them some runtimes
-return nothing and log a warning. ``ShapeGuard`` checks every call first and raises a clear error.
+return nothing and log a warning. ``ShapeGuard`` checks every call first (``aitune_trt_aot.ranges``) and raises
+a clear error.
 """
 
 from __future__ import annotations
@@ -9,83 +10,27 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from aitune.torch.module.forward_signature import ForwardSignature
 from aitune.torch.module.graph_spec import GraphSpec
-from aitune.torch.module.locator import Locator
 from torch.utils._pytree import tree_leaves
 
 from aitune_trt_aot.call_plans import ARG, CallPlan, fetch, plan_call
 from aitune_trt_aot.errors import InputShapeError
+from aitune_trt_aot.ranges import InputRange, dtype_named, graph_spec_ranges
 from aitune_trt_aot.wrappers import rebind, reduced_signature
 
 MAX_CALL_PLANS = 64  # call structures remembered per guard; further ones are bound on each call
 _UNPLANNED = object()  # no plan made yet for a call structure (None means: bind each call)
 
 
-@dataclass(frozen=True)
-class InputRange:
-    """The allowed shapes of one tensor input.
-
-    Attributes:
-        locator: Where the tensor sits in the forward call's bound arguments.
-        name: Readable name of that place (``x``, ``inputs[0]``, ``mask``).
-        min_shape: Smallest allowed size of each dimension.
-        opt_shape: Size TensorRT optimises for.
-        max_shape: Largest allowed size of each dimension.
-        dtype: The tensor's dtype.
-
-    """
-
-    locator: Locator
-    name: str
-    min_shape: tuple[int, ...]
-    opt_shape: tuple[int, ...]
-    max_shape: tuple[int, ...]
-    dtype: torch.dtype
-
-    def violation(self, tensor: Any) -> str | None:
-        """Describe why ``tensor`` does not fit this range, or return None when it does."""
-        if not isinstance(tensor, torch.Tensor):
-            return f"expected a tensor, got {type(tensor).__name__}"
-        shape = tuple(tensor.shape)
-        if len(shape) != len(self.min_shape):
-            return f"has {len(shape)} dimensions {shape}, the engine takes {len(self.min_shape)}"
-        for axis, (size, low, high) in enumerate(zip(shape, self.min_shape, self.max_shape, strict=True)):
-            if not low <= size <= high:
-                return f"has shape {shape}: dimension {axis} is {size}, outside the built range {low}..{high}"
-        if tensor.dtype != self.dtype:
-            return f"has dtype {tensor.dtype}, the engine was built for {self.dtype}"
-        return None
-
-
 def _range_error(spec: InputRange, problem: str) -> InputShapeError:
     return InputShapeError(
-        f"Input {spec.name!r} {problem}. The TensorRT engine accepts shapes from {spec.min_shape} to "
-        f"{spec.max_shape} ({spec.dtype}). Re-tune with batch sizes (or AITune dynamic shapes) that "
-        "cover this input, or split the call."
+        f"Input {spec.name!r} {problem}. The TensorRT engine takes {spec.name!r} as {spec.describe()}. Re-tune with "
+        "batch sizes (or AITune dynamic shapes) that cover this input, or split the call."
     )
-
-
-def input_ranges(graph_spec: GraphSpec) -> list[InputRange]:
-    """One :class:`InputRange` per tensor input recorded in the graph spec (user shape definitions first)."""
-    ranges = []
-    for locator, tensor_spec in graph_spec.input_spec.tensor_data:
-        min_shape, opt_shape, max_shape = graph_spec.get_effective_input_shapes(locator, tensor_spec)
-        ranges.append(
-            InputRange(
-                locator=locator,
-                name=locator.display_path,
-                min_shape=tuple(int(d) for d in min_shape),
-                opt_shape=tuple(int(d) for d in opt_shape),
-                max_shape=tuple(int(d) for d in max_shape),
-                dtype=tensor_spec.dtype,
-            )
-        )
-    return ranges
 
 
 def _tile_to(tensor: Any, shape: tuple[int, ...]) -> torch.Tensor | None:
@@ -256,7 +201,7 @@ class ShapeGuard:
                 min_shape=tuple(r["min_shape"]),
                 opt_shape=tuple(r["opt_shape"]),
                 max_shape=tuple(r["max_shape"]),
-                dtype=getattr(torch, r["dtype"]),
+                dtype=dtype_named(r["dtype"]),
             )
             for r in data["ranges"]
         ]
@@ -296,5 +241,5 @@ class ShapeGuard:
             for name in constants
             if signature.parameters[name].default is not inspect.Parameter.empty
         }
-        ranges = input_ranges(graph_spec) if ranges is None else ranges
+        ranges = graph_spec_ranges(graph_spec) if ranges is None else ranges
         return cls(graph_spec.forward_signature, ranges, constants, defaults)

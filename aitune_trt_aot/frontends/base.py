@@ -12,7 +12,7 @@ from aitune.torch.module.graph_spec import GraphSpec
 from torch import nn
 
 from aitune_trt_aot.compiled import CompiledModel, Sample
-from aitune_trt_aot.shapes import InputRange
+from aitune_trt_aot.ranges import InputRange
 
 
 @dataclass(frozen=True)

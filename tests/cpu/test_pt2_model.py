@@ -16,13 +16,13 @@ from aitune_trt_aot.pt2.runtime import (
     COVERAGE_METADATA_KEY,
     INPUTS_METADATA_KEY,
     Pt2Model,
-    TensorRange,
     load_pt2,
 )
+from aitune_trt_aot.ranges import InputRange
 
 RANGES = [
-    TensorRange(dims=((1, 16), (32, 32)), dtype="torch.float32"),  # x
-    TensorRange(dims=((1, 16), (64, 64)), dtype="torch.float32"),  # bias
+    InputRange(None, "tensor 0", (1, 32), None, (16, 32), torch.float32),  # x
+    InputRange(None, "tensor 1", (1, 64), None, (16, 64), torch.float32),  # bias
 ]
 
 
@@ -95,9 +95,9 @@ def test_calls_outside_the_compiled_inputs_never_reach_the_package() -> None:
         (
             (torch.ones(17, 32),),
             {"bias": torch.ones(17, 64)},
-            "Input tensor 0 has size 17 on axis 0, compiled for 1..16",
+            r"Input tensor 0 has shape \(17, 32\): dimension 0 is 17, outside the built range 1..16 \(two_inputs.pt2\)",
         ),
-        ((x,), {"bias": bias.half()}, "Input tensor 1 has dtype torch.float16, compiled for torch.float32"),
+        ((x,), {"bias": bias.half()}, "Input tensor 1 has dtype torch.float16, the engine was built for torch.float32"),
         ((x,), {"bias": bias, "scale": 2.0}, "compiled with scale=0.5 built in; this call passes scale=2.0"),
     ]
     for args, kwargs, message in cases:
@@ -141,4 +141,5 @@ def test_a_tensor_passed_for_a_built_in_constant_is_a_pt2_input_error() -> None:
 def test_size_bounds_are_what_the_cpp_example_reads() -> None:
     """Per axis, comma-separated: lowest and highest size, -1 where unchecked (an expression) or unbounded."""
     assert RANGES[0].size_bounds() == ("1,32", "16,32")
-    assert TensorRange(dims=(None, (3, None)), dtype="torch.float32").size_bounds() == ("-1,3", "-1,-1")
+    unchecked_and_unbounded = InputRange.from_json({"dims": [None, [3, None]], "dtype": "torch.float32"}, "tensor 0")
+    assert unchecked_and_unbounded.size_bounds() == ("-1,3", "-1,-1")

@@ -19,7 +19,8 @@ from torch.export import Dim
 from torch.utils._pytree import tree_leaves
 
 from aitune_trt_aot import InputShapeError
-from aitune_trt_aot.shapes import InputRange, ShapeGuard, input_ranges
+from aitune_trt_aot.ranges import InputRange, graph_spec_ranges
+from aitune_trt_aot.shapes import ShapeGuard
 from aitune_trt_aot.wrappers import bind_constants
 from tests.support.models import TwoInputs
 
@@ -97,7 +98,7 @@ def test_batch_too_large_names_input_and_range(guard: ShapeGuard) -> None:
         guard.prepare(*two_inputs_call(17))
     message = str(error.value)
     assert "dimension 0 is 17, outside the built range 1..16" in message
-    assert "(1, 32) to (16, 32)" in message
+    assert "The TensorRT engine takes 'x' as [1..16, 32] float32." in message
 
 
 def test_wrong_rank_is_rejected(guard: ShapeGuard) -> None:
@@ -206,7 +207,7 @@ def test_user_shape_definitions_take_precedence() -> None:
     module = TwoInputs().eval()
     spec = record(module, [two_inputs_call(1), two_inputs_call(16)])
     spec.dynamic_shapes = {"x": (BatchDim("batch", min=1, max=64, opt=8), 32)}
-    ranges = {r.name: r for r in input_ranges(spec)}
+    ranges = {r.name: r for r in graph_spec_ranges(spec)}
     assert (ranges["x"].min_shape, ranges["x"].opt_shape, ranges["x"].max_shape) == ((1, 32), (8, 32), (64, 32))
     assert ranges["y"].max_shape == (16, 16)
 
