@@ -29,7 +29,7 @@ from aitune.torch.module.sample_store import SampleStore
 from aitune.torch.utils.module import move_module_to_device, move_tensors_to_device
 from torch import nn
 
-from aitune_trt_aot import build_cache, engine_runtime
+from aitune_trt_aot import build_cache, engine_runtime, hints
 from aitune_trt_aot.checkpoint import FORMAT_VERSION, CheckpointEntry
 from aitune_trt_aot.compat import build_environment, incompatibility
 from aitune_trt_aot.compiled import CompiledModel, Coverage
@@ -285,12 +285,7 @@ class TorchTensorRTAotBackend(Backend):
             except Exception as error:
                 raise BuildError(
                     f"The {plan.artifact_format.name!r} artifact written by {plan.describe()} cannot be loaded back "
-                    f"({type(error).__name__}: {error}). "
-                    + (
-                        _split_graph_hint(coverage)
-                        or "Try another output_format (docs/known-issues.md lists the "
-                        "combinations measured to fail), or keep this model eager."
-                    )
+                    f"({type(error).__name__}: {error}). {hints.for_unloadable_artifact(coverage)}"
                 ) from error
         with self._track_build_step(TorchTensorRTAotBuildStep.SELF_CHECK) as result:
             self._check_against_eager(plan, module, samples, guard, coverage, result)
@@ -477,23 +472,10 @@ class TorchTensorRTAotBackend(Backend):
         if mismatch is None:
             return
         self._deactivate()
-        if not mismatch.recorded:
-            hint = (
-                "Engines that match the recorded calls but not the range's end usually come from a forward that "
-                "branches on input sizes: a traced module keeps only the path of the call it was traced with "
-                "(ir='dynamo' refuses such a branch at compile time instead). Tune sizes over which the model takes "
-                "one path, or remove the branch."
-            )
-        elif plan.frontend.name != "dynamo":
-            hint = "Try ir='dynamo'."
-        else:
-            hint = _split_graph_hint(coverage) or (
-                "Try another output_format, or keep this model eager; docs/known-issues.md lists what was measured."
-            )
         raise BuildError(
             f"The engines built with {plan.describe()} do not reproduce eager PyTorch on "
             f"{'a recorded input' if mismatch.recorded else 'an input at the end of the built shape range'} "
-            f"({mismatch.problem}). {hint}"
+            f"({mismatch.problem}). {hints.for_mismatch(mismatch.recorded, plan.frontend.name, coverage)}"
         )
 
     def _first_mismatch(
@@ -664,26 +646,12 @@ def _refuse_without_engines(plan: BuildPlan, coverage: Coverage, settings: Any) 
     min_block = getattr(settings, "min_block_size", None)
     raise BuildError(
         f"{plan.describe()} built no TensorRT engine: all {coverage.pytorch_ops} operations of this graph stay in "
-        f"PyTorch, so the artifact would not use TensorRT. Torch-TensorRT leaves blocks of fewer than min_block_size="
-        f"{min_block} convertible operations in PyTorch: if the model is small, set compile_config "
-        "min_block_size=1 (or a value below its operation count); if its operations have no TensorRT converter, "
-        "keep this model eager (AITune's TorchEagerBackend)."
-    )
-
-
-def _split_graph_hint(coverage: Coverage) -> str | None:
-    """What to change when a graph split around PyTorch-run operations fails after saving, or None if not split."""
-    if coverage.engines == 0 or coverage.pytorch_ops == 0:
-        return None
-    return (
-        f"This graph is split: {coverage.describe()}. Torch-TensorRT 2.14 artifacts of graphs split around a "
-        "PyTorch-run operation were measured to fail after saving (docs/known-issues.md: torch.fft.rfft). Wrap only "
-        "the parts TensorRT converts in ait.Module (for example the layers before and after the unsupported "
-        "operation, each as its own ait.Module) so that each builds into one whole engine, and leave the "
-        "unsupported operation outside them."
+        f"PyTorch, so the artifact would not use TensorRT. {hints.for_no_engines(min_block)}"
     )
 
 
 def _build_error(plan: BuildPlan, error: Exception) -> BuildError:
-    hint = "" if plan.frontend.name == "dynamo" else " Try ir='dynamo', which handles more models."
-    return BuildError(f"Torch-TensorRT could not build {plan.describe()}: {type(error).__name__}: {error}.{hint}")
+    return BuildError(
+        f"Torch-TensorRT could not build {plan.describe()}: {type(error).__name__}: {error}."
+        + hints.after_failed_build(plan.frontend.name)
+    )

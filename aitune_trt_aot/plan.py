@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from aitune.torch.module.graph_spec import GraphSpec
 
+from aitune_trt_aot import hints
 from aitune_trt_aot.errors import ConfigError, MissingRequirementError, UnsupportedInputsError
 from aitune_trt_aot.formats import FORMATS, ArtifactFormat
 from aitune_trt_aot.frontends import FRONTENDS, Frontend, FrontendOptions
@@ -130,7 +131,7 @@ def _check_inputs(frontend: Frontend, sample: tuple[tuple, dict]) -> None:
     if problems:
         raise UnsupportedInputsError(
             f"ir={frontend.name!r} compiles calls whose inputs are positional tensors only; this model is called "
-            f"with {'; '.join(problems)}. Use ir='dynamo', which supports keyword, nested and non-tensor inputs."
+            f"with {'; '.join(problems)}. {hints.for_unsupported_inputs()}"
         )
 
 
@@ -141,10 +142,11 @@ def _warn_dropped_settings(frontend: Frontend, settings: Any) -> None:
     dropped = sorted(set(settings_to_dict(settings)) - frontend.accepted_settings)
     if dropped:
         logger.warning(
-            "ir=%r ignores these compile_config settings: %s (it uses only %s). Use ir='dynamo' to apply them.",
+            "ir=%r ignores these compile_config settings: %s (it uses only %s). %s",
             frontend.name,
             ", ".join(dropped),
             ", ".join(sorted(frontend.accepted_settings)),
+            hints.for_ignored_settings(),
         )
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
+from aitune_trt_aot import hints
 from aitune_trt_aot.errors import ConfigError
 from aitune_trt_aot.settings import to_torch_dtype
 from aitune_trt_aot.wrappers import with_signature
@@ -83,7 +84,7 @@ def plan_precision(precision: str, settings: Any, route: str, strongly_typed: bo
             raise ConfigError(
                 f"ir={ir!r} cannot build {dtype} engines with TensorRT-RTX: its {ir} frontend sets precision by "
                 "builder flags, which strongly typed TensorRT-RTX networks ignore, and fails on half-precision "
-                f"graphs. Use ir='dynamo' for {dtype}, or fp32 with ir={ir!r}."
+                f"graphs. {hints.for_reduced_precision(ir, dtype)}"
             )
         return PrecisionPlan("weak_typing", dtype, settings)
     chosen = "autocast" if route == "auto" or settings.enable_autocast else route

@@ -11,6 +11,7 @@ import torch
 from aitune.torch.module.graph_spec import GraphSpec
 from torch import nn
 
+from aitune_trt_aot import hints
 from aitune_trt_aot.compiled import CompiledModel, Sample
 from aitune_trt_aot.ranges import InputRange
 
@@ -75,7 +76,7 @@ class Frontend(ABC):
 
     name: ClassVar[str]
     feature: ClassVar[str]  # Torch-TensorRT ENABLED_FEATURES flag the frontend needs
-    alternative: ClassVar[str] = "ir='dynamo'"
+    alternative: ClassVar[str] = hints.USE_GENERAL_IR  # what the plan suggests where this IR is missing
     formats: ClassVar[tuple[str, ...]]  # artifact formats it can write; the first is the default
     positional_only: ClassVar[bool] = False  # compiles only calls made of positional tensors
     accepted_settings: ClassVar[frozenset[str] | None] = None  # CompilationSettings fields it uses; None: all

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from aitune_trt_aot import hints
 from aitune_trt_aot.backend import TorchTensorRTAotBackend
 from aitune_trt_aot.errors import Pt2ExportError
 from aitune_trt_aot.files import write_atomically
@@ -64,8 +65,7 @@ def save_pt2(target: Any, path: str | os.PathLike[str]) -> Path:
     fmt = backend.artifact_format
     if fmt != AotInductorFormat.name:
         raise Pt2ExportError(
-            f"{backend.describe()} holds a {fmt!r} artifact, not a .pt2 package. Tune with "
-            "TorchTensorRTAotBackendConfig(ir='dynamo', output_format='aot_inductor') to be able to save one."
+            f"{backend.describe()} holds a {fmt!r} artifact, not a .pt2 package. {hints.for_pt2_export()}"
         )
     path = Path(path)
     if path.suffix != ".pt2":
