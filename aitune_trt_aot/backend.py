@@ -39,8 +39,8 @@ from aitune_trt_aot.errors import ArtifactError, BuildError, MissingRequirementE
 from aitune_trt_aot.files import file_digest, write_atomically
 from aitune_trt_aot.formats import FORMATS
 from aitune_trt_aot.frontends import CompileRequest
-from aitune_trt_aot.plan import BuildPlan, make_plan, uses_cuda_graphs, with_precision
-from aitune_trt_aot.precision import output_dtypes, plan_precision, precision_boundary
+from aitune_trt_aot.plan import BuildPlan, autocast_fallback, make_plan, uses_cuda_graphs
+from aitune_trt_aot.precision import output_dtypes, precision_boundary
 from aitune_trt_aot.settings import convert_settings
 from aitune_trt_aot.shapes import ShapeGuard
 from aitune_trt_aot.stack import current_stack, require_cuda, require_torch_tensorrt
@@ -395,22 +395,9 @@ class TorchTensorRTAotBackend(Backend):
         except (MissingRequirementError, UnsupportedInputsError, BuildError):
             raise
         except Exception as error:
-            user_chose_autocast = bool(self._config.compile_config.enable_autocast)
-            if (
-                not (self._config.precision_route == "auto" and plan.precision.route == "autocast")
-                or user_chose_autocast
-            ):
+            fallback = autocast_fallback(plan, self._config, convert_settings(self._config.compile_config))
+            if fallback is None:
                 raise _build_error(plan, error) from error
-            fallback = with_precision(
-                plan,
-                plan_precision(
-                    self._config.precision,
-                    convert_settings(self._config.compile_config),
-                    "cast_module",
-                    plan.stack.strongly_typed,
-                    plan.frontend.name,
-                ),
-            )
             logger.warning(
                 "Torch-TensorRT autocast to %s failed for this model (%s: %s); building with the module cast to %s "
                 "instead (precision_route='cast_module').",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from aitune.torch.module.graph_spec import GraphSpec
@@ -21,15 +21,24 @@ from aitune_trt_aot import hints
 from aitune_trt_aot.errors import ConfigError, MissingRequirementError, UnsupportedInputsError
 from aitune_trt_aot.formats import FORMATS, ArtifactFormat
 from aitune_trt_aot.frontends import FRONTENDS, Frontend, FrontendOptions
-from aitune_trt_aot.precision import PrecisionPlan, plan_precision
+from aitune_trt_aot.precision import PrecisionPlan, plan_precision, requested_dtypes
 from aitune_trt_aot.ranges import InputRange, graph_spec_ranges
 from aitune_trt_aot.settings import settings_to_dict
 from aitune_trt_aot.stack import Stack
 
-if TYPE_CHECKING:
-    from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
-
 logger = logging.getLogger(__name__)
+
+
+class PlanConfig(Protocol):
+    """The config fields the plan reads (``TorchTensorRTAotBackendConfig`` has them; config.py imports this module)."""
+
+    ir: str
+    precision: str
+    precision_route: str
+    ts_capture: str
+    output_format: str
+    cuda_graphs: bool | str
+    kernel_specialization: str
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ def resolve_format(ir: str, output_format: str) -> str:
     return output_format
 
 
-def check_config(config: TorchTensorRTAotBackendConfig) -> None:
+def check_config(config: PlanConfig) -> None:
     """The rules that need no stack: run when the config is made, so a bad config fails at once."""
     name = resolve_format(config.ir, config.output_format)
     if config.cuda_graphs is True and not FORMATS[name].cuda_graphs:
@@ -99,7 +108,7 @@ def check_config(config: TorchTensorRTAotBackendConfig) -> None:
         )
 
 
-def uses_cuda_graphs(config: TorchTensorRTAotBackendConfig, artifact_format: str) -> bool:
+def uses_cuda_graphs(config: PlanConfig, artifact_format: str) -> bool:
     """Whether calls of an artifact in ``artifact_format`` run through CUDA graphs under ``config``."""
     return config.cuda_graphs is True or (config.cuda_graphs == "auto" and FORMATS[artifact_format].cuda_graphs)
 
@@ -150,8 +159,27 @@ def _warn_dropped_settings(frontend: Frontend, settings: Any) -> None:
         )
 
 
+def _plan_precision(config: PlanConfig, settings: Any, frontend: Frontend, stack: Stack) -> PrecisionPlan:
+    """The precision route, after refusing a conflict or a precision this frontend cannot build on this stack."""
+    reduced = requested_dtypes(config.precision, settings)
+    if len(reduced) > 1:
+        raise ConfigError(
+            f"precision={config.precision!r} and compile_config autocast_low_precision_type="
+            f"{settings.autocast_low_precision_type} ask for two reduced precisions; set one of them."
+        )
+    dtype = next(iter(reduced), None)
+    if dtype is not None and not frontend.typed_precision and stack.strongly_typed:
+        ir = frontend.name
+        raise ConfigError(
+            f"ir={ir!r} cannot build {dtype} engines with TensorRT-RTX: its {ir} frontend sets precision by "
+            "builder flags, which strongly typed TensorRT-RTX networks ignore, and fails on half-precision "
+            f"graphs. {hints.for_reduced_precision(ir, dtype)}"
+        )
+    return plan_precision(dtype, settings, config.precision_route, frontend.typed_precision)
+
+
 def make_plan(
-    config: TorchTensorRTAotBackendConfig,
+    config: PlanConfig,
     stack: Stack,
     graph_spec: GraphSpec,
     sample: tuple[tuple, dict],
@@ -166,7 +194,7 @@ def make_plan(
     check_config(config)
     _check_inputs(frontend, sample)
     _warn_dropped_settings(frontend, settings)
-    precision = plan_precision(config.precision, settings, config.precision_route, stack.strongly_typed, frontend.name)
+    precision = _plan_precision(config, settings, frontend, stack)
     options = FrontendOptions(
         ts_capture=config.ts_capture, reduced_dtype=precision.dtype if precision.route == "weak_typing" else None
     )
@@ -183,3 +211,15 @@ def make_plan(
 def with_precision(plan: BuildPlan, precision: PrecisionPlan) -> BuildPlan:
     """The same plan with another precision route (the ``precision_route="auto"`` fallback)."""
     return dataclasses.replace(plan, precision=precision)
+
+
+def autocast_fallback(plan: BuildPlan, config: PlanConfig, settings: Any) -> BuildPlan | None:
+    """The plan to build with after Torch-TensorRT's autocast failed: the module cast instead; None where not allowed.
+
+    Only for ``precision_route="auto"`` when the plan chose autocast and the user's own settings (``settings``) did
+    not ask for it. Torch-TensorRT 2.14's autocast fails on some graphs (a dynamic-batch transformer encoder:
+    ``'SymInt' object has no attribute 'to'``); casting the module builds them in reduced precision.
+    """
+    if config.precision_route != "auto" or plan.precision.route != "autocast" or settings.enable_autocast:
+        return None
+    return with_precision(plan, plan_precision(plan.precision.dtype, settings, "cast_module", typed=True))

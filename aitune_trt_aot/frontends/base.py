@@ -71,15 +71,18 @@ class Frontend(ABC):
     """One Torch-TensorRT IR: what it needs, what it can write, and how to compile with it.
 
     What a frontend supports is declared here as data (``feature``, ``formats``, ``positional_only``,
-    ``accepted_settings``); the build plan (``aitune_trt_aot.plan``) reads it and owns every refusal.
+    ``accepted_settings``, ``typed_precision``); the build plan (``aitune_trt_aot.plan``) reads it and owns every
+    refusal. The registry (``aitune_trt_aot.frontends.FRONTENDS``) is the list of ``ir`` names and ``aliases``.
     """
 
     name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()  # other spellings the config accepts for ``ir``
     feature: ClassVar[str]  # Torch-TensorRT ENABLED_FEATURES flag the frontend needs
     alternative: ClassVar[str] = hints.USE_GENERAL_IR  # what the plan suggests where this IR is missing
     formats: ClassVar[tuple[str, ...]]  # artifact formats it can write; the first is the default
     positional_only: ClassVar[bool] = False  # compiles only calls made of positional tensors
     accepted_settings: ClassVar[frozenset[str] | None] = None  # CompilationSettings fields it uses; None: all
+    typed_precision: ClassVar[bool] = False  # reduced precision typed into the network (else builder flags)
 
     @property
     def default_format(self) -> str:

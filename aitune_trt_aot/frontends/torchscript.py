@@ -46,6 +46,7 @@ class TorchScriptFrontend(Frontend):
     """Trace (default) or script the module, then ``torch_tensorrt.ts.compile`` with min/opt/max ranges."""
 
     name = "ts"
+    aliases = ("torchscript", "torch_script")
     feature = "torchscript_frontend"
     formats = ("torchscript",)
     positional_only = True

@@ -113,6 +113,14 @@ def test_ts_and_fx_in_reduced_precision_are_refused_on_a_strongly_typed_stack(ml
     assert _plan(TorchTensorRTAotBackendConfig(ir=ir), _stack(tensorrt_rtx=True), mlp_spec).precision.route == "fp32"
 
 
+def test_two_reduced_precisions_are_refused(mlp_spec) -> None:
+    """precision='fp16' with compile_config autocast to bf16 is ambiguous: ConfigError naming both."""
+    mixed = {"enable_autocast": True, "autocast_low_precision_type": torch.bfloat16}
+    config = TorchTensorRTAotBackendConfig(precision="fp16", compile_config=mixed)
+    with pytest.raises(ConfigError, match="precision='fp16' and compile_config autocast_low_precision_type=.*two"):
+        _plan(config, _stack(), mlp_spec)
+
+
 def test_make_plan_warns_about_settings_ts_ignores(mlp_spec, caplog: pytest.LogCaptureFixture) -> None:
     """Planning a ts build names each changed setting the frontend ignores; a dynamo build warns about none."""
     compile_config = {"min_block_size": 1, "optimization_level": 5}
@@ -128,7 +136,7 @@ def test_with_precision_changes_only_the_precision(mlp_spec) -> None:
     """The precision_route='auto' fallback swaps the precision plan and keeps everything else."""
     config = TorchTensorRTAotBackendConfig(precision="fp16")
     plan = _plan(config, _stack(), mlp_spec)
-    cast = plan_precision("fp16", config.compile_config, "cast_module", False, "dynamo")
+    cast = plan_precision(torch.float16, config.compile_config, "cast_module", typed=True)
     fallback = with_precision(plan, cast)
     assert fallback.precision is cast
     assert fallback.precision.route == "cast_module"
@@ -228,11 +236,13 @@ def test_current_stack_describes_this_machine() -> None:
 
 
 def test_frontends_declare_what_the_plan_enforces() -> None:
-    """Features, alternatives, positional-only inputs and accepted settings, as the plan reads them."""
+    """Features, alternatives, inputs, settings, precision typing and aliases, as the plan and config read them."""
     dynamo, ts, fx = FRONTENDS["dynamo"], FRONTENDS["ts"], FRONTENDS["fx"]
     assert (dynamo.feature, ts.feature, fx.feature) == ("dynamo_frontend", "torchscript_frontend", "fx_frontend")
     assert (dynamo.alternative, ts.alternative, fx.alternative) == ("ir='ts'", "ir='dynamo'", "ir='dynamo'")
     assert (dynamo.positional_only, ts.positional_only, fx.positional_only) == (False, True, True)
+    assert (dynamo.typed_precision, ts.typed_precision, fx.typed_precision) == (True, False, False)
+    assert (dynamo.aliases, ts.aliases, fx.aliases) == (("export",), ("torchscript", "torch_script"), ())
     assert dynamo.accepted_settings is None, "dynamo takes every CompilationSettings field"
     fields = {f.name for f in dataclasses.fields(StandInCompilationSettings)}
     for frontend in (ts, fx):
