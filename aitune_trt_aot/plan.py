@@ -18,7 +18,8 @@ import torch
 from aitune.torch.module.graph_spec import GraphSpec
 
 from aitune_trt_aot import hints
-from aitune_trt_aot.errors import ConfigError, MissingRequirementError, UnsupportedInputsError
+from aitune_trt_aot.compiled import Coverage
+from aitune_trt_aot.errors import BuildError, ConfigError, MissingRequirementError, UnsupportedInputsError
 from aitune_trt_aot.formats import FORMATS, ArtifactFormat
 from aitune_trt_aot.frontends import FRONTENDS, Frontend, FrontendOptions
 from aitune_trt_aot.precision import PrecisionPlan, plan_precision, requested_dtypes
@@ -213,6 +214,11 @@ def with_precision(plan: BuildPlan, precision: PrecisionPlan) -> BuildPlan:
     return dataclasses.replace(plan, precision=precision)
 
 
+def with_ranges(plan: BuildPlan, ranges: list[InputRange]) -> BuildPlan:
+    """The same plan for other input ranges (a narrower range to build again with, a range clamped to a proof)."""
+    return dataclasses.replace(plan, ranges=list(ranges))
+
+
 def autocast_fallback(plan: BuildPlan, config: PlanConfig, settings: Any) -> BuildPlan | None:
     """The plan to build with after Torch-TensorRT's autocast failed: the module cast instead; None where not allowed.
 
@@ -223,3 +229,14 @@ def autocast_fallback(plan: BuildPlan, config: PlanConfig, settings: Any) -> Bui
     if config.precision_route != "auto" or plan.precision.route != "autocast" or settings.enable_autocast:
         return None
     return with_precision(plan, plan_precision(plan.precision.dtype, settings, "cast_module", typed=True))
+
+
+def refuse_without_engines(plan: BuildPlan, coverage: Coverage, settings: Any) -> None:
+    """A build with no TensorRT engine would ship a "TensorRT" artifact that only re-runs PyTorch: refuse it."""
+    if coverage.engines > 0:
+        return
+    hint = hints.for_no_engines(getattr(settings, "min_block_size", None))
+    raise BuildError(
+        f"{plan.describe()} built no TensorRT engine: all {coverage.pytorch_ops} operations of this graph stay in "
+        f"PyTorch, so the artifact would not use TensorRT. {hint}"
+    )

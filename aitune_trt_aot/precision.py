@@ -14,12 +14,14 @@ precisions (``weak_typing``), which only standard TensorRT honours. What cannot 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from aitune.torch.utils.module import move_tensors_to_device
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
@@ -134,3 +136,20 @@ def precision_boundary(
 ) -> PrecisionBoundary:
     """A :class:`PrecisionBoundary` around ``module`` whose ``forward`` has ``module.forward``'s signature."""
     return with_signature(PrecisionBoundary(module, input_dtype, out_dtypes), inspect.signature(module.forward))
+
+
+def module_for(
+    precision: PrecisionPlan, module: nn.Module, sample: tuple[tuple, dict], device: torch.device
+) -> nn.Module:
+    """``module`` as the frontend compiles it under ``precision``.
+
+    Unchanged for fp32 and builder flags; else behind a :class:`PrecisionBoundary` that returns eager's output dtypes
+    (for ``cast_module``, around a cast copy of ``module``).
+    """
+    if precision.dtype is None or precision.route == "weak_typing":
+        return module
+    out_dtypes = output_dtypes(module, move_tensors_to_device(sample, device))
+    if precision.route == "cast_module":
+        # Cast a copy: AITune may still run the original module (eager fallback, other backends).
+        return precision_boundary(copy.deepcopy(module).to(precision.dtype), precision.dtype, out_dtypes)
+    return precision_boundary(module, None, out_dtypes)

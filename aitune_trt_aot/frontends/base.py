@@ -43,7 +43,7 @@ class CompileRequest:
         device: The CUDA device to build for.
         settings: Effective Torch-TensorRT ``CompilationSettings`` (precision already resolved).
         options: Frontend options from the backend config.
-        torch_tensorrt: The imported ``torch_tensorrt`` module.
+        torch_tensorrt: The imported ``torch_tensorrt`` module (None for frontends that need none: CPU test fakes).
 
     """
 
@@ -54,7 +54,7 @@ class CompileRequest:
     device: torch.device
     settings: Any
     options: FrontendOptions
-    torch_tensorrt: ModuleType
+    torch_tensorrt: ModuleType | None
 
     def trt_inputs(self, names: list[str] | None = None) -> list[Any]:
         """One ``torch_tensorrt.Input`` profile per tensor input, from :attr:`ranges` (optionally named)."""

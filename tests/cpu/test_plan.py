@@ -22,8 +22,8 @@ from aitune_trt_aot.plan import make_plan, with_precision
 from aitune_trt_aot.precision import plan_precision
 from aitune_trt_aot.settings import StandInCompilationSettings
 from aitune_trt_aot.stack import MINIMUM_TORCH, MINIMUM_TORCH_TENSORRT, Stack, current_stack, version_tuple
-from tests.cpu.test_shapes import record
 from tests.support.models import MLP
+from tests.support.recording import record
 
 ALL_FRONTENDS = {"dynamo_frontend": True, "torchscript_frontend": True, "fx_frontend": True}
 
