@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -19,8 +20,15 @@ from aitune.torch.module.graph_spec import GraphSpec
 
 from aitune_trt_aot import hints
 from aitune_trt_aot.compiled import Coverage
-from aitune_trt_aot.errors import BuildError, ConfigError, MissingRequirementError, UnsupportedInputsError
+from aitune_trt_aot.errors import (
+    BuildError,
+    ConfigError,
+    MissingRequirementError,
+    Pt2ExportError,
+    UnsupportedInputsError,
+)
 from aitune_trt_aot.formats import FORMATS, ArtifactFormat
+from aitune_trt_aot.formats.aot_inductor import AotInductorFormat
 from aitune_trt_aot.frontends import FRONTENDS, Frontend, FrontendOptions
 from aitune_trt_aot.precision import PrecisionPlan, plan_precision, requested_dtypes
 from aitune_trt_aot.ranges import InputRange, graph_spec_ranges
@@ -240,3 +248,24 @@ def refuse_without_engines(plan: BuildPlan, coverage: Coverage, settings: Any) -
         f"{plan.describe()} built no TensorRT engine: all {coverage.pytorch_ops} operations of this graph stay in "
         f"PyTorch, so the artifact would not use TensorRT. {hint}"
     )
+
+
+def check_pt2_graphs(graphs: list[str]) -> None:
+    """Refuse to write several tuned graphs (``graphs``: one description each) as one ``.pt2`` package."""
+    if len(graphs) > 1:
+        raise Pt2ExportError(
+            f"This model was tuned into {len(graphs)} graphs ({'; '.join(graphs)}). A .pt2 written here holds one "
+            "graph: TensorRT engines of several AOTInductor models would share one constants folder in the package "
+            "and overwrite each other. Save each graph's backend to its own file "
+            "(aitune_trt_aot.save_pt2(backend, path)), or tune the model so that it forms one graph."
+        )
+
+
+def check_pt2_export(described: str, artifact_format: str, path: Path) -> None:
+    """Refuse a ``.pt2`` from an artifact of another format (``described``: its backend), or to a path not ``.pt2``."""
+    if artifact_format != AotInductorFormat.name:
+        raise Pt2ExportError(
+            f"{described} holds a {artifact_format!r} artifact, not a .pt2 package. {hints.for_pt2_export()}"
+        )
+    if path.suffix != ".pt2":
+        raise Pt2ExportError(f"{path}: a package file name must end in .pt2 (the AOTInductor loaders require it).")
