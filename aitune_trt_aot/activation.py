@@ -22,9 +22,9 @@ from aitune_trt_aot.cuda_graphs import CudaGraphRunner
 from aitune_trt_aot.errors import ArtifactError
 from aitune_trt_aot.files import file_digest
 from aitune_trt_aot.formats import FORMATS
-from aitune_trt_aot.plan import uses_cuda_graphs
+from aitune_trt_aot.plan import uses_cuda_graphs, uses_runtime_settings
 from aitune_trt_aot.shapes import ShapeGuard
-from aitune_trt_aot.stack import current_stack
+from aitune_trt_aot.stack import Stack
 from aitune_trt_aot.toolkit import GPU_TOOLKIT, Toolkit
 
 logger = logging.getLogger(__name__)
@@ -92,28 +92,22 @@ def activate(
     device = device or entry.device or torch.device("cuda")
     check_artifact(entry, device, checksum_verified)
     toolkit.require_run()
-    return load_runner(entry, device)
+    return load_runner(entry, device, toolkit.stack())
 
 
-def load_runner(entry: CheckpointEntry, device: torch.device) -> Activation:
+def load_runner(entry: CheckpointEntry, device: torch.device, stack: Stack) -> Activation:
     """The runner ``infer`` calls, from the checked artifact: format load, engine runtime settings, CUDA graphs.
 
     The one place a loaded artifact becomes a runner, after a build and after ``ait.load`` alike: wrap the runner
-    here to change what every call runs.
+    here to change what every call runs. ``stack`` decides whether the engines take runtime settings.
     """
     config = entry.config
     artifact_format = FORMATS[entry.artifact_format]
     runner = artifact_format.load(entry.artifact.path, device)
     captured = uses_cuda_graphs(config, entry.artifact_format)
     setup = None
-    if artifact_format.runtime_settings and engine_runtime.supported():
+    if uses_runtime_settings(config, entry.artifact_format, stack):
         setup = _configure_engines(runner, entry, captured)
-    elif config.kernel_specialization != "auto":
-        logger.warning(
-            "kernel_specialization=%r is not applied: %s has no runtime settings for these engines.",
-            config.kernel_specialization,
-            current_stack().describe(),
-        )
     if captured:
         runner = CudaGraphRunner(runner, device, fall_back=config.cuda_graphs == "auto")
     return Activation(runner=runner, guard=entry.shape_guard, engine_setup=setup)

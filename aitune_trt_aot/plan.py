@@ -122,6 +122,23 @@ def uses_cuda_graphs(config: PlanConfig, artifact_format: str) -> bool:
     return config.cuda_graphs is True or (config.cuda_graphs == "auto" and FORMATS[artifact_format].cuda_graphs)
 
 
+def uses_runtime_settings(config: PlanConfig, artifact_format: str, stack: Stack) -> bool:
+    """Whether the loaded engines of an ``artifact_format`` artifact get runtime settings on ``stack``.
+
+    They do for formats whose engines the backend reaches (``exported_program``) on TensorRT-RTX; elsewhere an
+    explicit ``kernel_specialization`` is not applied, and a warning says so.
+    """
+    if FORMATS[artifact_format].runtime_settings and stack.tensorrt_rtx:
+        return True
+    if config.kernel_specialization != "auto":
+        logger.warning(
+            "kernel_specialization=%r is not applied: %s has no runtime settings for these engines.",
+            config.kernel_specialization,
+            stack.describe(),
+        )
+    return False
+
+
 def _check_frontend_available(frontend: Frontend, stack: Stack) -> None:
     reason = stack.unsupported_reason()
     if reason is not None:

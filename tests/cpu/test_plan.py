@@ -18,7 +18,7 @@ from aitune_trt_aot import (
 )
 from aitune_trt_aot.formats import FORMATS
 from aitune_trt_aot.frontends import FRONTENDS, CompileRequest, FrontendOptions
-from aitune_trt_aot.plan import make_plan, with_precision
+from aitune_trt_aot.plan import make_plan, uses_runtime_settings, with_precision
 from aitune_trt_aot.precision import plan_precision
 from aitune_trt_aot.settings import StandInCompilationSettings
 from aitune_trt_aot.stack import MINIMUM_TORCH, MINIMUM_TORCH_TENSORRT, Stack, current_stack, version_tuple
@@ -142,6 +142,24 @@ def test_with_precision_changes_only_the_precision(mlp_spec) -> None:
     assert fallback.precision.route == "cast_module"
     assert plan.precision.route == "autocast", "the original plan is unchanged (frozen)"
     assert dataclasses.replace(fallback, precision=plan.precision) == plan
+
+
+def test_runtime_settings_apply_to_reachable_engines_on_tensorrt_rtx(caplog: pytest.LogCaptureFixture) -> None:
+    """exported_program engines on TensorRT-RTX get runtime settings; elsewhere an explicit strategy is named unused."""
+    rtx, standard = _stack(tensorrt_rtx=True), _stack()
+    config = TorchTensorRTAotBackendConfig()
+    assert uses_runtime_settings(config, "exported_program", rtx)
+    assert not uses_runtime_settings(config, "exported_program", standard)
+    assert not uses_runtime_settings(TorchTensorRTAotBackendConfig(ir="ts"), "torchscript", rtx)
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="aitune_trt_aot.plan"):
+        uses_runtime_settings(
+            TorchTensorRTAotBackendConfig(kernel_specialization="eager"), "exported_program", standard
+        )
+    assert [r.getMessage() for r in caplog.records] == [
+        "kernel_specialization='eager' is not applied: torch 2.14.1+cu130, Torch-TensorRT 2.14.0, TensorRT 10.14.1 has "
+        "no runtime settings for these engines."
+    ]
 
 
 # --- make_plan: refusals come before any work, in a fixed order ------------------------------------------------
