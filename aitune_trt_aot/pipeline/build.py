@@ -11,11 +11,11 @@ import logging
 
 from aitune.torch.utils.module import move_module_to_device
 
-from aitune_trt_aot import build_cache
+from aitune_trt_aot import build_cache, hints
 from aitune_trt_aot.activation import Activation, activate
 from aitune_trt_aot.checkpoint import CheckpointEntry
+from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.errors import BuildError
-from aitune_trt_aot.hints import for_unloadable_artifact
 from aitune_trt_aot.pipeline.cache_reuse import fingerprint, reuse_cached_build, store_build
 from aitune_trt_aot.pipeline.capture import prepare_capture
 from aitune_trt_aot.pipeline.compile import compile_model
@@ -72,7 +72,7 @@ def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker 
     entry = built_entry(job, plan, artifact, capture.guard, coverage)
 
     with track(Step.ARTIFACT_LOAD):
-        activation = _load_back(entry, plan, job, toolkit)
+        activation = _load_back(entry, plan, coverage, job, toolkit)
     with track(Step.SELF_CHECK) as result:
         report = check_against_eager(
             activation, capture.guard, plan, module, job.samples, job.device, job.config.check_shapes
@@ -89,12 +89,14 @@ def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker 
     return Build(entry=entry, activation=activation, from_cache=False)
 
 
-def _load_back(entry: CheckpointEntry, plan: BuildPlan, job: BuildJob, toolkit: Toolkit) -> Activation:
+def _load_back(
+    entry: CheckpointEntry, plan: BuildPlan, coverage: Coverage, job: BuildJob, toolkit: Toolkit
+) -> Activation:
     """Load the artifact just saved (not the in-memory module), so what tuning checks is what production loads."""
     try:
         return activate(entry, job.device, toolkit, checksum_verified=True)  # built_entry hashed it just now
     except Exception as error:
         raise BuildError(
             f"The {plan.artifact_format.name!r} artifact written by {plan.describe()} cannot be loaded back "
-            f"({type(error).__name__}: {error}). {for_unloadable_artifact(entry.coverage)}"
+            f"({type(error).__name__}: {error}). {hints.for_unloadable_artifact(coverage)}"
         ) from error
