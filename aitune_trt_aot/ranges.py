@@ -67,6 +67,14 @@ class InputRange:
                 axes.append(f"{_text(low)}..{_text(high)}")
         return f"[{', '.join(axes)}] {str(self.dtype).removeprefix('torch.')}"
 
+    @property
+    def dims(self) -> tuple[tuple[int | None, int | None] | None, ...]:
+        """``(min, max)`` per axis, None where the axis is not checked: the form a ``.pt2`` package records."""
+        return tuple(
+            None if low is None and high is None else (low, high)
+            for low, high in zip(self.min_shape, self.max_shape, strict=True)
+        )
+
     def size_bounds(self) -> tuple[str, str]:
         """Comma-separated lowest and highest size per axis, ``-1`` where unchecked or unbounded.
 
@@ -79,11 +87,7 @@ class InputRange:
 
     def to_json(self) -> dict[str, Any]:
         """The form stored in a ``.pt2`` package's metadata: ``{"dims": [[min, max] or None, ...], "dtype": ...}``."""
-        dims = [
-            None if low is None and high is None else [low, high]
-            for low, high in zip(self.min_shape, self.max_shape, strict=True)
-        ]
-        return {"dims": dims, "dtype": str(self.dtype)}
+        return {"dims": [None if d is None else list(d) for d in self.dims], "dtype": str(self.dtype)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], name: str) -> InputRange:

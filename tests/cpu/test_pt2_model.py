@@ -143,3 +143,22 @@ def test_size_bounds_are_what_the_cpp_example_reads() -> None:
     assert RANGES[0].size_bounds() == ("1,32", "16,32")
     unchecked_and_unbounded = InputRange.from_json({"dims": [None, [3, None]], "dtype": "torch.float32"}, "tensor 0")
     assert unchecked_and_unbounded.size_bounds() == ("-1,3", "-1,-1")
+
+
+def test_the_deploy_example_makes_inputs_from_the_recorded_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/deploy_pt2.py builds its inputs from ``Pt2Model.inputs``: dynamic axis 0 at the batch, others fixed."""
+    import importlib
+    import sys
+
+    from tests.support.processes import REPO_ROOT
+
+    monkeypatch.setenv("AITUNE_TRT_AOT_RUNTIME_ONLY", "0")  # the example sets it where unset; keep it off here
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "examples"))
+    for name in ("deploy_pt2", "pt2_cases"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    deploy = importlib.import_module("deploy_pt2")
+    model, _ = _model()
+    tensors = deploy.random_inputs(model, 5)
+    assert [(tuple(t.shape), t.dtype) for t in tensors] == [((5, 32), torch.float32), ((5, 64), torch.float32)]
+    assert [spec.dims for spec in model.inputs] == [((1, 16), (32, 32)), ((1, 16), (64, 64))]
+
