@@ -28,8 +28,7 @@ from aitune_trt_aot.errors import (
 )
 from aitune_trt_aot.pt2.runtime import Pt2Model, load_pt2
 from aitune_trt_aot.threads import SerializedCalls, serialize_calls
-
-__version__ = "0.2.0"
+from aitune_trt_aot.version import __version__
 
 __all__ = [
     "AitrtAotError",

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from aitune_trt_aot.stack import current_stack, version_tuple
+from aitune_trt_aot.version import __version__
 
 # Keys that must match for engines to deserialise and run.
 MUST_MATCH = ("compute_capability", "tensorrt_flavour", "tensorrt", "torch_tensorrt")
@@ -32,8 +33,6 @@ def device_facts(device: torch.device | None = None) -> dict[str, Any]:
 
 def build_environment(device: torch.device | None = None) -> dict[str, Any]:
     """The GPU, TensorRT flavour and versions of this machine, as recorded in artifacts."""
-    from aitune_trt_aot import __version__
-
     stack = current_stack()
     return {
         **device_facts(device),

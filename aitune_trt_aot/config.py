@@ -11,6 +11,9 @@ from aitune.torch.backend.backend import BackendConfig
 
 from aitune_trt_aot.engine_runtime import KERNEL_SPECIALIZATIONS
 from aitune_trt_aot.errors import ConfigError
+from aitune_trt_aot.formats import FORMATS
+from aitune_trt_aot.frontends import FRONTENDS
+from aitune_trt_aot.plan import check_config
 from aitune_trt_aot.precision import PRECISIONS as PRECISION_DTYPES
 from aitune_trt_aot.settings import (
     CompilationSettings,
@@ -20,23 +23,27 @@ from aitune_trt_aot.settings import (
     settings_to_dict,
 )
 
-IRS = ("dynamo", "ts", "fx")
-IR_ALIASES = {"torchscript": "ts", "torch_script": "ts", "export": "dynamo"}
 PRECISIONS = tuple(PRECISION_DTYPES)
 PRECISION_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 PRECISION_ROUTES = ("auto", "autocast", "cast_module")
 TS_CAPTURES = ("trace", "script")
-OUTPUT_FORMATS = ("auto", "exported_program", "torchscript", "aot_inductor")
 CUDA_GRAPHS = (True, False, "auto")
 
 
 def normalize_ir(ir: Any) -> str:
-    """Return the canonical IR name, or raise a ``ValueError`` naming the allowed values."""
+    """Return the canonical IR name (a key of the frontend registry), or raise a ``ConfigError`` naming them."""
     name = str(ir).strip().lower() if isinstance(ir, str) else ir
-    name = IR_ALIASES.get(name, name)
-    if name not in IRS:
-        raise ConfigError(f"Unknown ir {ir!r}: use one of {', '.join(map(repr, IRS))} ('torchscript' means 'ts').")
+    aliases = {alias: frontend.name for frontend in FRONTENDS.values() for alias in frontend.aliases}
+    name = aliases.get(name, name)
+    if name not in FRONTENDS:
+        spellings = ", ".join(f"{alias!r} means {canonical!r}" for alias, canonical in aliases.items())
+        raise ConfigError(f"Unknown ir {ir!r}: use one of {', '.join(map(repr, FRONTENDS))} ({spellings}).")
     return name
+
+
+def output_formats() -> tuple[str, ...]:
+    """The allowed ``output_format`` values: ``"auto"`` and every registered artifact format."""
+    return ("auto", *FORMATS)
 
 
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -104,15 +111,13 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
 
     def __post_init__(self) -> None:
         """Validate the values, bring them to their canonical form, and apply the build plan's config rules."""
-        from aitune_trt_aot.plan import check_config  # the plan module holds every "not supported" rule
-
         self.ir = normalize_ir(self.ir)
         if isinstance(self.precision, str):
             self.precision = PRECISION_ALIASES.get(self.precision.lower(), self.precision.lower())
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("precision_route", self.precision_route, PRECISION_ROUTES)
         _check_choice("ts_capture", self.ts_capture, TS_CAPTURES)
-        _check_choice("output_format", self.output_format, OUTPUT_FORMATS)
+        _check_choice("output_format", self.output_format, output_formats())
         if self.cuda_graphs not in CUDA_GRAPHS or type(self.cuda_graphs) not in (bool, str):
             raise ConfigError(f"cuda_graphs must be True, False or 'auto', got {self.cuda_graphs!r}.")
         _check_choice("kernel_specialization", self.kernel_specialization, KERNEL_SPECIALIZATIONS)
@@ -135,7 +140,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
                 f"got {type(self.compile_config).__name__}."
             )
         check_settings({f.name: getattr(self.compile_config, f.name) for f in dataclasses.fields(self.compile_config)})
-        check_config(self)
+        check_config(self)  # the plan's rules that need no stack (aitune_trt_aot.plan holds every rule)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict; ``compile_config`` holds only the settings that differ from the defaults."""

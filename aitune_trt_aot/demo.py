@@ -61,6 +61,7 @@ def tune_and_save(ir: str, precision: str, out: Path) -> dict:
 
     import aitune_trt_aot
     from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
+    from aitune_trt_aot.tuned import tuned_module
 
     config = TorchTensorRTAotBackendConfig(ir=ir, precision=precision)
     model = build_model().cuda()
@@ -71,7 +72,7 @@ def tune_and_save(ir: str, precision: str, out: Path) -> dict:
     start = time.perf_counter()
     ait.tune(tuned, data, batch_sizes=BATCH_SIZES, device="cuda", ignore_failing_modules=False)
     tune_seconds = time.perf_counter() - start
-    backends = list(tuned._self_wrapper.backends.values())
+    backends = list(tuned_module(tuned).backends.values())
     if not all(isinstance(b, TorchTensorRTAotBackend) for b in backends):
         raise RuntimeError(f"AITune selected {backends}, not TorchTensorRTAotBackend")
     errors, expected = {}, {}

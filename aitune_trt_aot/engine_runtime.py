@@ -19,7 +19,7 @@ instead of 0.149 ms.
 Only engines the backend can reach in a loaded module get these settings: those of ``exported_program``
 artifacts (Torch-TensorRT engine objects held by the graph) and ``TorchTensorRTModule`` submodules. Engines
 inside TorchScript modules and AOTInductor packages keep TensorRT-RTX's defaults. Standard TensorRT has no
-runtime cache or specialization strategies: there this module does nothing.
+runtime cache or specialization strategies: the plan does not apply them there (``plan.uses_runtime_settings``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from typing import Any
 import torch
 
 from aitune_trt_aot.files import bytes_digest, file_digest, write_atomically
-from aitune_trt_aot.stack import current_stack
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +46,6 @@ def kernel_strategy(choice: str, captured: bool) -> str:
     if choice == "auto":
         return "eager" if captured else "lazy"
     return choice
-
-
-def supported() -> bool:
-    """Whether the installed Torch-TensorRT honours runtime settings (TensorRT-RTX builds only)."""
-    return current_stack().tensorrt_rtx
 
 
 def reachable_engines(loaded: Any) -> list[Any]:

@@ -72,8 +72,7 @@ def _describe_ours(entry: dict[str, Any], archive: zipfile.ZipFile) -> list[str]
     ]
     if parsed.shape_guard is not None:
         for r in parsed.shape_guard.ranges:
-            dtype = str(r.dtype).removeprefix("torch.")
-            lines.append(f"    input {r.name}: {list(r.min_shape)}..{list(r.max_shape)} {dtype}")
+            lines.append(f"    input {r.name}: {r.describe()}")
         if parsed.shape_guard.constants:
             lines.append(f"    built-in values: {parsed.shape_guard.constants}")
     lines.append(f"    {_compatibility(parsed.built_for)}")
@@ -110,7 +109,7 @@ def inspect_pt2(path: Path) -> list[str]:
         CONSTANTS_METADATA_KEY,
         COVERAGE_METADATA_KEY,
         INPUTS_METADATA_KEY,
-        TensorRange,
+        input_ranges_from_metadata,
         package_metadata,
         recorded_environment,
     )
@@ -126,10 +125,8 @@ def inspect_pt2(path: Path) -> list[str]:
         from aitune_trt_aot.compiled import Coverage
 
         lines.append(f"  TensorRT: {Coverage(**json.loads(coverage)).describe()}")
-    for index, data in enumerate(json.loads(metadata.get(INPUTS_METADATA_KEY, "[]"))):
-        spec = TensorRange.from_json(data)
-        dims = ["?" if d is None else (str(d[0]) if d[0] == d[1] else f"{d[0]}..{d[1] or ''}") for d in spec.dims]
-        lines.append(f"  input tensor {index}: [{', '.join(dims)}] {spec.dtype.removeprefix('torch.')}")
+    for spec in input_ranges_from_metadata(metadata.get(INPUTS_METADATA_KEY, "[]")):
+        lines.append(f"  input {spec.name}: {spec.describe()}")
     constants = json.loads(metadata.get(CONSTANTS_METADATA_KEY, "{}"))
     if constants:
         lines.append(f"  built-in values: {constants}")

@@ -12,23 +12,43 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from aitune.torch.module.graph_spec import GraphSpec
 
-from aitune_trt_aot.errors import ConfigError, MissingRequirementError, UnsupportedInputsError
+from aitune_trt_aot import hints
+from aitune_trt_aot.compiled import Coverage
+from aitune_trt_aot.errors import (
+    BuildError,
+    ConfigError,
+    MissingRequirementError,
+    Pt2ExportError,
+    UnsupportedInputsError,
+)
 from aitune_trt_aot.formats import FORMATS, ArtifactFormat
+from aitune_trt_aot.formats.aot_inductor import AotInductorFormat
 from aitune_trt_aot.frontends import FRONTENDS, Frontend, FrontendOptions
-from aitune_trt_aot.precision import PRECISIONS, PrecisionPlan, plan_precision, requested_dtype
+from aitune_trt_aot.precision import PRECISIONS, PrecisionPlan, plan_precision, requested_dtypes
+from aitune_trt_aot.ranges import InputRange, graph_spec_ranges
 from aitune_trt_aot.settings import settings_to_dict
-from aitune_trt_aot.shapes import InputRange, input_ranges
 from aitune_trt_aot.stack import Stack
 
-if TYPE_CHECKING:
-    from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
-
 logger = logging.getLogger(__name__)
+
+
+class PlanConfig(Protocol):
+    """The config fields the plan reads (``TorchTensorRTAotBackendConfig`` has them; config.py imports this module)."""
+
+    ir: str
+    precision: str
+    precision_route: str
+    ts_capture: str
+    output_format: str
+    cuda_graphs: bool | str
+    kernel_specialization: str
+    compile_config: Any
 
 
 @dataclass(frozen=True)
@@ -74,7 +94,7 @@ def resolve_format(ir: str, output_format: str) -> str:
     return output_format
 
 
-def check_config(config: TorchTensorRTAotBackendConfig) -> None:
+def check_config(config: PlanConfig) -> None:
     """The rules that need no stack: run when the config is made, so a bad config fails at once."""
     name = resolve_format(config.ir, config.output_format)
     if config.cuda_graphs is True and not FORMATS[name].cuda_graphs:
@@ -99,23 +119,42 @@ def check_config(config: TorchTensorRTAotBackendConfig) -> None:
     _check_reduced_precision(config)
 
 
-def _check_reduced_precision(config: TorchTensorRTAotBackendConfig) -> None:
+def _check_reduced_precision(config: PlanConfig) -> None:
     """Refuse a reduced precision the IR's frontend cannot build (the FX frontend has no bf16)."""
     supported = FRONTENDS[config.ir].reduced_dtypes
     if supported is None:
         return
-    dtype = requested_dtype(config.precision, config.compile_config)
-    if dtype is not None and dtype not in supported:
+    for dtype in requested_dtypes(config.precision, config.compile_config):
+        if dtype in supported:
+            continue
         able = [name for name, reduced in PRECISIONS.items() if reduced is None or reduced in supported]
         raise ConfigError(
             f"ir={config.ir!r} cannot build {dtype} engines: its Torch-TensorRT frontend builds {' or '.join(able)} "
-            f"only. Use ir='dynamo' for {dtype}, or precision={' or '.join(map(repr, able))} with ir={config.ir!r}."
+            f"only. Use {hints.USE_GENERAL_IR} for {dtype}, or precision={' or '.join(map(repr, able))} with "
+            f"ir={config.ir!r}."
         )
 
 
-def uses_cuda_graphs(config: TorchTensorRTAotBackendConfig, artifact_format: str) -> bool:
+def uses_cuda_graphs(config: PlanConfig, artifact_format: str) -> bool:
     """Whether calls of an artifact in ``artifact_format`` run through CUDA graphs under ``config``."""
     return config.cuda_graphs is True or (config.cuda_graphs == "auto" and FORMATS[artifact_format].cuda_graphs)
+
+
+def uses_runtime_settings(config: PlanConfig, artifact_format: str, stack: Stack) -> bool:
+    """Whether the loaded engines of an ``artifact_format`` artifact get runtime settings on ``stack``.
+
+    They do for formats whose engines the backend reaches (``exported_program``) on TensorRT-RTX; elsewhere an
+    explicit ``kernel_specialization`` is not applied, and a warning says so.
+    """
+    if FORMATS[artifact_format].runtime_settings and stack.tensorrt_rtx:
+        return True
+    if config.kernel_specialization != "auto":
+        logger.warning(
+            "kernel_specialization=%r is not applied: %s has no runtime settings for these engines.",
+            config.kernel_specialization,
+            stack.describe(),
+        )
+    return False
 
 
 def _check_frontend_available(frontend: Frontend, stack: Stack) -> None:
@@ -145,7 +184,7 @@ def _check_inputs(frontend: Frontend, sample: tuple[tuple, dict]) -> None:
     if problems:
         raise UnsupportedInputsError(
             f"ir={frontend.name!r} compiles calls whose inputs are positional tensors only; this model is called "
-            f"with {'; '.join(problems)}. Use ir='dynamo', which supports keyword, nested and non-tensor inputs."
+            f"with {'; '.join(problems)}. {hints.for_unsupported_inputs()}"
         )
 
 
@@ -156,15 +195,35 @@ def _warn_dropped_settings(frontend: Frontend, settings: Any) -> None:
     dropped = sorted(set(settings_to_dict(settings)) - frontend.accepted_settings)
     if dropped:
         logger.warning(
-            "ir=%r ignores these compile_config settings: %s (it uses only %s). Use ir='dynamo' to apply them.",
+            "ir=%r ignores these compile_config settings: %s (it uses only %s). %s",
             frontend.name,
             ", ".join(dropped),
             ", ".join(sorted(frontend.accepted_settings)),
+            hints.for_ignored_settings(),
         )
 
 
+def _plan_precision(config: PlanConfig, settings: Any, frontend: Frontend, stack: Stack) -> PrecisionPlan:
+    """The precision route, after refusing a conflict or a precision this frontend cannot build on this stack."""
+    reduced = requested_dtypes(config.precision, settings)
+    if len(reduced) > 1:
+        raise ConfigError(
+            f"precision={config.precision!r} and compile_config autocast_low_precision_type="
+            f"{settings.autocast_low_precision_type} ask for two reduced precisions; set one of them."
+        )
+    dtype = next(iter(reduced), None)
+    if dtype is not None and not frontend.typed_precision and stack.strongly_typed:
+        ir = frontend.name
+        raise ConfigError(
+            f"ir={ir!r} cannot build {dtype} engines with TensorRT-RTX: its {ir} frontend sets precision by "
+            "builder flags, which strongly typed TensorRT-RTX networks ignore, and fails on half-precision "
+            f"graphs. {hints.for_reduced_precision(ir, dtype)}"
+        )
+    return plan_precision(dtype, settings, config.precision_route, frontend.typed_precision)
+
+
 def make_plan(
-    config: TorchTensorRTAotBackendConfig,
+    config: PlanConfig,
     stack: Stack,
     graph_spec: GraphSpec,
     sample: tuple[tuple, dict],
@@ -179,7 +238,7 @@ def make_plan(
     check_config(config)
     _check_inputs(frontend, sample)
     _warn_dropped_settings(frontend, settings)
-    precision = plan_precision(config.precision, settings, config.precision_route, stack.strongly_typed, frontend.name)
+    precision = _plan_precision(config, settings, frontend, stack)
     options = FrontendOptions(
         ts_capture=config.ts_capture, reduced_dtype=precision.dtype if precision.route == "weak_typing" else None
     )
@@ -187,7 +246,7 @@ def make_plan(
         frontend=frontend,
         artifact_format=FORMATS[resolve_format(config.ir, config.output_format)],
         precision=precision,
-        ranges=input_ranges(graph_spec),
+        ranges=graph_spec_ranges(graph_spec),
         options=options,
         stack=stack,
     )
@@ -196,3 +255,52 @@ def make_plan(
 def with_precision(plan: BuildPlan, precision: PrecisionPlan) -> BuildPlan:
     """The same plan with another precision route (the ``precision_route="auto"`` fallback)."""
     return dataclasses.replace(plan, precision=precision)
+
+
+def with_ranges(plan: BuildPlan, ranges: list[InputRange]) -> BuildPlan:
+    """The same plan for other input ranges (a narrower range to build again with, a range clamped to a proof)."""
+    return dataclasses.replace(plan, ranges=list(ranges))
+
+
+def autocast_fallback(plan: BuildPlan, config: PlanConfig, settings: Any) -> BuildPlan | None:
+    """The plan to build with after Torch-TensorRT's autocast failed: the module cast instead; None where not allowed.
+
+    Only for ``precision_route="auto"`` when the plan chose autocast and the user's own settings (``settings``) did
+    not ask for it. Torch-TensorRT 2.14's autocast fails on some graphs (a dynamic-batch transformer encoder:
+    ``'SymInt' object has no attribute 'to'``); casting the module builds them in reduced precision.
+    """
+    if config.precision_route != "auto" or plan.precision.route != "autocast" or settings.enable_autocast:
+        return None
+    return with_precision(plan, plan_precision(plan.precision.dtype, settings, "cast_module", typed=True))
+
+
+def refuse_without_engines(plan: BuildPlan, coverage: Coverage, settings: Any) -> None:
+    """A build with no TensorRT engine would ship a "TensorRT" artifact that only re-runs PyTorch: refuse it."""
+    if coverage.engines > 0:
+        return
+    hint = hints.for_no_engines(getattr(settings, "min_block_size", None))
+    raise BuildError(
+        f"{plan.describe()} built no TensorRT engine: all {coverage.pytorch_ops} operations of this graph stay in "
+        f"PyTorch, so the artifact would not use TensorRT. {hint}"
+    )
+
+
+def check_pt2_graphs(graphs: list[str]) -> None:
+    """Refuse to write several tuned graphs (``graphs``: one description each) as one ``.pt2`` package."""
+    if len(graphs) > 1:
+        raise Pt2ExportError(
+            f"This model was tuned into {len(graphs)} graphs ({'; '.join(graphs)}). A .pt2 written here holds one "
+            "graph: TensorRT engines of several AOTInductor models would share one constants folder in the package "
+            "and overwrite each other. Save each graph's backend to its own file "
+            "(aitune_trt_aot.save_pt2(backend, path)), or tune the model so that it forms one graph."
+        )
+
+
+def check_pt2_export(described: str, artifact_format: str, path: Path) -> None:
+    """Refuse a ``.pt2`` from an artifact of another format (``described``: its backend), or to a path not ``.pt2``."""
+    if artifact_format != AotInductorFormat.name:
+        raise Pt2ExportError(
+            f"{described} holds a {artifact_format!r} artifact, not a .pt2 package. {hints.for_pt2_export()}"
+        )
+    if path.suffix != ".pt2":
+        raise Pt2ExportError(f"{path}: a package file name must end in .pt2 (the AOTInductor loaders require it).")

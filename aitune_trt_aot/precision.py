@@ -8,22 +8,23 @@ Torch-TensorRT 2.14's dynamo path builds strongly typed networks only (``Compila
 * ``cast_module``: the module's weights are cast to the reduced dtype and its floating inputs and
   outputs are cast at the boundary (the graph itself is then typed in reduced precision).
 
-The TorchScript frontend still takes builder-flag precisions (``weak_typing``), which only standard
-TensorRT honours.
+Frontends that do not type the network (``Frontend.typed_precision`` False: TorchScript, FX) take builder-flag
+precisions (``weak_typing``), which only standard TensorRT honours. What cannot be built is refused by the plan.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from aitune.torch.utils.module import move_tensors_to_device
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-from aitune_trt_aot.errors import ConfigError
 from aitune_trt_aot.settings import to_torch_dtype
 from aitune_trt_aot.wrappers import with_signature
 
@@ -50,41 +51,32 @@ class PrecisionPlan:
         return self.route if self.dtype is None else f"{self.route}({str(self.dtype).removeprefix('torch.')})"
 
 
-def requested_dtype(precision: str, settings: Any) -> torch.dtype | None:
-    """The reduced dtype asked for by ``precision`` and the settings' own autocast fields; None for fp32."""
-    reduced = {PRECISIONS[precision]} - {None}
+def requested_dtypes(precision: str, settings: Any) -> set[torch.dtype]:
+    """The reduced dtypes asked for by ``precision`` and by the settings' own autocast fields (empty for fp32).
+
+    More than one is a conflict the plan refuses (``aitune_trt_aot.plan``).
+    """
+    asked = PRECISIONS[precision]
+    reduced = set() if asked is None else {asked}
     if settings.enable_autocast and settings.autocast_low_precision_type is not None:
         reduced.add(to_torch_dtype(settings.autocast_low_precision_type))
-    if len(reduced) > 1:
-        raise ConfigError(
-            f"precision={precision!r} and compile_config autocast_low_precision_type="
-            f"{settings.autocast_low_precision_type} ask for two reduced precisions; set one of them."
-        )
-    return reduced.pop() if reduced else None
+    return reduced
 
 
-def plan_precision(precision: str, settings: Any, route: str, strongly_typed: bool, ir: str) -> PrecisionPlan:
-    """Choose the route for the requested precision and return the effective settings.
+def plan_precision(dtype: torch.dtype | None, settings: Any, route: str, typed: bool) -> PrecisionPlan:
+    """Choose the route for the reduced ``dtype`` (None: fp32) and return the effective settings.
 
     Args:
-        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (the config's ``precision``).
+        dtype: The one reduced dtype asked for (:func:`requested_dtypes`), None for fp32.
         settings: The user's ``CompilationSettings`` (installed class).
         route: ``"auto"``, ``"autocast"`` or ``"cast_module"`` (the config's ``precision_route``).
-        strongly_typed: Whether every network is strongly typed (TensorRT-RTX), see ``stack.Stack``.
-        ir: The frontend. Only ``"dynamo"`` builds strongly typed networks (autocast, cast module); the
-            TorchScript frontend takes reduced precision as builder flags (weak typing).
+        typed: Whether the frontend types reduced precision into the network (autocast, cast module); a frontend
+            that does not takes it as builder flags (weak typing), which the plan refuses on strongly typed stacks.
 
     """
-    dtype = requested_dtype(precision, settings)
     if dtype is None:
         return PrecisionPlan("fp32", None, settings)
-    if ir != "dynamo":
-        if strongly_typed:
-            raise ConfigError(
-                f"ir={ir!r} cannot build {dtype} engines with TensorRT-RTX: its {ir} frontend sets precision by "
-                "builder flags, which strongly typed TensorRT-RTX networks ignore, and fails on half-precision "
-                f"graphs. Use ir='dynamo' for {dtype}, or fp32 with ir={ir!r}."
-            )
+    if not typed:
         return PrecisionPlan("weak_typing", dtype, settings)
     chosen = "autocast" if route == "auto" or settings.enable_autocast else route
     if chosen == "autocast":
@@ -144,3 +136,20 @@ def precision_boundary(
 ) -> PrecisionBoundary:
     """A :class:`PrecisionBoundary` around ``module`` whose ``forward`` has ``module.forward``'s signature."""
     return with_signature(PrecisionBoundary(module, input_dtype, out_dtypes), inspect.signature(module.forward))
+
+
+def module_for(
+    precision: PrecisionPlan, module: nn.Module, sample: tuple[tuple, dict], device: torch.device
+) -> nn.Module:
+    """``module`` as the frontend compiles it under ``precision``.
+
+    Unchanged for fp32 and builder flags; else behind a :class:`PrecisionBoundary` that returns eager's output dtypes
+    (for ``cast_module``, around a cast copy of ``module``).
+    """
+    if precision.dtype is None or precision.route == "weak_typing":
+        return module
+    out_dtypes = output_dtypes(module, move_tensors_to_device(sample, device))
+    if precision.route == "cast_module":
+        # Cast a copy: AITune may still run the original module (eager fallback, other backends).
+        return precision_boundary(copy.deepcopy(module).to(precision.dtype), precision.dtype, out_dtypes)
+    return precision_boundary(module, None, out_dtypes)

@@ -1,107 +1,33 @@
-"""Input shape ranges taken from AITune's graph spec: engine profiles and the per-call guard.
+"""The per-call guard: every call is checked against the built input ranges before it reaches the engines.
 
 A TensorRT engine runs only inside the min..max shapes it was built for; outside them some runtimes
-return nothing and log a warning. ``ShapeGuard`` checks every call first and raises a clear error.
+return nothing and log a warning. ``ShapeGuard`` checks every call first (``aitune_trt_aot.ranges``) and raises
+a clear error.
 """
 
 from __future__ import annotations
 
-import copy
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import torch
 from aitune.torch.module.forward_signature import ForwardSignature
 from aitune.torch.module.graph_spec import GraphSpec
-from aitune.torch.module.locator import Locator
-from torch.utils._pytree import tree_leaves
 
 from aitune_trt_aot.call_plans import ARG, CallPlan, fetch, plan_call
 from aitune_trt_aot.errors import InputShapeError
+from aitune_trt_aot.ranges import InputRange, dtype_named, graph_spec_ranges
 from aitune_trt_aot.wrappers import rebind, reduced_signature
 
 MAX_CALL_PLANS = 64  # call structures remembered per guard; further ones are bound on each call
 _UNPLANNED = object()  # no plan made yet for a call structure (None means: bind each call)
 
 
-@dataclass(frozen=True)
-class InputRange:
-    """The allowed shapes of one tensor input.
-
-    Attributes:
-        locator: Where the tensor sits in the forward call's bound arguments.
-        name: Readable name of that place (``x``, ``inputs[0]``, ``mask``).
-        min_shape: Smallest allowed size of each dimension.
-        opt_shape: Size TensorRT optimises for.
-        max_shape: Largest allowed size of each dimension.
-        dtype: The tensor's dtype.
-
-    """
-
-    locator: Locator
-    name: str
-    min_shape: tuple[int, ...]
-    opt_shape: tuple[int, ...]
-    max_shape: tuple[int, ...]
-    dtype: torch.dtype
-
-    def violation(self, tensor: Any) -> str | None:
-        """Describe why ``tensor`` does not fit this range, or return None when it does."""
-        if not isinstance(tensor, torch.Tensor):
-            return f"expected a tensor, got {type(tensor).__name__}"
-        shape = tuple(tensor.shape)
-        if len(shape) != len(self.min_shape):
-            return f"has {len(shape)} dimensions {shape}, the engine takes {len(self.min_shape)}"
-        for axis, (size, low, high) in enumerate(zip(shape, self.min_shape, self.max_shape, strict=True)):
-            if not low <= size <= high:
-                return f"has shape {shape}: dimension {axis} is {size}, outside the built range {low}..{high}"
-        if tensor.dtype != self.dtype:
-            return f"has dtype {tensor.dtype}, the engine was built for {self.dtype}"
-        return None
-
-
 def _range_error(spec: InputRange, problem: str) -> InputShapeError:
     return InputShapeError(
-        f"Input {spec.name!r} {problem}. The TensorRT engine accepts shapes from {spec.min_shape} to "
-        f"{spec.max_shape} ({spec.dtype}). Re-tune with batch sizes (or AITune dynamic shapes) that "
-        "cover this input, or split the call."
+        f"Input {spec.name!r} {problem}. The TensorRT engine takes {spec.name!r} as {spec.describe()}. Re-tune with "
+        "batch sizes (or AITune dynamic shapes) that cover this input, or split the call."
     )
-
-
-def input_ranges(graph_spec: GraphSpec) -> list[InputRange]:
-    """One :class:`InputRange` per tensor input recorded in the graph spec (user shape definitions first)."""
-    ranges = []
-    for locator, tensor_spec in graph_spec.input_spec.tensor_data:
-        min_shape, opt_shape, max_shape = graph_spec.get_effective_input_shapes(locator, tensor_spec)
-        ranges.append(
-            InputRange(
-                locator=locator,
-                name=locator.display_path,
-                min_shape=tuple(int(d) for d in min_shape),
-                opt_shape=tuple(int(d) for d in opt_shape),
-                max_shape=tuple(int(d) for d in max_shape),
-                dtype=tensor_spec.dtype,
-            )
-        )
-    return ranges
-
-
-def _tile_to(tensor: Any, shape: tuple[int, ...]) -> torch.Tensor | None:
-    """``tensor`` repeated along the axes that must grow and cut to ``shape``; None where it cannot be."""
-    if not isinstance(tensor, torch.Tensor) or tensor.dim() != len(shape):
-        return None
-    for axis, size in enumerate(shape):
-        have = tensor.shape[axis]
-        if have < size:
-            if have == 0:
-                return None
-            repeats = [1] * tensor.dim()
-            repeats[axis] = -(-size // have)
-            tensor = tensor.repeat(repeats)
-        tensor = tensor.narrow(axis, 0, size)
-    return tensor
 
 
 class ShapeGuard:
@@ -132,8 +58,8 @@ class ShapeGuard:
         self.ranges = ranges
         self.constants = constants
         self.defaults = dict(defaults or {})
-        self._full = inspect.Signature([p.to_parameter() for p in signature.parameters])
-        self._reduced = reduced_signature(self._full, set(constants))
+        self.call_signature = inspect.Signature([p.to_parameter() for p in signature.parameters])
+        self._reduced = reduced_signature(self.call_signature, set(constants))
         self._plans: dict[tuple[int, tuple[str, ...]], CallPlan | None] = {}
 
     def prepare(self, args: tuple, kwargs: dict[str, Any], check_shapes: bool = True) -> tuple[tuple, dict[str, Any]]:
@@ -161,14 +87,14 @@ class ShapeGuard:
 
     def _plan(self, structure: tuple[int, tuple[str, ...]]) -> CallPlan | None:
         """Make (and remember) the plan for calls of this structure: positional count, keywords; None: bind each."""
-        plan = plan_call(self._full, self._reduced, self.ranges, self.constants, self.defaults, *structure)
+        plan = plan_call(self.call_signature, self._reduced, self.ranges, self.constants, self.defaults, *structure)
         if len(self._plans) < MAX_CALL_PLANS:
             self._plans[structure] = plan
         return plan
 
     def _prepare_by_binding(self, args: tuple, kwargs: dict[str, Any], check_shapes: bool) -> tuple[tuple, dict]:
         """:meth:`prepare` for calls without a plan: bind the call to the signature (raises binding's errors)."""
-        bound = self._full.bind(*args, **kwargs)
+        bound = self.call_signature.bind(*args, **kwargs)
         if check_shapes:
             self._check_ranges(bound.arguments)
         if not self.constants:
@@ -187,29 +113,6 @@ class ShapeGuard:
                 "and has that value built in. Call it with the tuned value, re-tune with this one, or pass "
                 "it as a tensor."
             )
-
-    def range_end_samples(self, sample: tuple[tuple, dict]) -> list[tuple[tuple, dict]]:
-        """``sample`` resized to the ranges' smallest and to their largest shapes: the calls at the range ends.
-
-        Each tensor is tiled along every axis that must grow (its recorded values repeat, so rows stay real data
-        and differ from one another wherever the recording had several) and cut where it must shrink; plain
-        values are kept. Empty when a tensor cannot be resized (an axis of size 0 that must grow).
-        """
-        ends = []
-        for end in ("min_shape", "max_shape"):
-            # Fresh containers (the locators write into them), the recorded tensors shared rather than copied.
-            args, kwargs = copy.deepcopy(sample, {id(t): t for t in tree_leaves(sample) if isinstance(t, torch.Tensor)})
-            bound = self._full.bind(*args, **kwargs)
-            arguments = bound.arguments
-            for spec in self.ranges:
-                tensor = spec.locator.get_value(arguments)
-                resized = _tile_to(tensor, getattr(spec, end))
-                if resized is None:
-                    return []
-                arguments = spec.locator.set_value(arguments, resized)
-            bound.arguments = arguments
-            ends.append((bound.args, bound.kwargs))
-        return ends
 
     def strip_constants(self, sample: tuple[tuple, dict]) -> tuple[tuple, dict]:
         """The recorded ``sample`` as the constants-free capture signature takes it (no checks)."""
@@ -256,7 +159,7 @@ class ShapeGuard:
                 min_shape=tuple(r["min_shape"]),
                 opt_shape=tuple(r["opt_shape"]),
                 max_shape=tuple(r["max_shape"]),
-                dtype=getattr(torch, r["dtype"]),
+                dtype=dtype_named(r["dtype"]),
             )
             for r in data["ranges"]
         ]
@@ -282,7 +185,9 @@ class ShapeGuard:
         ``forward`` so omitted arguments take their real defaults, and ``ranges`` when they are already computed.
         """
         signature = (
-            inspect.signature(forward) if forward is not None else cls(graph_spec.forward_signature, [], {})._full
+            inspect.signature(forward)
+            if forward is not None
+            else cls(graph_spec.forward_signature, [], {}).call_signature
         )
         bound = signature.bind(*sample[0], **sample[1])
         bound.apply_defaults()
@@ -296,5 +201,5 @@ class ShapeGuard:
             for name in constants
             if signature.parameters[name].default is not inspect.Parameter.empty
         }
-        ranges = input_ranges(graph_spec) if ranges is None else ranges
+        ranges = graph_spec_ranges(graph_spec) if ranges is None else ranges
         return cls(graph_spec.forward_signature, ranges, constants, defaults)

@@ -1,8 +1,15 @@
-"""The one stack seam: what the installed Torch-TensorRT / TensorRT stack is, and its release-specific quirks.
+"""The one stack seam: what the installed Torch-TensorRT / TensorRT stack is, and every release workaround.
 
 Other modules ask questions here (``current_stack().tensorrt_rtx``, ``has_frontend``, ...) and never look
-at versions or flavours themselves. Everything that exists only because of a particular release lives
-in this module, each with the condition for deleting it:
+at versions or flavours themselves. What builds and activations require of the machine is asked through
+``aitune_trt_aot.toolkit``, which calls :func:`require_torch_tensorrt` and :func:`require_cuda` from here.
+
+Everything that exists only because of a particular release is listed below, each with the condition for
+deleting it; the code of some lives where it acts, named here. ``tests/cpu/test_stack_list.py`` fails when the
+package reaches into a private name (one starting with ``_``) of torch, Torch-TensorRT or AITune that this list
+does not name.
+
+Release workarounds:
 
 * ``ensure_tensorrt_module``: TensorRT-RTX installs its Python module as ``tensorrt_rtx``, while
   ``aitune.torch`` imports ``tensorrt`` at import time. The alias itself is the top-level module
@@ -14,18 +21,65 @@ in this module, each with the condition for deleting it:
   in the C++ runtime and had a separate Python runtime; the workarounds for them were removed. Raise the
   minimum, never lower it without bringing those workarounds back.
 * ``strongly_typed``: TensorRT-RTX networks are always strongly typed, so the TorchScript frontend's
-  builder-flag precisions (weak typing) are refused there. Delete when the TorchScript frontend gains
+  builder-flag precisions (weak typing) are refused there (``plan``). Delete when the TorchScript frontend gains
   strong typing.
-* Not a branch but a known gap handled by policy: Torch-TensorRT 2.14's rule-based autocast fails on
-  transformer graphs with dynamic shapes (``'SymInt' object has no attribute 'to'``, measured 2026-11);
-  ``precision_route="auto"`` then builds with the module cast instead (``backend.py``).
+* The autocast fallback (``plan.autocast_fallback``, run by ``pipeline/compile.py``): Torch-TensorRT 2.14's
+  rule-based autocast fails on transformer graphs with dynamic shapes (``'SymInt' object has no attribute 'to'``,
+  measured 2026-11); ``precision_route="auto"`` then builds with the module cast instead. Delete the fallback when
+  autocast builds a dynamic-batch ``TransformerEncoder`` in fp16 (the GPU encoder case with ``precision_route=
+  "autocast"``).
 * ``exported_program`` engines are pickled as raw bytes with this package's constructor
   (``aitune_trt_aot.formats.raw_engines``): Torch-TensorRT 2.14 stores them as base64 text and decodes
   every TensorRT-RTX engine on load (it skips only standard TensorRT's ``ftrt`` magic). Delete when
   Torch-TensorRT stores engines as bytes; keep ``rebuild_engine`` importable while artifacts that name it
   are to be loaded.
-* The ``.pt2`` loader's libstdc++ fix lives in ``aitune_trt_aot.pt2.runtime.share_cxx_runtime`` (that module
-  must not import this one's Torch-TensorRT parts); it is listed here so that every workaround is in one list.
+* The retrace fallback (``formats/exported_program.py``): ``torch_tensorrt.save(retrace=False)`` fails on some
+  graphs (verifier errors, non-tensor inputs, graphs with PyTorch-run submodules: "'Node' object is not
+  iterable", measured for an rfft graph on 2.14), so the save is retried with ``retrace=True`` from the recorded
+  call. Delete when ``retrace=False`` saves every graph the dynamo frontend builds (the GPU ``fft_mlp`` case).
+* The packaging lock (``formats/aot_inductor.packaging_lock``): AOTInductor zips a package from a cache folder
+  named by the hash of its generated code, which one-engine models of the same shapes share; parallel builds
+  packaged each other's files (docs/known-issues.md). Delete when AOTInductor packages from a folder of its own
+  per build.
+* The ``.pt2`` loader (``aitune_trt_aot.pt2.runtime``): ``share_cxx_runtime`` puts libstdc++ in the global
+  symbol scope before a package opens (the segfault after ``import torch_tensorrt``; delete when AOTInductor's
+  ``wrapper.so`` no longer exports its static libstdc++), and ``load_pt2`` creates
+  ``torch._C._aoti.AOTIModelPackageLoader`` itself because ``torch._inductor.aoti_load_package`` loads a package a
+  second time after any error (delete when it no longer does). That module must not import this one's
+  Torch-TensorRT parts.
+* ``formats/aot_inductor._quiet_fake_engine_warnings`` silences the logger ``torch._library.fake_class_registry``
+  while a package is exported: Torch-TensorRT's fake engine class lacks methods export never calls, and each
+  is logged. Delete when that fake class is complete.
+
+Private names reached into (each where no public API gives the same):
+
+* Torch-TensorRT ``runtime._runtime_cache._to_torchbind_handle`` and ``runtime._runtime_config``'s
+  ``_CUDA_GRAPH_STRATEGY_MAP`` and ``_DYNAMIC_SHAPES_KERNEL_STRATEGY_MAP`` (``engine_runtime``): a loaded C++ engine
+  takes runtime settings only as TensorRT's enum values and a handle to the cache. Delete when Torch-TensorRT can
+  give a loaded module's engines a ``RuntimeSettings`` (with its runtime cache) publicly.
+* Torch-TensorRT ``dynamo.runtime._serialized_engine_layout.ENGINE_IDX`` and ``dynamo.runtime._TRTEngine``'s
+  ``EngineSerializer`` and ``TRTEngine`` (``formats/raw_engines``): go with the raw-engine workaround above.
+* torch ``ScriptObject._type()`` (``engine_runtime.reachable_engines``): tells Torch-TensorRT's engine objects
+  from other TorchBind objects a graph holds. Delete when ``isinstance`` against the engine class works.
+* torch ``torch._C._aoti`` (the loader above) and ``torch._inductor`` (``aoti_compile_and_package``, and
+  ``runtime.cache_dir_utils.cache_dir`` for the packaging lock): AOTInductor has no other entry points in torch
+  2.14. Delete when torch offers them outside ``_inductor`` / ``_C``.
+* torch ``torch.utils._pytree`` (the precision boundary, validation, the self-check, the CUDA-graph runner, the
+  ``.pt2`` runtime's call specs): torch's pytree, the form AOTInductor's call specs use. Delete when
+  ``torch.utils.pytree`` offers ``treespec_dumps``/``treespec_loads`` and the tree functions used here.
+* torch ``torch.fx.node._get_qualified_name`` (``settings``): ops in ``torch_executed_ops`` are stored by the name
+  Torch-TensorRT itself matches them by. Delete when Torch-TensorRT takes op names it documents.
+* torch ``nn.Module._modules`` (``tuned.aitune_modules``): the stored children, because walking through an
+  ``ait.Module`` proxy reaches the module it wraps. Delete when AITune modules show in ``nn.Module.modules()``.
+* AITune ``ait.Module._self_wrapper`` (``tuned.tuned_module``, the tuned graphs and their backends) and the tuned
+  module's ``_forward_signature`` (``direct_call``, to bind keywords as AITune does). Delete when AITune exposes
+  a tuned module's backends and signature.
+* AITune ``Storage._get_target_folder_path`` (``safe_save.destination``): where ``ait.save`` writes, so the atomic
+  save lands at the same path. Delete when ``ait.save`` writes atomically itself.
+* AITune ``Backend._build_results`` and ``Backend._device`` (``backend``): the state AITune's ``Backend`` template
+  keeps for its subclasses (with ``_track_build_step`` and the ``_build``/``_activate``/``_infer`` hooks, the
+  subclass interface AITune's own backends use). Not a workaround: change with that interface.
+* ``namedtuple._asdict`` (Torch-TensorRT's ``ENABLED_FEATURES``) is public despite its name.
 """
 
 from __future__ import annotations

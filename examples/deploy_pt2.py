@@ -37,8 +37,7 @@ def random_inputs(model: Pt2Model, batch: int) -> list[torch.Tensor]:
                 raise SystemExit(f"Axis {axis} of an input is an expression of other axes; build inputs yourself.")
             low, high = bounds
             shape.append(batch if axis == 0 and low != high else low)
-        dtype = getattr(torch, spec.dtype.removeprefix("torch."))
-        tensors.append(torch.randn(shape, device=model.device).to(dtype))
+        tensors.append(torch.randn(shape, device=model.device).to(spec.dtype))
     return tensors
 
 
@@ -56,7 +55,7 @@ def main() -> int:
     model = load_pt2(options.package, device=options.device)
     load_seconds = time.perf_counter() - start
     print(f"loaded {options.package} in {load_seconds:.2f}s on {model.device}")
-    print(f"inputs: {[(s.dims, s.dtype) for s in model.inputs or []]}; built-in values: {model.constants}")
+    print(f"inputs: {[s.describe() for s in model.inputs or []]}; built-in values: {model.constants}")
 
     if options.check_cases:
         cases = read_cases(options.check_cases)

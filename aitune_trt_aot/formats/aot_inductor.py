@@ -26,34 +26,11 @@ from aitune_trt_aot.pt2.runtime import (
     CONSTANTS_METADATA_KEY,
     COVERAGE_METADATA_KEY,
     INPUTS_METADATA_KEY,
-    TensorRange,
     load_pt2,
 )
+from aitune_trt_aot.ranges import program_ranges
 
 logger = logging.getLogger(__name__)
-
-
-def input_ranges(program: ExportedProgram) -> list[TensorRange]:
-    """The shape range and dtype of each tensor input of ``program``, in the order the package takes them."""
-    placeholders = {node.name: node for node in program.graph.nodes if node.op == "placeholder"}
-    ranges = []
-    for name in program.graph_signature.user_inputs:
-        value = placeholders[name].meta.get("val")
-        if not isinstance(value, torch.Tensor):
-            continue
-        dims: list[tuple[int, int | None] | None] = []
-        for size in value.shape:
-            if isinstance(size, int):
-                dims.append((size, size))
-                continue
-            bounds = program.range_constraints.get(size.node.expr)
-            if bounds is None:
-                dims.append(None)  # an expression of other axes: checked through them
-                continue
-            upper = bounds.upper
-            dims.append((int(bounds.lower), None if upper == float("inf") or not upper.is_finite else int(upper)))
-        ranges.append(TensorRange(dims=tuple(dims), dtype=str(value.dtype)))
-    return ranges
 
 
 @contextmanager
@@ -70,7 +47,7 @@ def _quiet_fake_engine_warnings() -> Iterator[None]:
 
 
 def _package_configs(program: ExportedProgram, compiled: CompiledModel) -> dict[str, Any]:
-    ranges = input_ranges(program)
+    ranges = program_ranges(program)
     metadata = {
         INPUTS_METADATA_KEY: json.dumps([r.to_json() for r in ranges]),
         CONSTANTS_METADATA_KEY: json.dumps(compiled.constants, default=repr),

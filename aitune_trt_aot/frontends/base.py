@@ -11,8 +11,9 @@ import torch
 from aitune.torch.module.graph_spec import GraphSpec
 from torch import nn
 
+from aitune_trt_aot import hints
 from aitune_trt_aot.compiled import CompiledModel, Sample
-from aitune_trt_aot.shapes import InputRange
+from aitune_trt_aot.ranges import InputRange
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class CompileRequest:
         device: The CUDA device to build for.
         settings: Effective Torch-TensorRT ``CompilationSettings`` (precision already resolved).
         options: Frontend options from the backend config.
-        torch_tensorrt: The imported ``torch_tensorrt`` module.
+        torch_tensorrt: The imported ``torch_tensorrt`` module (None for frontends that need none: CPU test fakes).
 
     """
 
@@ -53,7 +54,7 @@ class CompileRequest:
     device: torch.device
     settings: Any
     options: FrontendOptions
-    torch_tensorrt: ModuleType
+    torch_tensorrt: ModuleType | None
 
     def trt_inputs(self, names: list[str] | None = None) -> list[Any]:
         """One ``torch_tensorrt.Input`` profile per tensor input, from :attr:`ranges` (optionally named)."""
@@ -70,17 +71,20 @@ class Frontend(ABC):
     """One Torch-TensorRT IR: what it needs, what it can write, and how to compile with it.
 
     What a frontend supports is declared here as data (``feature``, ``formats``, ``positional_only``,
-    ``accepted_settings``, ``reduced_dtypes``); the build plan (``aitune_trt_aot.plan``) reads it and owns every
-    refusal.
+    ``accepted_settings``, ``typed_precision``, ``reduced_dtypes``); the build plan (``aitune_trt_aot.plan``) reads it
+    and owns every refusal. The registry (``aitune_trt_aot.frontends.FRONTENDS``) is the list of ``ir`` names and
+    ``aliases``.
     """
 
     name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()  # other spellings the config accepts for ``ir``
     feature: ClassVar[str]  # Torch-TensorRT ENABLED_FEATURES flag the frontend needs
-    alternative: ClassVar[str] = "ir='dynamo'"
+    alternative: ClassVar[str] = hints.USE_GENERAL_IR  # what the plan suggests where this IR is missing
     formats: ClassVar[tuple[str, ...]]  # artifact formats it can write; the first is the default
     positional_only: ClassVar[bool] = False  # compiles only calls made of positional tensors
     accepted_settings: ClassVar[frozenset[str] | None] = None  # CompilationSettings fields it uses; None: all
     reduced_dtypes: ClassVar[frozenset[torch.dtype] | None] = None  # reduced precisions it can build; None: all
+    typed_precision: ClassVar[bool] = False  # reduced precision typed into the network (else builder flags)
 
     @property
     def default_format(self) -> str:

@@ -31,9 +31,11 @@ class DynamoFrontend(Frontend):
     """Export with ``torch.export`` (batch and other dynamic axes from the graph spec), compile with Dynamo."""
 
     name = "dynamo"
+    aliases = ("export",)
     feature = "dynamo_frontend"
     alternative = "ir='ts'"
     formats = ("exported_program", "torchscript", "aot_inductor")
+    typed_precision = True  # autocast or a cast module: the dynamo path builds strongly typed networks
 
     def compile(self, request: CompileRequest) -> CompiledModel:
         """Export the module and build one TensorRT engine per TensorRT-convertible subgraph."""

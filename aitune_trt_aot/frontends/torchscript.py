@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from aitune.torch.utils.shapes import prepare_export_sample
 
+from aitune_trt_aot import hints
 from aitune_trt_aot.compiled import CompiledModel, script_coverage
 from aitune_trt_aot.errors import BuildError
 from aitune_trt_aot.frontends.base import CompileRequest, Frontend
@@ -36,8 +37,8 @@ def _capture(module: torch.nn.Module, example: tuple[torch.Tensor, ...], how: st
     except Exception as error:
         other = "script" if how == "trace" else "trace"
         raise BuildError(
-            f"TorchScript capture with torch.jit.{how} failed for {type(module).__name__}: {error}. Try "
-            f"ts_capture={other!r}, or ir='dynamo'."
+            f"TorchScript capture with torch.jit.{how} failed for {type(module).__name__}: {error}. "
+            + hints.for_failed_capture(other)
         ) from error
 
 
@@ -45,6 +46,7 @@ class TorchScriptFrontend(Frontend):
     """Trace (default) or script the module, then ``torch_tensorrt.ts.compile`` with min/opt/max ranges."""
 
     name = "ts"
+    aliases = ("torchscript", "torch_script")
     feature = "torchscript_frontend"
     formats = ("torchscript",)
     positional_only = True

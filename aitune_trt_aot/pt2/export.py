@@ -10,7 +10,7 @@ from typing import Any
 from aitune_trt_aot.backend import TorchTensorRTAotBackend
 from aitune_trt_aot.errors import Pt2ExportError
 from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.formats.aot_inductor import AotInductorFormat
+from aitune_trt_aot.plan import check_pt2_export, check_pt2_graphs
 from aitune_trt_aot.tuned import tuned_graphs
 
 
@@ -23,14 +23,7 @@ def _backend_to_export(target: Any) -> TorchTensorRTAotBackend:
             f"Found no AITune module in the {type(target).__name__} given: pass the ait.Module (or a model holding "
             "one) after ait.tune / ait.load, or a TorchTensorRTAotBackend."
         )
-    if len(graphs) > 1:
-        listed = "; ".join(f"{where}: {backend.describe()}" for where, backend in graphs)
-        raise Pt2ExportError(
-            f"This model was tuned into {len(graphs)} graphs ({listed}). A .pt2 written here holds one graph: "
-            "TensorRT engines of several AOTInductor models would share one constants folder in the package "
-            "and overwrite each other. Save each graph's backend to its own file "
-            "(aitune_trt_aot.save_pt2(backend, path)), or tune the model so that it forms one graph."
-        )
+    check_pt2_graphs([f"{where}: {backend.describe()}" for where, backend in graphs])
     where, backend = graphs[0]
     if not isinstance(backend, TorchTensorRTAotBackend):
         raise Pt2ExportError(
@@ -61,14 +54,7 @@ def save_pt2(target: Any, path: str | os.PathLike[str]) -> Path:
     source = backend.artifact_path
     if source is None:
         raise Pt2ExportError(f"{backend.describe()} has not been built or loaded yet: run ait.tune or ait.load first.")
-    fmt = backend.artifact_format
-    if fmt != AotInductorFormat.name:
-        raise Pt2ExportError(
-            f"{backend.describe()} holds a {fmt!r} artifact, not a .pt2 package. Tune with "
-            "TorchTensorRTAotBackendConfig(ir='dynamo', output_format='aot_inductor') to be able to save one."
-        )
     path = Path(path)
-    if path.suffix != ".pt2":
-        raise Pt2ExportError(f"{path}: a package file name must end in .pt2 (the AOTInductor loaders require it).")
+    check_pt2_export(backend.describe(), str(backend.artifact_format), path)
     write_atomically(path, lambda tmp: shutil.copyfile(source, tmp))
     return path

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from aitune_trt_aot.compat import PT2_MUST_MATCH, device_facts, mismatch
 from aitune_trt_aot.engine_errors import CheckedEngines
 from aitune_trt_aot.errors import Pt2InputError, Pt2LoadError
 from aitune_trt_aot.files import archive_damage
+from aitune_trt_aot.ranges import InputRange
 
 INPUTS_METADATA_KEY = "aitune_trt_aot.inputs"
 COVERAGE_METADATA_KEY = "aitune_trt_aot.coverage"
@@ -204,53 +204,9 @@ def load_tensorrt_runtime() -> None:
         ) from error
 
 
-@dataclass(frozen=True)
-class TensorRange:
-    """Shapes and dtype one flat tensor input of a package accepts.
-
-    Attributes:
-        dims: ``(min, max)`` per axis; ``max`` None where unbounded, the whole entry None where the axis
-            size is an expression of other axes (not checked here).
-        dtype: ``str(torch.dtype)`` of the input.
-
-    """
-
-    dims: tuple[tuple[int, int | None] | None, ...]
-    dtype: str
-
-    def problem(self, tensor: torch.Tensor) -> str | None:
-        """What is wrong with ``tensor`` for this input, or None."""
-        if str(tensor.dtype) != self.dtype:
-            return f"dtype {tensor.dtype}, compiled for {self.dtype}"
-        if tensor.dim() != len(self.dims):
-            return f"{tensor.dim()} dimensions, compiled for {len(self.dims)}"
-        for axis, (size, bounds) in enumerate(zip(tensor.shape, self.dims, strict=True)):
-            if bounds is None:
-                continue
-            low, high = bounds
-            if size < low or (high is not None and size > high):
-                allowed = f"{low}" if low == high else f"{low}..{'' if high is None else high}"
-                return f"size {size} on axis {axis}, compiled for {allowed}"
-        return None
-
-    def size_bounds(self) -> tuple[str, str]:
-        """Comma-separated lowest and highest size per axis, ``-1`` where unchecked or unbounded.
-
-        A form C++ reads without a JSON parser (``examples/cpp/inference.cpp``), stored in the package's metadata
-        as ``aitune_trt_aot.input_<i>.min`` and ``.max``.
-        """
-        lows = [-1 if d is None else d[0] for d in self.dims]
-        highs = [-1 if d is None or d[1] is None else d[1] for d in self.dims]
-        return ",".join(map(str, lows)), ",".join(map(str, highs))
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-safe form (stored in the package's metadata)."""
-        return {"dims": [None if d is None else list(d) for d in self.dims], "dtype": self.dtype}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TensorRange:
-        """Read :meth:`to_json` output."""
-        return cls(dims=tuple(None if d is None else (d[0], d[1]) for d in data["dims"]), dtype=data["dtype"])
+def input_ranges_from_metadata(text: str) -> list[InputRange]:
+    """The ranges a package records under ``INPUTS_METADATA_KEY`` (JSON), named by position: ``tensor 0``, ..."""
+    return [InputRange.from_json(data, f"tensor {index}") for index, data in enumerate(json.loads(text))]
 
 
 def traced_keyword_order(in_spec: pytree.TreeSpec) -> list[str]:
@@ -278,9 +234,7 @@ class Pt2Model:
         self._out_spec = pytree.treespec_loads(out_spec)
         self.metadata: dict[str, str] = dict(loader.get_metadata())
         inputs = self.metadata.get(INPUTS_METADATA_KEY)
-        self.inputs: list[TensorRange] | None = (
-            None if inputs is None else [TensorRange.from_json(i) for i in json.loads(inputs)]
-        )
+        self.inputs: list[InputRange] | None = None if inputs is None else input_ranges_from_metadata(inputs)
         constants = self.metadata.get(CONSTANTS_METADATA_KEY)
         self.constants: dict[str, Any] = {} if constants is None else json.loads(constants)
 
@@ -330,11 +284,11 @@ class Pt2Model:
                 f"traced module, without the values built into it ({self.constants or 'none'})."
             )
         for index, (tensor, allowed) in enumerate(zip(flat, self.inputs, strict=True)):
-            problem = allowed.problem(tensor)
+            problem = allowed.violation(tensor)
             if problem is not None:
                 raise Pt2InputError(
-                    f"Input tensor {index} has {problem} ({self.path}). Call it with shapes inside the compiled "
-                    "ranges, or re-tune with a wider range."
+                    f"Input tensor {index} {problem} ({self.path}). Call it with shapes inside the compiled ranges "
+                    f"({allowed.describe()}), or re-tune with a wider range."
                 )
             if tensor.device != self.device:
                 raise Pt2InputError(f"Input tensor {index} is on {tensor.device}; the package runs on {self.device}.")

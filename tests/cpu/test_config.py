@@ -94,6 +94,27 @@ def test_unknown_ir_names_allowed_values() -> None:
         assert all(allowed in str(error.value) for allowed in ("'dynamo'", "'ts'", "'fx'")), ir
 
 
+def test_ir_and_output_format_names_come_from_the_registries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A format is accepted once registered (formats/__init__.py) and named by a frontend; IRs are the registry's."""
+    from aitune_trt_aot.formats import FORMATS
+    from aitune_trt_aot.formats.exported_program import ExportedProgramFormat
+    from aitune_trt_aot.frontends import FRONTENDS
+
+    class AnotherFormat(ExportedProgramFormat):
+        name = "another"
+
+    with pytest.raises(ConfigError, match="Unknown output_format 'another'"):
+        TorchTensorRTAotBackendConfig(output_format="another")
+    monkeypatch.setitem(FORMATS, "another", AnotherFormat())
+    dynamo = type(FRONTENDS["dynamo"])
+    monkeypatch.setattr(dynamo, "formats", (*dynamo.formats, "another"))
+    assert TorchTensorRTAotBackendConfig(output_format="another").output_format == "another"
+    with pytest.raises(ConfigError) as error:
+        TorchTensorRTAotBackendConfig(ir="onnx")
+    assert f"use one of {', '.join(map(repr, FRONTENDS))} (" in str(error.value)
+    assert "'torchscript' means 'ts'" in str(error.value)
+
+
 def test_bad_field_values_are_rejected() -> None:
     """Each invalid choice or type raises a ValueError that says what is allowed."""
     cases = [

@@ -18,12 +18,12 @@ from aitune_trt_aot import (
 )
 from aitune_trt_aot.formats import FORMATS
 from aitune_trt_aot.frontends import FRONTENDS, CompileRequest, FrontendOptions
-from aitune_trt_aot.plan import make_plan, with_precision
+from aitune_trt_aot.plan import make_plan, uses_runtime_settings, with_precision
 from aitune_trt_aot.precision import plan_precision
 from aitune_trt_aot.settings import StandInCompilationSettings
 from aitune_trt_aot.stack import MINIMUM_TORCH, MINIMUM_TORCH_TENSORRT, Stack, current_stack, version_tuple
-from tests.cpu.test_shapes import record
 from tests.support.models import MLP
+from tests.support.recording import record
 
 ALL_FRONTENDS = {"dynamo_frontend": True, "torchscript_frontend": True, "fx_frontend": True}
 
@@ -113,6 +113,14 @@ def test_ts_and_fx_in_reduced_precision_are_refused_on_a_strongly_typed_stack(ml
     assert _plan(TorchTensorRTAotBackendConfig(ir=ir), _stack(tensorrt_rtx=True), mlp_spec).precision.route == "fp32"
 
 
+def test_two_reduced_precisions_are_refused(mlp_spec) -> None:
+    """precision='fp16' with compile_config autocast to bf16 is ambiguous: ConfigError naming both."""
+    mixed = {"enable_autocast": True, "autocast_low_precision_type": torch.bfloat16}
+    config = TorchTensorRTAotBackendConfig(precision="fp16", compile_config=mixed)
+    with pytest.raises(ConfigError, match="precision='fp16' and compile_config autocast_low_precision_type=.*two"):
+        _plan(config, _stack(), mlp_spec)
+
+
 def test_make_plan_warns_about_settings_ts_ignores(mlp_spec, caplog: pytest.LogCaptureFixture) -> None:
     """Planning a ts build names each changed setting the frontend ignores; a dynamo build warns about none."""
     compile_config = {"min_block_size": 1, "optimization_level": 5}
@@ -128,12 +136,30 @@ def test_with_precision_changes_only_the_precision(mlp_spec) -> None:
     """The precision_route='auto' fallback swaps the precision plan and keeps everything else."""
     config = TorchTensorRTAotBackendConfig(precision="fp16")
     plan = _plan(config, _stack(), mlp_spec)
-    cast = plan_precision("fp16", config.compile_config, "cast_module", False, "dynamo")
+    cast = plan_precision(torch.float16, config.compile_config, "cast_module", typed=True)
     fallback = with_precision(plan, cast)
     assert fallback.precision is cast
     assert fallback.precision.route == "cast_module"
     assert plan.precision.route == "autocast", "the original plan is unchanged (frozen)"
     assert dataclasses.replace(fallback, precision=plan.precision) == plan
+
+
+def test_runtime_settings_apply_to_reachable_engines_on_tensorrt_rtx(caplog: pytest.LogCaptureFixture) -> None:
+    """exported_program engines on TensorRT-RTX get runtime settings; elsewhere an explicit strategy is named unused."""
+    rtx, standard = _stack(tensorrt_rtx=True), _stack()
+    config = TorchTensorRTAotBackendConfig()
+    assert uses_runtime_settings(config, "exported_program", rtx)
+    assert not uses_runtime_settings(config, "exported_program", standard)
+    assert not uses_runtime_settings(TorchTensorRTAotBackendConfig(ir="ts"), "torchscript", rtx)
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="aitune_trt_aot.plan"):
+        uses_runtime_settings(
+            TorchTensorRTAotBackendConfig(kernel_specialization="eager"), "exported_program", standard
+        )
+    assert [r.getMessage() for r in caplog.records] == [
+        "kernel_specialization='eager' is not applied: torch 2.14.1+cu130, Torch-TensorRT 2.14.0, TensorRT 10.14.1 has "
+        "no runtime settings for these engines."
+    ]
 
 
 # --- make_plan: refusals come before any work, in a fixed order ------------------------------------------------
@@ -228,11 +254,13 @@ def test_current_stack_describes_this_machine() -> None:
 
 
 def test_frontends_declare_what_the_plan_enforces() -> None:
-    """Features, alternatives, positional-only inputs and accepted settings, as the plan reads them."""
+    """Features, alternatives, inputs, settings, precision typing and aliases, as the plan and config read them."""
     dynamo, ts, fx = FRONTENDS["dynamo"], FRONTENDS["ts"], FRONTENDS["fx"]
     assert (dynamo.feature, ts.feature, fx.feature) == ("dynamo_frontend", "torchscript_frontend", "fx_frontend")
     assert (dynamo.alternative, ts.alternative, fx.alternative) == ("ir='ts'", "ir='dynamo'", "ir='dynamo'")
     assert (dynamo.positional_only, ts.positional_only, fx.positional_only) == (False, True, True)
+    assert (dynamo.typed_precision, ts.typed_precision, fx.typed_precision) == (True, False, False)
+    assert (dynamo.aliases, ts.aliases, fx.aliases) == (("export",), ("torchscript", "torch_script"), ())
     assert dynamo.accepted_settings is None, "dynamo takes every CompilationSettings field"
     fields = {f.name for f in dataclasses.fields(StandInCompilationSettings)}
     for frontend in (ts, fx):

@@ -12,7 +12,14 @@ from torch.export import Dim
 
 from aitune_trt_aot import CompilationSettings, ConfigError, TorchTensorRTAotBackendConfig
 from aitune_trt_aot.frontends.fx import lower_precision_name
-from aitune_trt_aot.precision import PrecisionBoundary, cast_floating, output_dtypes, plan_precision, precision_boundary
+from aitune_trt_aot.precision import (
+    PrecisionBoundary,
+    cast_floating,
+    output_dtypes,
+    plan_precision,
+    precision_boundary,
+    requested_dtypes,
+)
 
 
 class Scaled(nn.Module):
@@ -47,7 +54,7 @@ def _scaled() -> Scaled:
     return Scaled().eval()
 
 
-# --- plan_precision ------------------------------------------------------------------------------------------
+# --- requested_dtypes and plan_precision (the refusals are the plan's: tests/cpu/test_plan.py) -----------------
 
 NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16"}
 
@@ -55,7 +62,8 @@ NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16"}
 def test_fp32_plan() -> None:
     """fp32 keeps the settings as given."""
     settings = CompilationSettings()
-    plan = plan_precision("fp32", settings, "auto", strongly_typed=True, ir="dynamo")
+    assert requested_dtypes("fp32", settings) == set()
+    plan = plan_precision(None, settings, "auto", typed=True)
     assert (plan.route, plan.dtype, plan.describe()) == ("fp32", None, "fp32")
     assert plan.settings == settings
 
@@ -64,7 +72,8 @@ def test_fp32_plan() -> None:
 def test_reduced_precision_with_auto_route_uses_autocast(dtype: torch.dtype) -> None:
     """fp16/bf16 with route auto becomes Torch-TensorRT autocast; the user's settings are not changed."""
     user = CompilationSettings()
-    plan = plan_precision(NAMES[dtype], user, "auto", strongly_typed=True, ir="dynamo")
+    assert requested_dtypes(NAMES[dtype], user) == {dtype}
+    plan = plan_precision(dtype, user, "auto", typed=True)
     assert (plan.route, plan.dtype) == ("autocast", dtype)
     assert plan.describe() == f"autocast({str(dtype).removeprefix('torch.')})"
     assert plan.settings.enable_autocast is True
@@ -75,7 +84,7 @@ def test_reduced_precision_with_auto_route_uses_autocast(dtype: torch.dtype) -> 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 def test_cast_module_route(dtype: torch.dtype) -> None:
     """Route cast_module keeps autocast off; the network is typed by the cast module instead."""
-    plan = plan_precision(NAMES[dtype], CompilationSettings(), "cast_module", strongly_typed=True, ir="dynamo")
+    plan = plan_precision(dtype, CompilationSettings(), "cast_module", typed=True)
     assert (plan.route, plan.dtype) == ("cast_module", dtype)
     assert plan.settings.enable_autocast is False
     assert plan.settings.autocast_low_precision_type is None
@@ -84,28 +93,22 @@ def test_cast_module_route(dtype: torch.dtype) -> None:
 def test_users_own_autocast_wins_over_route() -> None:
     """Settings that already enable autocast are built with autocast, whatever the route and precision field."""
     settings = CompilationSettings(enable_autocast=True, autocast_low_precision_type=torch.float16)
-    plan = plan_precision("fp32", settings, "cast_module", strongly_typed=False, ir="dynamo")
+    assert requested_dtypes("fp32", settings) == {torch.float16}
+    plan = plan_precision(torch.float16, settings, "cast_module", typed=True)
     assert (plan.route, plan.dtype) == ("autocast", torch.float16)
 
 
-def test_two_reduced_precisions_are_rejected() -> None:
-    """precision='fp16' with an autocast type of bf16 is ambiguous and refused, naming both."""
+def test_two_reduced_precisions_are_both_reported() -> None:
+    """precision='fp16' with an autocast type of bf16 asks for two dtypes (the plan refuses the conflict)."""
     mixed = CompilationSettings(enable_autocast=True, autocast_low_precision_type=torch.bfloat16)
-    with pytest.raises(ConfigError, match="ask for two reduced precisions"):
-        plan_precision("fp16", mixed, "auto", strongly_typed=False, ir="dynamo")
+    assert requested_dtypes("fp16", mixed) == {torch.float16, torch.bfloat16}
 
 
-@pytest.mark.parametrize("ir", ["ts", "fx"])
-def test_reduced_precision_with_non_dynamo_ir_on_tensorrt_rtx_is_refused(ir: str) -> None:
-    """The TorchScript/FX frontends cannot build fp16 on strongly typed TensorRT-RTX; the error points to dynamo."""
-    with pytest.raises(ConfigError, match="Use ir='dynamo'"):
-        plan_precision("fp16", CompilationSettings(), "auto", strongly_typed=True, ir=ir)
-
-
-def test_reduced_precision_with_ts_on_standard_tensorrt_uses_builder_flags() -> None:
-    """On standard TensorRT, ir='ts' gets fp16 as a weakly typed builder flag (the frontend adds it to fp32)."""
-    plan = plan_precision("fp16", CompilationSettings(), "auto", strongly_typed=False, ir="ts")
+def test_reduced_precision_without_typed_frontend_uses_builder_flags() -> None:
+    """A frontend that does not type the network (ts, fx) gets fp16 as a weakly typed builder flag; fp32 is fp32."""
+    plan = plan_precision(torch.float16, CompilationSettings(), "auto", typed=False)
     assert (plan.route, plan.dtype) == ("weak_typing", torch.float16)
+    assert plan_precision(None, CompilationSettings(), "auto", typed=False).route == "fp32"
 
 
 def test_bf16_with_fx_is_refused_when_the_config_is_made() -> None:
@@ -130,11 +133,6 @@ def test_fx_lowers_each_precision_it_accepts_as_itself() -> None:
     assert lower_precision_name(torch.float16) == "FP16"
     with pytest.raises(ConfigError, match="ir='fx' cannot build torch.bfloat16 engines"):
         lower_precision_name(torch.bfloat16)
-
-
-def test_fp32_with_ts_on_tensorrt_rtx_is_fine() -> None:
-    """fp32 has nothing to translate, so every IR accepts it on TensorRT-RTX."""
-    assert plan_precision("fp32", CompilationSettings(), "auto", strongly_typed=True, ir="ts").route == "fp32"
 
 
 # --- precision boundary ----------------------------------------------------------------------------------------

@@ -25,9 +25,9 @@ from aitune_trt_aot import (
     save_pt2,
 )
 from aitune_trt_aot.checkpoint import CheckpointWriter
-from aitune_trt_aot.formats.aot_inductor import input_ranges
 from aitune_trt_aot.pt2 import runtime as pt2_runtime
-from aitune_trt_aot.pt2.runtime import BUILT_FOR_METADATA_KEY, TensorRange, load_pt2
+from aitune_trt_aot.pt2.runtime import BUILT_FOR_METADATA_KEY, load_pt2
+from aitune_trt_aot.ranges import InputRange, program_ranges
 from aitune_trt_aot.stack import version_tuple
 from tests.support.archives import flip_a_byte_inside
 from tests.support.entries import BUILT_FOR
@@ -57,19 +57,27 @@ def test_input_ranges_come_from_the_exported_program() -> None:
     model = torch.nn.Linear(64, 10)
     batch = torch.export.Dim("batch", min=1, max=16)
     program = torch.export.export(model, (torch.randn(4, 64),), dynamic_shapes=({0: batch},))
-    assert input_ranges(program) == [TensorRange(dims=((1, 16), (64, 64)), dtype="torch.float32")]
+    assert program_ranges(program) == [InputRange(None, "tensor 0", (1, 64), None, (16, 64), torch.float32)]
 
 
-def test_tensor_range_names_what_is_wrong() -> None:
-    """dtype, rank and per-axis bounds are checked; unchecked (None) axes and unbounded maxima pass."""
-    spec = TensorRange(dims=((1, 16), None, (8, None)), dtype="torch.float32")
-    assert spec.problem(torch.zeros(4, 3, 8)) is None
-    assert spec.problem(torch.zeros(4, 99, 1000)) is None
-    assert spec.problem(torch.zeros(17, 3, 8)) == "size 17 on axis 0, compiled for 1..16"
-    assert spec.problem(torch.zeros(4, 3, 7)) == "size 7 on axis 2, compiled for 8.."
-    assert spec.problem(torch.zeros(4, 3)) == "2 dimensions, compiled for 3"
-    assert spec.problem(torch.zeros(4, 3, 8, dtype=torch.float16)) == "dtype torch.float16, compiled for torch.float32"
-    assert TensorRange.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+def test_a_package_range_names_what_is_wrong() -> None:
+    """A .pt2 input's range: rank, per-axis bounds and dtype are checked; unchecked axes and unbounded maxima pass.
+
+    The same check and text as the call guard's ranges (one ``InputRange`` type); the JSON form round-trips.
+    """
+    spec = InputRange.from_json({"dims": [[1, 16], None, [8, None]], "dtype": "torch.float32"}, "tensor 0")
+    assert spec.violation(torch.zeros(4, 3, 8)) is None
+    assert spec.violation(torch.zeros(4, 99, 1000)) is None
+    assert spec.violation(torch.zeros(17, 3, 8)) == (
+        "has shape (17, 3, 8): dimension 0 is 17, outside the built range 1..16"
+    )
+    assert spec.violation(torch.zeros(4, 3, 7)) == "has shape (4, 3, 7): dimension 2 is 7, outside the built range 8.."
+    assert spec.violation(torch.zeros(4, 3)) == "has 2 dimensions (4, 3), the engine takes 3"
+    assert spec.violation(torch.zeros(4, 3, 8, dtype=torch.float16)) == (
+        "has dtype torch.float16, the engine was built for torch.float32"
+    )
+    assert spec.describe() == "[1..16, ?, 8..] float32"
+    assert InputRange.from_json(json.loads(json.dumps(spec.to_json())), "tensor 0") == spec
 
 
 def test_load_pt2_refuses_clearly_without_file_or_gpu(tmp_path: Path) -> None:

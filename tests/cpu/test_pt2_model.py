@@ -16,13 +16,13 @@ from aitune_trt_aot.pt2.runtime import (
     COVERAGE_METADATA_KEY,
     INPUTS_METADATA_KEY,
     Pt2Model,
-    TensorRange,
     load_pt2,
 )
+from aitune_trt_aot.ranges import InputRange
 
 RANGES = [
-    TensorRange(dims=((1, 16), (32, 32)), dtype="torch.float32"),  # x
-    TensorRange(dims=((1, 16), (64, 64)), dtype="torch.float32"),  # bias
+    InputRange(None, "tensor 0", (1, 32), None, (16, 32), torch.float32),  # x
+    InputRange(None, "tensor 1", (1, 64), None, (16, 64), torch.float32),  # bias
 ]
 
 
@@ -95,9 +95,9 @@ def test_calls_outside_the_compiled_inputs_never_reach_the_package() -> None:
         (
             (torch.ones(17, 32),),
             {"bias": torch.ones(17, 64)},
-            "Input tensor 0 has size 17 on axis 0, compiled for 1..16",
+            r"Input tensor 0 has shape \(17, 32\): dimension 0 is 17, outside the built range 1..16 \(two_inputs.pt2\)",
         ),
-        ((x,), {"bias": bias.half()}, "Input tensor 1 has dtype torch.float16, compiled for torch.float32"),
+        ((x,), {"bias": bias.half()}, "Input tensor 1 has dtype torch.float16, the engine was built for torch.float32"),
         ((x,), {"bias": bias, "scale": 2.0}, "compiled with scale=0.5 built in; this call passes scale=2.0"),
     ]
     for args, kwargs, message in cases:
@@ -141,4 +141,24 @@ def test_a_tensor_passed_for_a_built_in_constant_is_a_pt2_input_error() -> None:
 def test_size_bounds_are_what_the_cpp_example_reads() -> None:
     """Per axis, comma-separated: lowest and highest size, -1 where unchecked (an expression) or unbounded."""
     assert RANGES[0].size_bounds() == ("1,32", "16,32")
-    assert TensorRange(dims=(None, (3, None)), dtype="torch.float32").size_bounds() == ("-1,3", "-1,-1")
+    unchecked_and_unbounded = InputRange.from_json({"dims": [None, [3, None]], "dtype": "torch.float32"}, "tensor 0")
+    assert unchecked_and_unbounded.size_bounds() == ("-1,3", "-1,-1")
+
+
+def test_the_deploy_example_makes_inputs_from_the_recorded_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/deploy_pt2.py builds its inputs from ``Pt2Model.inputs``: dynamic axis 0 at the batch, others fixed."""
+    import importlib
+    import sys
+
+    from tests.support.processes import REPO_ROOT
+
+    monkeypatch.setenv("AITUNE_TRT_AOT_RUNTIME_ONLY", "0")  # the example sets it where unset; keep it off here
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "examples"))
+    for name in ("deploy_pt2", "pt2_cases"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    deploy = importlib.import_module("deploy_pt2")
+    model, _ = _model()
+    tensors = deploy.random_inputs(model, 5)
+    assert [(tuple(t.shape), t.dtype) for t in tensors] == [((5, 32), torch.float32), ((5, 64), torch.float32)]
+    assert [spec.dims for spec in model.inputs] == [((1, 16), (32, 32)), ((1, 16), (64, 64))]
+

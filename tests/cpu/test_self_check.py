@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from aitune_trt_aot.pipeline.self_check import range_end_calls
+from aitune_trt_aot.shapes import ShapeGuard
 from aitune_trt_aot.validation import output_mismatch, self_check_calls, tensor_shapes
+from tests.support.models import ListInput, TwoInputs, TwoTensors
+from tests.support.recording import record, two_inputs_call
 
 
 def _call(batch: int, scale: float = 0.5) -> tuple[tuple, dict]:
@@ -65,3 +69,46 @@ def test_mismatch_is_scaled_by_the_eager_output() -> None:
     assert output_mismatch(eager + 5.0, eager, None) is None  # 5e-3 of the scale
     assert "differs from eager" in output_mismatch(eager + 20.0, eager, None)
     assert "NaN" in output_mismatch(torch.full((4,), float("nan")), eager, None)
+
+
+# --- range_end_calls: the calls the self-check makes at the ends of the built range ------------------------------
+
+
+def test_range_ends_tile_the_recorded_call_and_keep_its_constants() -> None:
+    """Min and max calls: each range's tensor cut or tiled to its end; plain values kept; the recording untouched.
+
+    Tiled rows repeat the recorded rows in order, so the max call holds real, differing rows.
+    """
+    torch.manual_seed(0)
+    module = TwoInputs().eval()
+    calls = [two_inputs_call(1), two_inputs_call(16), two_inputs_call(3)]
+    guard = ShapeGuard.from_graph_spec(record(module, calls), calls[0], module.forward)  # batch 1..16
+    (x, y), kwargs = calls[2]
+    (low, high) = range_end_calls(guard, calls[2])
+    assert [t.shape[0] for t in (*low[0], low[1]["bias"])] == [1, 1, 1]
+    assert [t.shape[0] for t in (*high[0], high[1]["bias"])] == [16, 16, 16]
+    assert low[1]["scale"] == high[1]["scale"] == 0.5
+    assert torch.equal(high[0][0][:3], x) and torch.equal(high[0][0][3:6], x) and torch.equal(high[0][0][15], x[0])
+    assert torch.equal(high[0][1][3:6], y) and torch.equal(low[1]["bias"], kwargs["bias"][:1])
+    assert calls[2][0][0] is x and kwargs["bias"].shape[0] == 3
+
+
+def test_range_ends_of_nested_inputs_leave_the_recorded_containers_alone() -> None:
+    """Tensors inside a list are resized in a new list; the recorded list still holds the recorded tensors."""
+    module = ListInput()
+    calls = [(([torch.randn(b, 8), torch.randn(b, 8)],), {}) for b in (1, 16, 3)]
+    guard = ShapeGuard.from_graph_spec(record(module, calls), calls[0], module.forward)
+    recorded = calls[2][0][0]
+    before = list(recorded)
+    (low, high) = range_end_calls(guard, calls[2])
+    assert [t.shape for t in low[0][0]] == [torch.Size([1, 8])] * 2
+    assert [t.shape for t in high[0][0]] == [torch.Size([16, 8])] * 2
+    assert all(now is then for now, then in zip(recorded, before, strict=True))
+
+
+def test_range_ends_need_data_to_tile() -> None:
+    """A tensor with no rows cannot be tiled up to the range's end: no range-end calls."""
+    module = TwoTensors()
+    calls = [((torch.randn(b, 8), torch.randn(b, 8)), {}) for b in (1, 16)]
+    guard = ShapeGuard.from_graph_spec(record(module, calls), calls[0], module.forward)
+    assert range_end_calls(guard, ((torch.randn(0, 8), torch.randn(0, 8)), {})) == []

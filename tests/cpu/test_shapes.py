@@ -11,41 +11,18 @@ from typing import Any
 import pytest
 import torch
 from aitune.torch.module.forward_signature import ForwardSignature
-from aitune.torch.module.graph_spec import GraphSpec
 from aitune.torch.module.locator import Locator
-from aitune.torch.module.sample_metadata import SampleMetadata
 from torch import nn
 from torch.export import Dim
-from torch.utils._pytree import tree_leaves
 
 from aitune_trt_aot import InputShapeError
-from aitune_trt_aot.shapes import InputRange, ShapeGuard, input_ranges
+from aitune_trt_aot.ranges import InputRange, graph_spec_ranges
+from aitune_trt_aot.shapes import ShapeGuard
 from aitune_trt_aot.wrappers import bind_constants
-from tests.support.models import TwoInputs
+from tests.support.models import ListInput, TwoInputs, TwoTensors
+from tests.support.recording import record, two_inputs_call
 
 Call = tuple[tuple, dict]
-
-
-def two_inputs_call(batch: int, scale: float = 0.5) -> Call:
-    """One call of ``tests.models.TwoInputs`` at a batch size (tensors x, y, bias and the float scale)."""
-    return (torch.randn(batch, 32), torch.randn(batch, 16)), {"bias": torch.randn(batch, 64), "scale": scale}
-
-
-def record(module: nn.Module, calls: list[Call]) -> GraphSpec:
-    """A graph spec built the way AITune's recording module builds it, from calls at different batch sizes."""
-    signature = ForwardSignature.from_callable(module.forward)
-    spec = None
-    for args, kwargs in calls:
-        batch = tree_leaves(args)[0].shape[0]
-        inputs = SampleMetadata.from_inputs(signature.normalize(args, kwargs).arguments, batch_size=batch)
-        with torch.no_grad():
-            outputs = SampleMetadata.from_outputs(module(*args, **kwargs), batch_size=batch)
-        if spec is None:
-            spec = GraphSpec("0", inputs, outputs, signature)
-        else:
-            spec.update_shapes_seen(inputs, outputs)
-    assert spec is not None
-    return spec
 
 
 @pytest.fixture
@@ -97,7 +74,7 @@ def test_batch_too_large_names_input_and_range(guard: ShapeGuard) -> None:
         guard.prepare(*two_inputs_call(17))
     message = str(error.value)
     assert "dimension 0 is 17, outside the built range 1..16" in message
-    assert "(1, 32) to (16, 32)" in message
+    assert "The TensorRT engine takes 'x' as [1..16, 32] float32." in message
 
 
 def test_wrong_rank_is_rejected(guard: ShapeGuard) -> None:
@@ -206,7 +183,7 @@ def test_user_shape_definitions_take_precedence() -> None:
     module = TwoInputs().eval()
     spec = record(module, [two_inputs_call(1), two_inputs_call(16)])
     spec.dynamic_shapes = {"x": (BatchDim("batch", min=1, max=64, opt=8), 32)}
-    ranges = {r.name: r for r in input_ranges(spec)}
+    ranges = {r.name: r for r in graph_spec_ranges(spec)}
     assert (ranges["x"].min_shape, ranges["x"].opt_shape, ranges["x"].max_shape) == ((1, 32), (8, 32), (64, 32))
     assert ranges["y"].max_shape == (16, 16)
 
@@ -236,14 +213,6 @@ def test_guard_built_by_hand_from_locators() -> None:
     guard.prepare(*two_inputs_call(4))
     with pytest.raises(InputShapeError, match="Input 'bias' has shape \\(5, 64\\)"):
         guard.prepare(*two_inputs_call(5))
-
-
-class TwoTensors(nn.Module):
-    """Two positional tensors, no constants: the guard's no-binding fast path applies."""
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Add the inputs."""
-        return x + y
 
 
 def test_positional_calls_are_checked_without_binding() -> None:
@@ -307,49 +276,6 @@ def test_plans_are_capped_per_guard(guard: ShapeGuard) -> None:
         guard.prepare((x, y), {"bias": torch.randn(17, 64), "scale": 0.5})
 
 
-# --- range_end_samples: the calls the self-check makes at the ends of the built range ------------------------------
-
-
-def test_range_ends_tile_the_recorded_call_and_keep_its_constants() -> None:
-    """Min and max calls: each range's tensor cut or tiled to its end; plain values kept; the recording untouched.
-
-    Tiled rows repeat the recorded rows in order, so the max call holds real, differing rows.
-    """
-    torch.manual_seed(0)
-    module = TwoInputs().eval()
-    calls = [two_inputs_call(1), two_inputs_call(16), two_inputs_call(3)]
-    guard = ShapeGuard.from_graph_spec(record(module, calls), calls[0], module.forward)  # batch 1..16
-    (x, y), kwargs = calls[2]
-    (low, high) = guard.range_end_samples(calls[2])
-    assert [t.shape[0] for t in (*low[0], low[1]["bias"])] == [1, 1, 1]
-    assert [t.shape[0] for t in (*high[0], high[1]["bias"])] == [16, 16, 16]
-    assert low[1]["scale"] == high[1]["scale"] == 0.5
-    assert torch.equal(high[0][0][:3], x) and torch.equal(high[0][0][3:6], x) and torch.equal(high[0][0][15], x[0])
-    assert torch.equal(high[0][1][3:6], y) and torch.equal(low[1]["bias"], kwargs["bias"][:1])
-    assert calls[2][0][0] is x and kwargs["bias"].shape[0] == 3
-
-
-class ListInput(nn.Module):
-    """A list of two tensors: AITune's locators reach into the list."""
-
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        """Add the two tensors."""
-        return xs[0] + xs[1]
-
-
-def test_range_ends_of_nested_inputs_leave_the_recorded_containers_alone() -> None:
-    """Tensors inside a list are resized in a new list; the recorded list still holds the recorded tensors."""
-    module = ListInput()
-    calls = [(([torch.randn(b, 8), torch.randn(b, 8)],), {}) for b in (1, 16, 3)]
-    guard = ShapeGuard.from_graph_spec(record(module, calls), calls[0], module.forward)
-    recorded = calls[2][0][0]
-    before = list(recorded)
-    (low, high) = guard.range_end_samples(calls[2])
-    assert [t.shape for t in low[0][0]] == [torch.Size([1, 8])] * 2
-    assert [t.shape for t in high[0][0]] == [torch.Size([16, 8])] * 2
-    assert all(now is then for now, then in zip(recorded, before, strict=True))
-
-
 def test_nested_inputs_are_bound_on_every_call() -> None:
     """Tensors inside a list have no plan (their place is not a top-level argument); they are still checked."""
     module = ListInput()
@@ -359,11 +285,3 @@ def test_nested_inputs_are_bound_on_every_call() -> None:
     assert guard._plans[(1, ())] is None
     with pytest.raises(InputShapeError, match="dimension 0 is 17, outside the built range 1..16"):
         guard.prepare(([torch.randn(4, 8), torch.randn(17, 8)],), {})
-
-
-def test_range_ends_need_data_to_tile() -> None:
-    """A tensor with no rows cannot be tiled up to the range's end: no range-end calls."""
-    module = TwoTensors()
-    calls = [((torch.randn(b, 8), torch.randn(b, 8)), {}) for b in (1, 16)]
-    guard = ShapeGuard.from_graph_spec(record(module, calls), calls[0], module.forward)
-    assert guard.range_end_samples(((torch.randn(0, 8), torch.randn(0, 8)), {})) == []

@@ -137,7 +137,7 @@ def test_mlp_pt2_end_to_end(tmp_path: Path) -> None:
     assert max(deployed["errors"].values()) <= tolerances.FP32
 
     standalone = load_pt2(package)
-    with pytest.raises(Pt2InputError, match=f"size {MAX_BATCH + 1} on axis 0, compiled for 1..{MAX_BATCH}"):
+    with pytest.raises(Pt2InputError, match=f"dimension 0 is {MAX_BATCH + 1}, outside the built range 1..{MAX_BATCH}"):
         standalone(torch.randn(MAX_BATCH + 1, 64, device="cuda"))
 
     # C++: build the example against the installed LibTorch and run it on the same package and cases.

@@ -12,7 +12,8 @@ from aitune.torch.module.locator import Locator
 from aitune_trt_aot.checkpoint import CheckpointEntry
 from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
-from aitune_trt_aot.shapes import InputRange, ShapeGuard
+from aitune_trt_aot.ranges import InputRange
+from aitune_trt_aot.shapes import ShapeGuard
 from tests.support.models import MLP
 
 BUILT_FOR = {

@@ -75,6 +75,22 @@ class TwoInputs(nn.Module):
         return self.out(torch.relu(self.a(x) + self.b(y) + bias)) * scale
 
 
+class TwoTensors(nn.Module):
+    """Two positional tensors, no constants: the guard's no-binding fast path applies."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Add the inputs."""
+        return x + y
+
+
+class ListInput(nn.Module):
+    """A list of two tensors: AITune's locators reach into the list."""
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """Add the two tensors."""
+        return xs[0] + xs[1]
+
+
 class Encoder(nn.Module):
     """A small batch-first transformer encoder (fp16 autocast in Torch-TensorRT 2.14 fails on it)."""
 

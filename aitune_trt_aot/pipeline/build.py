@@ -1,0 +1,102 @@
+"""One build, top to bottom: what ``TorchTensorRTAotBackend._build`` runs, step after step.
+
+Each step takes and returns typed values (``BuildPlan``, ``Capture``, ``CompiledModel``, ``CheckpointEntry``,
+``Activation``, ``SelfCheckReport``); the steps AITune's build report lists are recorded through ``track``. What the
+machine must have comes from the ``toolkit``, so the same steps run on the CPU with a fake frontend and format.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aitune.torch.utils.module import move_module_to_device
+
+from aitune_trt_aot import build_cache, hints
+from aitune_trt_aot.activation import Activation, activate
+from aitune_trt_aot.checkpoint import CheckpointEntry
+from aitune_trt_aot.compiled import Coverage
+from aitune_trt_aot.errors import BuildError
+from aitune_trt_aot.pipeline.cache_reuse import fingerprint, reuse_cached_build, store_build
+from aitune_trt_aot.pipeline.capture import prepare_capture
+from aitune_trt_aot.pipeline.compile import compile_model
+from aitune_trt_aot.pipeline.job import Build, BuildJob, StepTracker, untracked
+from aitune_trt_aot.pipeline.job import TorchTensorRTAotBuildStep as Step
+from aitune_trt_aot.pipeline.kernels import keep_kernel_cache
+from aitune_trt_aot.pipeline.save import built_entry, save_artifact
+from aitune_trt_aot.pipeline.self_check import check_against_eager, refuse_mismatch
+from aitune_trt_aot.plan import BuildPlan, make_plan, refuse_without_engines
+from aitune_trt_aot.settings import convert_settings
+from aitune_trt_aot.toolkit import GPU_TOOLKIT, Toolkit
+
+logger = logging.getLogger(__name__)
+
+
+def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker = untracked) -> Build:
+    """Plan, capture, reuse a cached build or compile, save, load back, check against eager, keep kernels, store.
+
+    Raises the error that says why this model cannot be built here, or why what was built is refused.
+    """
+    # Requirements and plan: every refusal before any work.
+    torch_tensorrt = toolkit.require_build()
+    settings = convert_settings(job.config.compile_config)
+    sample = job.samples[0]
+    plan = make_plan(job.config, toolkit.stack(), job.graph_spec, sample, settings)
+    module = job.module.eval()
+    move_module_to_device(module, job.device)
+    capture = prepare_capture(plan, job, module, sample, torch_tensorrt)
+
+    key = None
+    if job.config.build_cache:
+        with track(Step.CACHE_LOOKUP) as result:
+            key = fingerprint(job, module, plan, capture.guard)
+            cached = None if key is None else build_cache.lookup(key)
+            result["cache_hit"] = cached is not None
+        if cached is not None:
+            reused = reuse_cached_build(cached, job, module, plan, capture.guard, toolkit, track)
+            if reused is not None:
+                return reused
+
+    with track(Step.COMPILE) as result:
+        compiled, plan = compile_model(plan, capture.request, job.config, settings)
+        result["precision"] = plan.precision.describe()
+        result["coverage"] = compiled.coverage.describe()
+        result["capture_seconds"] = compiled.capture_seconds
+    coverage = compiled.coverage
+    refuse_without_engines(plan, coverage, settings)
+
+    compiled.constants = dict(capture.guard.constants)
+    with track(Step.ARTIFACT_SAVE) as result:
+        artifact = save_artifact(compiled, plan, job)
+        result["compiled_model_size_bytes"] = artifact.path.stat().st_size
+    del compiled  # the in-memory engines: what runs from here on is what was saved
+    entry = built_entry(job, plan, artifact, capture.guard, coverage)
+
+    with track(Step.ARTIFACT_LOAD):
+        activation = _load_back(entry, plan, coverage, job, toolkit)
+    with track(Step.SELF_CHECK) as result:
+        report = check_against_eager(
+            activation, capture.guard, plan, module, job.samples, job.device, job.config.check_shapes
+        )
+        result["first_call_seconds"] = report.first_call_seconds
+        result["checked_shapes"] = report.checked_shapes
+        refuse_mismatch(report.mismatch, plan, coverage)
+    with track(Step.KERNEL_CACHE_SAVE):
+        keep_kernel_cache(entry, activation.engine_setup, job.cache_dir)
+    logger.info("Built %s; %s; into %s.", plan.describe(), coverage.describe(), artifact)
+
+    if key is not None:
+        store_build(key, entry)
+    return Build(entry=entry, activation=activation, from_cache=False)
+
+
+def _load_back(
+    entry: CheckpointEntry, plan: BuildPlan, coverage: Coverage, job: BuildJob, toolkit: Toolkit
+) -> Activation:
+    """Load the artifact just saved (not the in-memory module), so what tuning checks is what production loads."""
+    try:
+        return activate(entry, job.device, toolkit, checksum_verified=True)  # built_entry hashed it just now
+    except Exception as error:
+        raise BuildError(
+            f"The {plan.artifact_format.name!r} artifact written by {plan.describe()} cannot be loaded back "
+            f"({type(error).__name__}: {error}). {hints.for_unloadable_artifact(coverage)}"
+        ) from error

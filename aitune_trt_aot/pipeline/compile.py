@@ -1,0 +1,59 @@
+"""Compile step: the frontend builds the engines, with the plan's precision fallback when autocast fails."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from aitune_trt_aot import hints
+from aitune_trt_aot.compiled import CompiledModel
+from aitune_trt_aot.errors import BuildError, MissingRequirementError, UnsupportedInputsError
+from aitune_trt_aot.frontends import CompileRequest
+from aitune_trt_aot.plan import BuildPlan, PlanConfig, autocast_fallback
+from aitune_trt_aot.precision import module_for
+
+logger = logging.getLogger(__name__)
+
+
+def compile_model(
+    plan: BuildPlan, request: CompileRequest, config: PlanConfig, settings: Any
+) -> tuple[CompiledModel, BuildPlan]:
+    """Compile under ``plan``; where autocast fails, again under the plan's fallback (``plan.autocast_fallback``).
+
+    Returns what was built and the plan it was built under. ``settings`` are the user's ``CompilationSettings``.
+    Errors that say what to do already pass through; any other failure is a :class:`BuildError` naming the plan.
+    """
+    try:
+        return _compile(plan, request), plan
+    except (MissingRequirementError, UnsupportedInputsError, BuildError):
+        raise
+    except Exception as error:
+        fallback = autocast_fallback(plan, config, settings)
+        if fallback is None:
+            raise build_failed(plan, error) from error
+        logger.warning(
+            "Torch-TensorRT autocast to %s failed for this model (%s: %s); building with the module cast to %s "
+            "instead (precision_route='cast_module').",
+            plan.precision.dtype,
+            type(error).__name__,
+            error,
+            plan.precision.dtype,
+        )
+        try:
+            return _compile(fallback, request), fallback
+        except Exception as second:
+            raise build_failed(fallback, second) from second
+
+
+def _compile(plan: BuildPlan, request: CompileRequest) -> CompiledModel:
+    module = module_for(plan.precision, request.module, request.sample, request.device)
+    return plan.frontend.compile(dataclasses.replace(request, module=module, settings=plan.precision.settings))
+
+
+def build_failed(plan: BuildPlan, error: Exception) -> BuildError:
+    """The error for a compile that failed under ``plan``."""
+    return BuildError(
+        f"Torch-TensorRT could not build {plan.describe()}: {type(error).__name__}: {error}."
+        + hints.after_failed_build(plan.frontend.name)
+    )

@@ -1,0 +1,207 @@
+"""Self-check step: the artifact loaded back from disk must reproduce eager PyTorch.
+
+It runs recorded calls, and calls at both ends of the built range (the recorded data tiled to the smallest and
+largest shapes), through the loaded engines and through eager PyTorch. What counts as a match and which calls are
+compared is ``aitune_trt_aot.validation``; what to do about a mismatch is ``aitune_trt_aot.hints``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from aitune.torch.utils.module import move_tensors_to_device
+from torch import nn
+from torch.utils._pytree import tree_leaves
+
+from aitune_trt_aot import hints
+from aitune_trt_aot.activation import Activation, call_engines
+from aitune_trt_aot.compiled import Coverage, Sample
+from aitune_trt_aot.errors import BuildError
+from aitune_trt_aot.plan import BuildPlan
+from aitune_trt_aot.shapes import ShapeGuard
+from aitune_trt_aot.validation import output_mismatch, self_check_calls, tensor_shapes
+
+logger = logging.getLogger(__name__)
+
+SELF_CHECK_SHAPES = 3  # differently shaped recorded calls compared with eager after each build
+SELF_CHECK_REPEATS = 3  # calls per shape
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """How the loaded engines departed from eager PyTorch on one call of the self-check."""
+
+    recorded: bool  # a recorded call (else a call at a range end)
+    problem: str
+
+
+@dataclass(frozen=True)
+class SelfCheckReport:
+    """What one self-check compared and found.
+
+    Attributes:
+        checked_shapes: The input shapes (every tensor of the call) compared and found matching, in order.
+        first_call_seconds: The time of the first call at each of those shapes, together (TensorRT-RTX compiles
+            kernels there, the CUDA-graph runner captures).
+        mismatch: The first call that did not match, None when every call matched.
+
+    """
+
+    checked_shapes: list[list[tuple[int, ...]]]
+    first_call_seconds: float
+    mismatch: Mismatch | None
+
+
+def engines_of(activation: Activation, check_shapes: bool) -> Callable[..., Any]:
+    """A callable that runs ``activation`` as ``infer`` does (shape guard, then runner)."""
+    return lambda *args, **kwargs: call_engines(activation.runner, activation.guard, check_shapes, args, kwargs)
+
+
+def compare_with_eager(
+    engines: Callable[..., Any],
+    module: nn.Module,
+    samples: Sequence[Sample],
+    device: torch.device,
+    reduced: torch.dtype | None,
+    *,
+    shapes_to_check: int = SELF_CHECK_SHAPES,
+    repeats: int = SELF_CHECK_REPEATS,
+    range_ends: Sequence[Sample] = (),
+) -> SelfCheckReport:
+    """Compare up to ``shapes_to_check`` differently shaped recorded calls, then the ``range_ends`` calls.
+
+    Each shape is called ``repeats`` times, because some runtimes change kernels after the first call at a
+    shape. A range-end call that eager PyTorch itself cannot run (out of memory, a constraint between inputs
+    the tiling broke) is skipped. ``reduced`` is the reduced dtype the engines compute in (None: fp32).
+    """
+    first_calls: list[float] = []
+    checked: list[list[tuple[int, ...]]] = []
+    for is_recorded, sample in self_check_calls(samples, shapes_to_check, range_ends):
+        outcome = _compare_one(engines, module, sample, device, reduced, is_recorded, repeats, first_calls)
+        if isinstance(outcome, Mismatch):
+            return SelfCheckReport(checked, round(sum(first_calls), 3), outcome)
+        if outcome:
+            checked.append(list(tensor_shapes(sample)))
+    return SelfCheckReport(checked, round(sum(first_calls), 3), None)
+
+
+def _compare_one(
+    engines: Callable[..., Any],
+    module: nn.Module,
+    sample: Sample,
+    device: torch.device,
+    reduced: torch.dtype | None,
+    is_recorded: bool,
+    repeats: int,
+    first_calls: list[float],
+) -> Mismatch | bool:
+    """Run one call through eager and ``repeats`` times through the engines; append the first call's seconds.
+
+    Returns the mismatch, else whether the call was compared (False: a range-end call eager cannot run).
+    """
+    shapes = tensor_shapes(sample)
+    args, kwargs = move_tensors_to_device(sample, device)
+    with torch.no_grad():
+        try:
+            expected = module(*args, **kwargs)
+        except Exception as error:
+            if is_recorded:
+                raise
+            logger.warning(
+                "Self-check: the call at the end of the built range, shapes %s, is not compared: eager "
+                "PyTorch cannot run it (%s: %s).",
+                list(shapes),
+                type(error).__name__,
+                error,
+            )
+            return False
+        for attempt in range(1, repeats + 1):
+            start = time.perf_counter()
+            try:
+                actual = engines(*args, **kwargs)
+            except Exception as error:  # the saved artifact does not run on this input
+                return Mismatch(
+                    is_recorded, f"shapes {list(shapes)}, call {attempt}: it raised {type(error).__name__}: {error}"
+                )
+            problem = output_mismatch(actual, expected, reduced)  # reads the outputs: waits for the GPU
+            if attempt == 1:
+                first_calls.append(time.perf_counter() - start)
+            if problem is not None:
+                return Mismatch(is_recorded, f"shapes {list(shapes)}, call {attempt} of {repeats}: {problem}")
+    return True
+
+
+def check_against_eager(
+    activation: Activation,
+    guard: ShapeGuard,
+    plan: BuildPlan,
+    module: nn.Module,
+    samples: Sequence[Sample],
+    device: torch.device,
+    check_shapes: bool,
+) -> SelfCheckReport:
+    """The full self-check of a fresh build: recorded calls, then the calls at both ends of ``guard``'s ranges."""
+    try:
+        range_ends = range_end_calls(guard, samples[0])
+    except Exception as error:  # an input layout the resizing does not handle: check the recorded calls only
+        logger.warning("Self-check: no calls at the range ends (%s: %s).", type(error).__name__, error)
+        range_ends = []
+    engines = engines_of(activation, check_shapes)
+    return compare_with_eager(engines, module, samples, device, plan.precision.dtype, range_ends=range_ends)
+
+
+def refuse_mismatch(mismatch: Mismatch | None, plan: BuildPlan, coverage: Coverage) -> None:
+    """Raise the :class:`BuildError` for a self-check mismatch (nothing when there was none)."""
+    if mismatch is None:
+        return
+    where = "a recorded input" if mismatch.recorded else "an input at the end of the built shape range"
+    raise BuildError(
+        f"The engines built with {plan.describe()} do not reproduce eager PyTorch on {where} ({mismatch.problem}). "
+        f"{hints.for_mismatch(mismatch.recorded, plan.frontend.name, coverage)}"
+    )
+
+
+def range_end_calls(guard: ShapeGuard, sample: Sample) -> list[Sample]:
+    """``sample`` resized to the ranges' smallest and to their largest shapes: the calls at the range ends.
+
+    Each tensor is tiled along every axis that must grow (its recorded values repeat, so rows stay real data
+    and differ from one another wherever the recording had several) and cut where it must shrink; plain
+    values are kept. Empty when a tensor cannot be resized (an axis of size 0 that must grow).
+    """
+    ends = []
+    for end in ("min_shape", "max_shape"):
+        # Fresh containers (the locators write into them), the recorded tensors shared rather than copied.
+        args, kwargs = copy.deepcopy(sample, {id(t): t for t in tree_leaves(sample) if isinstance(t, torch.Tensor)})
+        bound = guard.call_signature.bind(*args, **kwargs)
+        arguments = bound.arguments
+        for spec in guard.ranges:
+            tensor = spec.locator.get_value(arguments)
+            resized = _tile_to(tensor, getattr(spec, end))
+            if resized is None:
+                return []
+            arguments = spec.locator.set_value(arguments, resized)
+        bound.arguments = arguments
+        ends.append((bound.args, bound.kwargs))
+    return ends
+
+
+def _tile_to(tensor: Any, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """``tensor`` repeated along the axes that must grow and cut to ``shape``; None where it cannot be."""
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() != len(shape):
+        return None
+    for axis, size in enumerate(shape):
+        have = tensor.shape[axis]
+        if have < size:
+            if have == 0:
+                return None
+            repeats = [1] * tensor.dim()
+            repeats[axis] = -(-size // have)
+            tensor = tensor.repeat(repeats)
+        tensor = tensor.narrow(axis, 0, size)
+    return tensor

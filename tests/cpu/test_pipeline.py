@@ -1,0 +1,331 @@
+"""CPU: whole builds through the pipeline, with a tracing frontend and a ``torch.save`` format registered.
+
+What is shown here is the orchestration (which steps run, in which order, on what, with which error and hint),
+never TensorRT: ``tests/support/fake_build.py`` registers a frontend that traces the module and a format that
+pickles it, one registry line each. The GPU tiers show the same paths with Torch-TensorRT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import aitune.torch as ait
+import pytest
+import torch
+from aitune.torch.backend import TorchEagerBackend
+from torch import nn
+
+import aitune_trt_aot
+from aitune_trt_aot import (
+    BuildError,
+    ConfigError,
+    InputShapeError,
+    TorchTensorRTAotBackend,
+    TorchTensorRTAotBackendConfig,
+    TorchTensorRTAotBuildStep,
+    build_cache,
+)
+from aitune_trt_aot.compiled import Coverage
+from aitune_trt_aot.engine_errors import CheckedEngines
+from aitune_trt_aot.files import file_digest
+from aitune_trt_aot.pipeline import BuildJob, run_build
+from aitune_trt_aot.precision import PrecisionBoundary
+from tests.support.fake_build import (
+    CPU_TOOLKIT,
+    GeneralTracedFrontend,
+    TorchSaveFormat,
+    TracedEngines,
+    TracedFrontend,
+    register_fakes,
+)
+from tests.support.gpu import selected_backends
+from tests.support.models import MLP, BatchBranchMLP, TwoInputs
+from tests.support.recording import record, sample_store, two_inputs_call
+from tests.support.tuning import strategy_for
+
+CPU = torch.device("cpu")
+STEPS = ["cache_lookup", "compile", "artifact_save", "artifact_load", "self_check", "first_calls", "kernel_cache_save"]
+
+
+def _model(seed: int = 0, cls: type[nn.Module] = MLP) -> nn.Module:
+    torch.manual_seed(seed)
+    return cls().eval()
+
+
+def _calls(*batches: int) -> list[tuple[tuple, dict]]:
+    torch.manual_seed(100)
+    return [((torch.randn(batch, 64),), {}) for batch in batches]
+
+
+def _config(**fields: Any) -> TorchTensorRTAotBackendConfig:
+    return TorchTensorRTAotBackendConfig(**{"ir": "cpu_trace", **fields})
+
+
+def _build(
+    tmp_path: Path,
+    module: nn.Module,
+    config: TorchTensorRTAotBackendConfig | None = None,
+    calls: list | None = None,
+    samples: list | None = None,
+    name: str = "build",
+) -> TorchTensorRTAotBackend:
+    """Build with AITune's lifecycle (``backend.build``) from ``calls`` (default: batch 1 and 16), on the CPU."""
+    calls = calls or _calls(1, 16)
+    backend = TorchTensorRTAotBackend(config or _config())
+    out = tmp_path / name
+    out.mkdir(parents=True)
+    backend.build(module, record(module, calls), sample_store(samples or calls, out / "recorded"), CPU, out)
+    return backend
+
+
+def _build_error(tmp_path: Path, module: nn.Module, **kwargs: Any) -> str:
+    """The message of the BuildError a :func:`_build` raises."""
+    with pytest.raises(BuildError) as raised:
+        _build(tmp_path, module, **kwargs)
+    return str(raised.value)
+
+
+def _cache_entries() -> list[Path]:
+    root = build_cache.cache_root()
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+# --- a fresh build, saved, reloaded and checked -----------------------------------------------------------------
+
+
+def test_tune_save_and_load_run_the_saved_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ait.tune builds through every step; what runs is the file loaded back; ait.save and ait.load run it again."""
+    artifact_format = register_fakes(monkeypatch, TracedFrontend())
+    reference = _model()
+    model = ait.Module(
+        copy.deepcopy(reference), "mlp-pipeline", strategy=strategy_for(TorchTensorRTAotBackend(_config()))
+    )
+    ait.tune(
+        model, [torch.randn(64) for _ in range(3)], batch_sizes=[1, 16], device="cpu", ignore_failing_modules=False
+    )
+    (backend,) = selected_backends(model)
+    assert list(backend.build_seconds) == STEPS
+    assert backend.checked_shapes[0] == [(1, 64)] and [(16, 64)] in backend.checked_shapes
+    assert (backend.artifact_format, backend.precision, backend.built_from_cache) == ("torch_save", "fp32", False)
+    assert isinstance(backend.runner, CheckedEngines) and isinstance(backend.runner.runner, TracedEngines)
+    assert artifact_format.loads == [backend.artifact_path], "the self-check ran the artifact loaded from disk"
+    x = torch.randn(5, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x))
+    with pytest.raises(InputShapeError, match="dimension 0 is 17, outside the built range 1..16"):
+        backend.infer(torch.randn(17, 64))
+
+    path = aitune_trt_aot.save(model, tmp_path / "mlp.ait")
+    loaded = ait.load(ait.Module(_model(seed=1), "mlp-pipeline", strategy=strategy_for(TorchEagerBackend())), path)
+    (reloaded,) = selected_backends(loaded)
+    assert isinstance(reloaded, TorchTensorRTAotBackend) and len(artifact_format.loads) == 2
+    assert reloaded.coverage == backend.coverage
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), reference(x))
+
+
+def test_run_build_is_the_steps_in_order_without_a_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline alone: built-in values and keyword tensors captured, each step reported once, in order."""
+    frontend = TracedFrontend()
+    register_fakes(monkeypatch, frontend)
+    module = _model(cls=TwoInputs)
+    calls = [two_inputs_call(1), two_inputs_call(16)]
+    steps: list[TorchTensorRTAotBuildStep] = []
+
+    @contextlib.contextmanager
+    def track(step: TorchTensorRTAotBuildStep):
+        steps.append(step)
+        yield {"step": step}
+
+    job = BuildJob(_config(), module, record(module, calls), sample_store(calls, tmp_path), CPU, tmp_path / "out")
+    build = run_build(job, CPU_TOOLKIT, track)
+    assert [s.name for s in steps] == [
+        "CACHE_LOOKUP", "COMPILE", "ARTIFACT_SAVE", "ARTIFACT_LOAD", "SELF_CHECK", "KERNEL_CACHE_SAVE"
+    ]  # fmt: skip
+    assert frontend.requests[0].sample[1].keys() == {"bias"}, "scale=0.5 is built in, not an input"
+    assert build.entry.shape_guard.constants == {"scale": 0.5} and not build.from_cache
+    assert build.entry.artifact.path == tmp_path / "out" / "model.pt"
+    assert build.entry.checksum == file_digest(build.entry.artifact.path)
+    (x, y), kwargs = two_inputs_call(7)
+    with torch.no_grad():
+        torch.testing.assert_close(build.activation.runner(x, y, bias=kwargs["bias"]), module(x, y, **kwargs))
+    assert len(_cache_entries()) == 1, "the checked build is stored in the build cache"
+
+
+def test_a_registered_ir_and_format_build_through_the_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding an IR or a format is a module and one registry line: config accepts the names, the pipeline builds."""
+    with pytest.raises(ConfigError, match="Unknown ir 'cpu_trace'"):
+        _config()
+    register_fakes(monkeypatch, TracedFrontend())
+    assert _config().output_format == "auto"
+    backend = _build(tmp_path, _model(), _config(output_format="torch_save"))
+    assert backend.artifact_format == "torch_save" and backend.artifact_path.suffix == ".pt"
+    with pytest.raises(ConfigError, match="ir='dynamo' cannot write output_format='torch_save'.*needs ir='cpu_trace'"):
+        TorchTensorRTAotBackendConfig(output_format="torch_save")
+
+
+# --- the build cache --------------------------------------------------------------------------------------------
+
+
+def test_a_second_build_reuses_the_cache_without_compiling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An identical build is taken from the cache: copied, loaded and checked on one call, never compiled."""
+    frontend = TracedFrontend()
+    register_fakes(monkeypatch, frontend)
+    first = _build(tmp_path, _model(), name="first")
+    second = _build(tmp_path, _model(), name="second")
+    assert len(frontend.requests) == 1
+    assert second.built_from_cache and not first.built_from_cache
+    assert second._build_results[0]["cache_hit"] is True
+    assert list(second.build_seconds) == ["cache_lookup", "artifact_load", "self_check"]
+    assert second.checked_shapes == [], "the cache's one-call check records no shapes"
+    assert second.artifact_path.parent == tmp_path / "second"
+    assert file_digest(second.artifact_path) == file_digest(first.artifact_path)
+    x = torch.randn(3, 64)
+    torch.testing.assert_close(second.infer(x), first.infer(x))
+
+
+def test_a_cached_build_that_fails_its_check_is_dropped_and_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry holding another model's artifact (checksum made to match) fails the check: dropped, rebuilt, stored."""
+    frontend = TracedFrontend()
+    register_fakes(monkeypatch, frontend)
+    _build(tmp_path, _model(seed=0), name="seed0")
+    (entry,) = _cache_entries()
+    _build(tmp_path, _model(seed=1), name="seed1")
+    (other,) = [p for p in _cache_entries() if p != entry]
+    facts = json.loads((entry / build_cache.ENTRY_FILE).read_text())
+    artifact = entry / facts["artifact_name"]
+    artifact.write_bytes((other / facts["artifact_name"]).read_bytes())
+    (entry / build_cache.ENTRY_FILE).write_text(json.dumps(facts | {"checksum": file_digest(artifact)}))
+
+    rebuilt = _build(tmp_path, _model(seed=0), name="again")
+    assert rebuilt._build_results[0]["cache_hit"] is True
+    assert not rebuilt.built_from_cache and "compile" in rebuilt.build_seconds
+    assert len(frontend.requests) == 3
+    stored = json.loads((entry / build_cache.ENTRY_FILE).read_text())
+    assert stored["checksum"] == file_digest(rebuilt.artifact_path) == file_digest(entry / stored["artifact_name"])
+
+
+def test_a_damaged_cache_entry_is_a_miss_and_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached artifact cut short is removed at lookup; the build compiles and stores a good entry again."""
+    frontend = TracedFrontend()
+    register_fakes(monkeypatch, frontend)
+    _build(tmp_path, _model(), name="first")
+    (entry,) = _cache_entries()
+    artifact = entry / json.loads((entry / build_cache.ENTRY_FILE).read_text())["artifact_name"]
+    artifact.write_bytes(artifact.read_bytes()[:100])
+    again = _build(tmp_path, _model(), name="again")
+    assert again._build_results[0]["cache_hit"] is False and not again.built_from_cache
+    assert len(frontend.requests) == 2
+    assert file_digest(artifact) == file_digest(again.artifact_path)
+
+
+def test_build_cache_off_neither_looks_up_nor_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_cache=False: no lookup step, nothing stored."""
+    register_fakes(monkeypatch, TracedFrontend())
+    backend = _build(tmp_path, _model(), _config(build_cache=False))
+    assert "cache_lookup" not in backend.build_seconds and _cache_entries() == []
+
+
+# --- precision: the autocast -> cast_module fallback -----------------------------------------------------------
+
+
+def test_autocast_failure_falls_back_to_the_cast_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """precision_route='auto': autocast fails, the module is cast instead, with a warning; the result is checked."""
+    frontend = TracedFrontend(fail_autocast=True)
+    register_fakes(monkeypatch, frontend)
+    with caplog.at_level(logging.WARNING, logger="aitune_trt_aot.pipeline.compile"):
+        backend = _build(tmp_path, _model(), _config(precision="bf16"))
+    assert backend.precision == "cast_module(bfloat16)"
+    assert [r.settings.enable_autocast for r in frontend.requests] == [True, False]
+    cast = frontend.requests[1].module
+    assert isinstance(cast, PrecisionBoundary) and cast.input_dtype == torch.bfloat16
+    assert any("building with the module cast" in r.getMessage() for r in caplog.records)
+    assert backend.infer(torch.randn(2, 64)).dtype == torch.float32, "the boundary keeps eager's output dtype"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"precision_route": "autocast"}, {"compile_config": {"enable_autocast": True}}],
+    ids=["route-autocast", "user-autocast"],
+)
+def test_autocast_chosen_by_the_user_does_not_fall_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fields: dict
+) -> None:
+    """Autocast asked for explicitly fails as a BuildError naming the plan and the IR to try."""
+    frontend = TracedFrontend(fail_autocast=True)
+    register_fakes(monkeypatch, frontend)
+    message = _build_error(tmp_path, _model(), config=_config(precision="bf16", **fields))
+    assert message.startswith("Torch-TensorRT could not build ir=cpu_trace format=torch_save precision=autocast")
+    assert "'SymInt' object has no attribute 'to'." in message
+    assert message.endswith("Try ir='dynamo', which handles more models.")
+    assert len(frontend.requests) == 1
+
+
+# --- refusals and hints -----------------------------------------------------------------------------------------
+
+
+def test_a_build_without_engines_is_refused_before_saving(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Zero TensorRT engines: a BuildError naming min_block_size and the fix; no artifact is written."""
+    artifact_format = register_fakes(monkeypatch, TracedFrontend(coverage=Coverage(0, 0, 3)))
+    message = _build_error(tmp_path, _model())
+    assert "built no TensorRT engine: all 3 operations of this graph stay in PyTorch" in message
+    assert "min_block_size=5 convertible operations" in message and "min_block_size=1" in message
+    assert not list((tmp_path / "build").glob("model*")) and artifact_format.loads == []
+    assert _cache_entries() == []
+
+
+def test_a_mismatch_on_a_recorded_call_names_the_ir_to_try(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Engines that are wrong everywhere fail on the first recorded call; nothing is cached."""
+    register_fakes(monkeypatch, TracedFrontend(offset=1.0))
+    message = _build_error(tmp_path, _model())
+    assert "do not reproduce eager PyTorch on a recorded input (shapes [(1, 64)], call 1 of 3:" in message
+    assert message.endswith("Try ir='dynamo'.")
+    assert _cache_entries() == []
+
+
+@pytest.mark.parametrize("split", [True, False], ids=["split", "whole"])
+def test_a_mismatch_of_the_general_ir_names_the_split_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: bool
+) -> None:
+    """For the general IR a split graph gets the split-graph fix; a whole one the known-issues pointer."""
+    coverage = Coverage(2, 6, 1) if split else None
+    register_fakes(monkeypatch, GeneralTracedFrontend(coverage=coverage, offset=1.0))
+    message = _build_error(tmp_path, _model(), config=TorchTensorRTAotBackendConfig())
+    if split:
+        assert "This graph is split: 2 TensorRT engines, 6 ops in TensorRT, 1 in PyTorch." in message
+        assert "Wrap only the parts TensorRT converts in ait.Module" in message
+    else:
+        assert message.endswith("or keep this model eager; docs/known-issues.md lists what was measured.")
+
+
+def test_engines_wrong_only_at_the_range_end_name_the_branch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Traced at batch 1, a forward that branches above batch 8 matches every recorded call but not batch 16."""
+    register_fakes(monkeypatch, TracedFrontend())
+    calls = _calls(1, 16)
+    backend = TorchTensorRTAotBackend(_config())
+    module = _model(cls=BatchBranchMLP)
+    with pytest.raises(BuildError) as raised:
+        out = tmp_path / "branch"
+        out.mkdir()
+        backend.build(module, record(module, calls), sample_store(calls[:1], out / "recorded"), CPU, out)
+    message = str(raised.value)
+    assert "on an input at the end of the built shape range (shapes [(16, 64)], call 1 of 3:" in message
+    assert "branches on input sizes" in message
+    assert backend.checked_shapes == [[(1, 64)]], "the recorded call matched; the range end did not"
+
+
+def test_an_artifact_that_does_not_load_back_is_a_build_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The saved file is loaded before anything is checked; a failure names the format and what to try."""
+    register_fakes(monkeypatch, TracedFrontend(), TorchSaveFormat(load_error=RuntimeError("unpickling failed")))
+    message = _build_error(tmp_path, _model())
+    assert message.startswith("The 'torch_save' artifact written by ir=cpu_trace")
+    assert "cannot be loaded back (RuntimeError: unpickling failed). Try another output_format" in message

@@ -1,0 +1,138 @@
+"""The build pipeline on the CPU: a tracing frontend, a ``torch.save`` format, and a toolkit every machine meets.
+
+Registered like a real IR and format (one registry line each), they let CPU tests drive whole builds: the
+orchestration, never TensorRT.
+
+``TracedFrontend`` "compiles" by tracing the module into an aten graph (``make_fx``) at the captured call, so what
+is saved, loaded back and checked is a different object from the eager module, as with real engines; a trace keeps
+only the path of the call it saw, like ``torch.jit.trace``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch.utils._pytree import tree_map
+
+from aitune_trt_aot.compiled import CompiledModel, Coverage, count_ops
+from aitune_trt_aot.formats import FORMATS
+from aitune_trt_aot.formats.base import ArtifactFormat
+from aitune_trt_aot.frontends import FRONTENDS, CompileRequest, Frontend
+from aitune_trt_aot.stack import Stack
+from aitune_trt_aot.toolkit import Toolkit
+
+CPU_FEATURE = "cpu_trace_frontend"
+CPU_STACK = Stack(torch.__version__, None, None, False, {CPU_FEATURE: True})
+CPU_TOOLKIT = Toolkit(require_build=lambda: None, require_run=lambda: None, stack=lambda: CPU_STACK)
+
+
+class TracedEngines(nn.Module):
+    """What :class:`TracedFrontend` builds: a traced graph taking the positional, then the keyword tensors.
+
+    ``offset`` is added to every floating output: a deliberately wrong build for the mismatch paths.
+    """
+
+    def __init__(self, graph: nn.Module, keywords: list[str], offset: float = 0.0) -> None:
+        super().__init__()
+        self.graph = graph
+        self.keywords = keywords
+        self.offset = offset
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        outputs = self.graph(*args, *[kwargs[k] for k in self.keywords])
+        if not self.offset:
+            return outputs
+        return tree_map(
+            lambda t: t + self.offset if isinstance(t, torch.Tensor) and t.is_floating_point() else t, outputs
+        )
+
+
+class TracedFrontend(Frontend):
+    """A CPU frontend: traces the module at the captured call; records each request it compiled.
+
+    Attributes:
+        coverage: What it reports having built (default: one engine holding every traced operation).
+        offset: Added to every floating output of what it builds (0: a correct build).
+        fail_autocast: Raise Torch-TensorRT 2.14's autocast error for requests with autocast on.
+        requests: The compile requests it got, in order.
+
+    """
+
+    name = "cpu_trace"
+    feature = CPU_FEATURE
+    formats = ("torch_save",)
+    typed_precision = True
+
+    def __init__(self, coverage: Coverage | None = None, offset: float = 0.0, fail_autocast: bool = False) -> None:
+        self.coverage = coverage
+        self.offset = offset
+        self.fail_autocast = fail_autocast
+        self.requests: list[CompileRequest] = []
+
+    def compile(self, request: CompileRequest) -> CompiledModel:
+        self.requests.append(request)
+        if self.fail_autocast and request.settings.enable_autocast:
+            raise AttributeError("'SymInt' object has no attribute 'to'")
+        args, kwargs = request.sample
+        keywords = list(kwargs)
+        module = request.module
+
+        def call(*flat: Any) -> Any:
+            return module(*flat[: len(args)], **dict(zip(keywords, flat[len(args) :], strict=True)))
+
+        with torch.no_grad():
+            graph = make_fx(call)(*args, *kwargs.values())
+        coverage = self.coverage or Coverage(engines=1, tensorrt_ops=count_ops(graph), pytorch_ops=0)
+        return CompiledModel(
+            module=TracedEngines(graph, keywords, self.offset), sample=request.sample, coverage=coverage
+        )
+
+
+class GeneralTracedFrontend(TracedFrontend):
+    """:class:`TracedFrontend` registered under the general IR's name (``hints.GENERAL_IR``), for its hints."""
+
+    name = "dynamo"
+
+
+class TorchSaveFormat(ArtifactFormat):
+    """The compiled module pickled with ``torch.save``; loading fails with ``load_error`` when it is set."""
+
+    name = "torch_save"
+    suffix = ".pt"
+    cuda_graphs = False
+
+    def __init__(self, load_error: Exception | None = None) -> None:
+        self.load_error = load_error
+        self.loads: list[Path] = []
+
+    def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
+        torch.save(compiled.module, path, pickle_protocol=pickle_protocol)
+
+    def load(self, path: Path, device: torch.device) -> Callable[..., Any]:
+        self.loads.append(path)
+        if self.load_error is not None:
+            raise self.load_error
+        return torch.load(path, map_location=device, weights_only=False)
+
+
+def register_fakes(
+    monkeypatch: pytest.MonkeyPatch, frontend: TracedFrontend, artifact_format: TorchSaveFormat | None = None
+) -> TorchSaveFormat:
+    """Register ``frontend`` and a :class:`TorchSaveFormat` (one registry line each); returns the format.
+
+    Until the test ends, the backend class gets :data:`CPU_TOOLKIT` and accepts the CPU device.
+    """
+    from aitune_trt_aot import TorchTensorRTAotBackend
+
+    artifact_format = artifact_format or TorchSaveFormat()
+    monkeypatch.setitem(FRONTENDS, frontend.name, frontend)
+    monkeypatch.setitem(FORMATS, artifact_format.name, artifact_format)
+    monkeypatch.setattr(TorchTensorRTAotBackend, "_toolkit", CPU_TOOLKIT)
+    monkeypatch.setattr(TorchTensorRTAotBackend, "_devices", ["cuda", "cpu"])
+    return artifact_format
