@@ -112,8 +112,9 @@ class TorchTensorRTAotBackend(Backend):
 
         Recorded calls first, then calls at the ends of the built range that no recorded call had (the recorded
         data tiled to the smallest and largest shapes). Empty for a backend from ``ait.load`` or the build cache.
+        Where the build was made again for a narrower range (``pipeline.range_search``), the last check's shapes.
         """
-        for result in self._build_results:
+        for result in reversed(self._build_results):
             if "checked_shapes" in result:
                 return [[tuple(shape) for shape in call] for call in result["checked_shapes"]]
         return []

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from aitune_trt_aot.ranges import InputRange
 
 Sample = tuple[tuple, dict]  # one recorded call: (args, kwargs)
 
@@ -86,6 +89,8 @@ class CompiledModel:
         constants: Plain-valued arguments built into the engines, by name (recorded in some formats).
         capture_seconds: Wall time of capturing the graph (``torch.export``, tracing) before the TensorRT
             compile, where the frontend measures it.
+        ranges: The input ranges the engines were built for, where the frontend narrowed the requested ones
+            (``torch.export`` proved a smaller dimension); None: as requested.
 
     """
 
@@ -95,6 +100,7 @@ class CompiledModel:
     dynamic_shapes: Any = None
     constants: dict[str, Any] = field(default_factory=dict)
     capture_seconds: float | None = None
+    ranges: list[InputRange] | None = None
 
     def positional_dynamic_shapes(self) -> Any:
         """The dynamic shapes as a tuple in call order (args, then keywords), for re-exporting the compiled graph.

@@ -8,7 +8,7 @@ neither AITune nor Torch-TensorRT is installed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -158,3 +158,53 @@ def program_ranges(program: ExportedProgram) -> list[InputRange]:
             highs.append(None if upper is None or upper == float("inf") or not upper.is_finite else int(upper))
         ranges.append(InputRange(None, f"tensor {len(ranges)}", tuple(lows), None, tuple(highs), value.dtype))
     return ranges
+
+
+def clamped_to_proof(wanted: list[InputRange], proven: list[InputRange]) -> list[InputRange]:
+    """``wanted`` with each axis's largest size cut to what ``torch.export`` proved (``proven``, same order).
+
+    ``proven`` comes from :func:`program_ranges`; an axis it bounds lower than ``wanted`` asks (an operation whose
+    kernels accept at most 65535 rows, say) is cut to that bound, and its optimisation size with it. Axes the proof
+    leaves unbounded, or a ``proven`` list that does not line up with ``wanted``, change nothing.
+    """
+    if len(proven) != len(wanted):
+        return wanted
+    clamped = []
+    for want, proof in zip(wanted, proven, strict=True):
+        if len(proof.max_shape) != len(want.max_shape):
+            clamped.append(want)
+            continue
+        highs = tuple(
+            high if bound is None or high is None or bound >= high or bound < (low or 0) else bound
+            for low, high, bound in zip(want.min_shape, want.max_shape, proof.max_shape, strict=True)
+        )
+        clamped.append(with_max_shape(want, highs))
+    return clamped
+
+
+def with_max_shape(spec: InputRange, max_shape: tuple[int | None, ...]) -> InputRange:
+    """``spec`` with another largest shape; its optimisation shape is kept inside the range."""
+    opt = spec.opt_shape
+    if opt is not None:
+        opt = tuple(size if high is None else min(size, high) for size, high in zip(opt, max_shape, strict=True))
+    return replace(spec, max_shape=tuple(max_shape), opt_shape=opt)
+
+
+def capped(ranges: list[InputRange], raised: dict[tuple[int, int], int], top: int) -> list[InputRange]:
+    """``ranges`` with every axis in ``raised`` ((range index, axis) -> its largest recorded size) cut to ``top``.
+
+    An axis is never cut below its largest recorded size: recorded calls are what the engines were checked on.
+    """
+    result = []
+    for index, spec in enumerate(ranges):
+        highs = tuple(
+            high if (index, axis) not in raised or high is None else min(high, max(top, raised[index, axis]))
+            for axis, high in enumerate(spec.max_shape)
+        )
+        result.append(with_max_shape(spec, highs) if highs != spec.max_shape else spec)
+    return result
+
+
+def describe_all(ranges: list[InputRange]) -> str:
+    """Every range as ``name [1..16, 64] float32``, comma-separated (for logs and messages)."""
+    return ", ".join(f"{spec.name} {spec.describe()}" for spec in ranges)

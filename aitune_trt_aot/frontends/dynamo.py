@@ -13,6 +13,7 @@ from aitune.torch.utils.tensor import format_tensor_name
 
 from aitune_trt_aot.compiled import CompiledModel, count_ops, graph_coverage
 from aitune_trt_aot.frontends.base import CompileRequest, Frontend
+from aitune_trt_aot.ranges import clamped_to_proof, describe_all, program_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,16 @@ class DynamoFrontend(Frontend):
             request.module, request.sample, request.graph_spec, device=request.device
         )
         capture_seconds = round(time.perf_counter() - start, 3)
+        # torch.export may prove a dimension smaller than AITune asked for (its find-max-batch-size step raises
+        # the batch range); Torch-TensorRT refuses a profile above the proof, so build up to the proof instead.
+        ranges = clamped_to_proof(request.ranges, program_ranges(export.exported_program))
+        if ranges != request.ranges:
+            logger.warning(
+                "torch.export proved a smaller range than requested: building %s instead of %s.",
+                describe_all(ranges),
+                describe_all(request.ranges),
+            )
+            request = dataclasses.replace(request, ranges=ranges)
         for r in request.ranges:
             logger.info("Engine profile %s: min=%s opt=%s max=%s", r.name, r.min_shape, r.opt_shape, r.max_shape)
         settings = dataclasses.asdict(request.settings)
@@ -65,4 +76,5 @@ class DynamoFrontend(Frontend):
             coverage=graph_coverage(compiled, source_ops),
             dynamic_shapes=export.dynamic_shapes,
             capture_seconds=capture_seconds,
+            ranges=ranges,
         )

@@ -8,8 +8,10 @@ machine must have comes from the ``toolkit``, so the same steps run on the CPU w
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aitune.torch.utils.module import move_module_to_device
+from torch import nn
 
 from aitune_trt_aot import build_cache, hints
 from aitune_trt_aot.activation import Activation, activate
@@ -17,15 +19,18 @@ from aitune_trt_aot.checkpoint import CheckpointEntry
 from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.errors import BuildError
 from aitune_trt_aot.pipeline.cache_reuse import fingerprint, reuse_cached_build, store_build
-from aitune_trt_aot.pipeline.capture import prepare_capture
+from aitune_trt_aot.pipeline.capture import Capture, narrowed_capture, prepare_capture
 from aitune_trt_aot.pipeline.compile import compile_model
 from aitune_trt_aot.pipeline.job import Build, BuildJob, StepTracker, untracked
 from aitune_trt_aot.pipeline.job import TorchTensorRTAotBuildStep as Step
 from aitune_trt_aot.pipeline.kernels import keep_kernel_cache
+from aitune_trt_aot.pipeline.range_search import largest_passing, raised_axes
 from aitune_trt_aot.pipeline.save import built_entry, save_artifact
-from aitune_trt_aot.pipeline.self_check import check_against_eager, refuse_mismatch
-from aitune_trt_aot.plan import BuildPlan, make_plan, refuse_without_engines
+from aitune_trt_aot.pipeline.self_check import Mismatch, check_against_eager, passes_at_top, refuse_mismatch
+from aitune_trt_aot.plan import BuildPlan, make_plan, refuse_without_engines, with_ranges
+from aitune_trt_aot.ranges import InputRange, describe_all
 from aitune_trt_aot.settings import convert_settings
+from aitune_trt_aot.shapes import ShapeGuard
 from aitune_trt_aot.toolkit import GPU_TOOLKIT, Toolkit
 
 logger = logging.getLogger(__name__)
@@ -56,11 +61,42 @@ def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker 
             if reused is not None:
                 return reused
 
+    outcome = _compile_and_check(plan, capture, job, module, settings, toolkit, track)
+    if isinstance(outcome, Build):
+        build = outcome
+    else:  # the engines are right only below the top of the requested range: build again for the range they pass
+        plan = with_ranges(plan, outcome)
+        capture = prepare_capture(plan, job, module, sample, torch_tensorrt)
+        build = _compile_and_check(plan, capture, job, module, settings, toolkit, track, search=False)
+    if key is not None:
+        store_build(key, build.entry)
+    return build
+
+
+def _compile_and_check(
+    plan: BuildPlan,
+    capture: Capture,
+    job: BuildJob,
+    module: nn.Module,
+    settings: Any,
+    toolkit: Toolkit,
+    track: StepTracker,
+    search: bool = True,
+) -> Build | list[InputRange]:
+    """Compile, save, load back, check against eager and keep the kernels; return the build.
+
+    With ``search``, engines that fail only at the top of the requested range return instead the narrower ranges
+    to build again for (``range_search``).
+    """
     with track(Step.COMPILE) as result:
         compiled, plan = compile_model(plan, capture.request, job.config, settings)
         result["precision"] = plan.precision.describe()
         result["coverage"] = compiled.coverage.describe()
         result["capture_seconds"] = compiled.capture_seconds
+        if compiled.ranges is not None and compiled.ranges != plan.ranges:  # the frontend built a narrower range
+            plan = with_ranges(plan, compiled.ranges)
+            capture = narrowed_capture(capture, compiled.ranges)
+            result["built_ranges"] = describe_all(compiled.ranges)
     coverage = compiled.coverage
     refuse_without_engines(plan, coverage, settings)
 
@@ -79,14 +115,33 @@ def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker 
         )
         result["first_call_seconds"] = report.first_call_seconds
         result["checked_shapes"] = report.checked_shapes
+        if search and _at_range_top(report.mismatch, capture.guard):
+            narrower = _search_range(activation, capture.guard, plan, module, job)
+            if narrower is not None:
+                result["built_ranges"] = describe_all(narrower)
+                return narrower
         refuse_mismatch(report.mismatch, plan, coverage)
     with track(Step.KERNEL_CACHE_SAVE):
         keep_kernel_cache(entry, activation.engine_setup, job.cache_dir)
-    logger.info("Built %s; %s; into %s.", plan.describe(), coverage.describe(), artifact)
-
-    if key is not None:
-        store_build(key, entry)
+    logger.info(
+        "Built %s for %s; %s; into %s.", plan.describe(), describe_all(plan.ranges), coverage.describe(), artifact
+    )
     return Build(entry=entry, activation=activation, from_cache=False)
+
+
+def _at_range_top(mismatch: Mismatch | None, guard: ShapeGuard) -> bool:
+    """Whether ``mismatch`` is the call at the top of ``guard``'s ranges (not a recorded call, not the bottom)."""
+    top = tuple(spec.max_shape for spec in guard.ranges)
+    return mismatch is not None and not mismatch.recorded and mismatch.shapes == top
+
+
+def _search_range(
+    activation: Activation, guard: ShapeGuard, plan: BuildPlan, module: nn.Module, job: BuildJob
+) -> list[InputRange] | None:
+    """The largest ranges below the failing top that the loaded engines reproduce eager PyTorch at, or None."""
+    sample = job.samples[0]
+    passes = passes_at_top(activation, guard, module, sample, job.device, plan.precision.dtype)
+    return largest_passing(list(guard.ranges), raised_axes(guard, job.samples), passes)
 
 
 def _load_back(

@@ -17,6 +17,7 @@ from aitune_trt_aot.compiled import Sample
 from aitune_trt_aot.frontends import CompileRequest
 from aitune_trt_aot.pipeline.job import BuildJob
 from aitune_trt_aot.plan import BuildPlan
+from aitune_trt_aot.ranges import InputRange
 from aitune_trt_aot.shapes import ShapeGuard
 from aitune_trt_aot.wrappers import bind_constants
 
@@ -55,3 +56,10 @@ def prepare_capture(
         torch_tensorrt=torch_tensorrt,
     )
     return Capture(guard=guard, request=request)
+
+
+def narrowed_capture(capture: Capture, ranges: list[InputRange]) -> Capture:
+    """``capture`` for narrower ``ranges`` (the frontend built less than requested): its guard refuses the rest."""
+    old = capture.guard
+    guard = ShapeGuard(old.signature, list(ranges), old.constants, old.defaults)
+    return Capture(guard=guard, request=dataclasses.replace(capture.request, ranges=list(ranges)))

@@ -24,6 +24,7 @@ from aitune_trt_aot.activation import Activation, call_engines
 from aitune_trt_aot.compiled import Coverage, Sample
 from aitune_trt_aot.errors import BuildError
 from aitune_trt_aot.plan import BuildPlan
+from aitune_trt_aot.ranges import InputRange
 from aitune_trt_aot.shapes import ShapeGuard
 from aitune_trt_aot.validation import output_mismatch, self_check_calls, tensor_shapes
 
@@ -39,6 +40,7 @@ class Mismatch:
 
     recorded: bool  # a recorded call (else a call at a range end)
     problem: str
+    shapes: tuple[tuple[int, ...], ...] = ()  # the shapes of every tensor of that call
 
 
 @dataclass(frozen=True)
@@ -126,14 +128,13 @@ def _compare_one(
             try:
                 actual = engines(*args, **kwargs)
             except Exception as error:  # the saved artifact does not run on this input
-                return Mismatch(
-                    is_recorded, f"shapes {list(shapes)}, call {attempt}: it raised {type(error).__name__}: {error}"
-                )
+                problem = f"shapes {list(shapes)}, call {attempt}: it raised {type(error).__name__}: {error}"
+                return Mismatch(is_recorded, problem, shapes)
             problem = output_mismatch(actual, expected, reduced)  # reads the outputs: waits for the GPU
             if attempt == 1:
                 first_calls.append(time.perf_counter() - start)
             if problem is not None:
-                return Mismatch(is_recorded, f"shapes {list(shapes)}, call {attempt} of {repeats}: {problem}")
+                return Mismatch(is_recorded, f"shapes {list(shapes)}, call {attempt} of {repeats}: {problem}", shapes)
     return True
 
 
@@ -176,19 +177,54 @@ def range_end_calls(guard: ShapeGuard, sample: Sample) -> list[Sample]:
     """
     ends = []
     for end in ("min_shape", "max_shape"):
-        # Fresh containers (the locators write into them), the recorded tensors shared rather than copied.
-        args, kwargs = copy.deepcopy(sample, {id(t): t for t in tree_leaves(sample) if isinstance(t, torch.Tensor)})
-        bound = guard.call_signature.bind(*args, **kwargs)
-        arguments = bound.arguments
-        for spec in guard.ranges:
-            tensor = spec.locator.get_value(arguments)
-            resized = _tile_to(tensor, getattr(spec, end))
-            if resized is None:
-                return []
-            arguments = spec.locator.set_value(arguments, resized)
-        bound.arguments = arguments
-        ends.append((bound.args, bound.kwargs))
+        call = resized_call(guard, sample, [getattr(spec, end) for spec in guard.ranges])
+        if call is None:
+            return []
+        ends.append(call)
     return ends
+
+
+def resized_call(guard: ShapeGuard, sample: Sample, shapes: Sequence[tuple[int, ...]]) -> Sample | None:
+    """``sample`` with each of ``guard``'s tensors tiled or cut to ``shapes`` (one per range); None if one cannot be."""
+    # Fresh containers (the locators write into them), the recorded tensors shared rather than copied.
+    args, kwargs = copy.deepcopy(sample, {id(t): t for t in tree_leaves(sample) if isinstance(t, torch.Tensor)})
+    bound = guard.call_signature.bind(*args, **kwargs)
+    arguments = bound.arguments
+    for spec, shape in zip(guard.ranges, shapes, strict=True):
+        resized = _tile_to(spec.locator.get_value(arguments), shape)
+        if resized is None:
+            return None
+        arguments = spec.locator.set_value(arguments, resized)
+    bound.arguments = arguments
+    return bound.args, bound.kwargs
+
+
+def passes_at_top(
+    activation: Activation,
+    guard: ShapeGuard,
+    module: nn.Module,
+    sample: Sample,
+    device: torch.device,
+    reduced: torch.dtype | None,
+) -> Callable[[list[InputRange]], bool]:
+    """A test for the range search: whether the engines reproduce eager PyTorch on ``sample`` tiled to a range's top.
+
+    The engines run without the guard (they were built for more than the candidate range). A call eager PyTorch
+    cannot run there, or that cannot be tiled, counts as not reproduced: the range must be one that was verified.
+    """
+    engines = engines_of(activation, check_shapes=False)
+
+    def passes(candidate: list[InputRange]) -> bool:
+        call = resized_call(guard, sample, [spec.max_shape for spec in candidate])
+        if call is None:
+            return False
+        outcome = _compare_one(engines, module, call, device, reduced, False, 1, [])
+        logger.info(
+            "Range search: shapes %s %s.", list(tensor_shapes(call)), "pass" if outcome is True else f"fail ({outcome})"
+        )
+        return outcome is True
+
+    return passes
 
 
 def _tile_to(tensor: Any, shape: tuple[int, ...]) -> torch.Tensor | None:

@@ -307,20 +307,68 @@ def test_a_mismatch_of_the_general_ir_names_the_split_graph(
         assert message.endswith("or keep this model eager; docs/known-issues.md lists what was measured.")
 
 
-def test_engines_wrong_only_at_the_range_end_name_the_branch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Traced at batch 1, a forward that branches above batch 8 matches every recorded call but not batch 16."""
-    register_fakes(monkeypatch, TracedFrontend())
-    calls = _calls(1, 16)
+def _build_raised(
+    tmp_path: Path, module: nn.Module, recorded: list, top: int, name: str = "raised"
+) -> TorchTensorRTAotBackend:
+    """Build from ``recorded`` calls for a batch range raised to ``top`` (AITune's find-max-batch-size step)."""
     backend = TorchTensorRTAotBackend(_config())
-    module = _model(cls=BatchBranchMLP)
-    with pytest.raises(BuildError) as raised:
-        out = tmp_path / "branch"
-        out.mkdir()
-        backend.build(module, record(module, calls), sample_store(calls[:1], out / "recorded"), CPU, out)
-    message = str(raised.value)
-    assert "on an input at the end of the built shape range (shapes [(16, 64)], call 1 of 3:" in message
-    assert "branches on input sizes" in message
-    assert backend.checked_shapes == [[(1, 64)]], "the recorded call matched; the range end did not"
+    out = tmp_path / name
+    out.mkdir()
+    spec = record(module, recorded)
+    spec.update_max_batch_size(recorded[0], top)
+    backend.build(module, spec, sample_store(recorded, out / "recorded"), CPU, out)
+    return backend
+
+
+def test_engines_wrong_only_near_the_range_top_are_built_for_the_largest_range_they_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Engines wrong above batch 40 in a range AITune raised to 1..100: built again for 1..40, calls above refused."""
+    frontend = TracedFrontend(offset=1.0, wrong_above=40)
+    register_fakes(monkeypatch, frontend)
+    backend = _build_raised(tmp_path, _model(), _calls(1, 4), top=100)
+    assert [r.ranges[0].max_shape[0] for r in frontend.requests] == [100, 40], "built, searched, built again"
+    assert backend.checked_shapes[-1] == [(40, 64)]
+    assert "the largest range they do reproduce it on is x [1..40, 64] float32" in caplog.text
+    assert torch.equal(backend.infer(torch.ones(40, 64)), backend.infer(torch.ones(40, 64)))
+    with pytest.raises(InputShapeError, match="dimension 0 is 41, outside the built range 1..40"):
+        backend.infer(torch.randn(41, 64))
+    saved = backend.to_dict()
+    assert "40" in json.dumps(saved["shape_guard"], default=str), "the checkpoint records the narrowed range"
+
+
+def test_a_forward_branching_above_batch_8_is_built_for_1_to_8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Traced at batch 1 and 2, a forward that doubles its output above batch 8 is right up to 8: built for 1..8."""
+    register_fakes(monkeypatch, TracedFrontend())
+    backend = _build_raised(tmp_path, _model(cls=BatchBranchMLP), _calls(1, 2), top=16)
+    assert backend.checked_shapes[-1] == [(8, 64)]
+    with pytest.raises(InputShapeError, match="outside the built range 1..8"):
+        backend.infer(torch.randn(9, 64))
+
+
+def test_engines_wrong_at_every_raised_size_keep_the_recorded_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wrong at every size above the recorded ones: the range is cut back to the largest recorded size (1..2)."""
+    register_fakes(monkeypatch, TracedFrontend(offset=1.0, wrong_above=2))
+    backend = _build_raised(tmp_path, _model(), _calls(1, 2), top=16)
+    assert backend.checked_shapes[-1] == [(2, 64)]
+    with pytest.raises(InputShapeError, match="outside the built range 1..2"):
+        backend.infer(torch.randn(3, 64))
+
+
+def test_a_range_torch_export_proves_smaller_is_built_and_guarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The frontend builds only up to a proven 64 of a requested 1..1000: the guard and checkpoint say 1..64."""
+    frontend = TracedFrontend(proven_max=64)
+    register_fakes(monkeypatch, frontend)
+    backend = _build_raised(tmp_path, _model(), _calls(1, 4), top=1000)
+    assert len(frontend.requests) == 1
+    assert backend.checked_shapes[-1] == [(64, 64)]
+    with pytest.raises(InputShapeError, match="dimension 0 is 65, outside the built range 1..64"):
+        backend.infer(torch.randn(65, 64))
+    assert backend.build_seconds["compile"] >= 0
 
 
 def test_an_artifact_that_does_not_load_back_is_a_build_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -161,4 +161,3 @@ def test_the_deploy_example_makes_inputs_from_the_recorded_ranges(monkeypatch: p
     tensors = deploy.random_inputs(model, 5)
     assert [(tuple(t.shape), t.dtype) for t in tensors] == [((5, 32), torch.float32), ((5, 64), torch.float32)]
     assert [spec.dims for spec in model.inputs] == [((1, 16), (32, 32)), ((1, 16), (64, 64))]
-

@@ -24,6 +24,7 @@ from aitune_trt_aot.compiled import CompiledModel, Coverage, count_ops
 from aitune_trt_aot.formats import FORMATS
 from aitune_trt_aot.formats.base import ArtifactFormat
 from aitune_trt_aot.frontends import FRONTENDS, CompileRequest, Frontend
+from aitune_trt_aot.ranges import clamped_to_proof, with_max_shape
 from aitune_trt_aot.stack import Stack
 from aitune_trt_aot.toolkit import Toolkit
 
@@ -35,18 +36,22 @@ CPU_TOOLKIT = Toolkit(require_build=lambda: None, require_run=lambda: None, stac
 class TracedEngines(nn.Module):
     """What :class:`TracedFrontend` builds: a traced graph taking the positional, then the keyword tensors.
 
-    ``offset`` is added to every floating output: a deliberately wrong build for the mismatch paths.
+    ``offset`` is added to every floating output: a deliberately wrong build for the mismatch paths; with
+    ``wrong_above``, only to calls whose first tensor has more rows than that (engines wrong near a range's top).
     """
 
-    def __init__(self, graph: nn.Module, keywords: list[str], offset: float = 0.0) -> None:
+    def __init__(
+        self, graph: nn.Module, keywords: list[str], offset: float = 0.0, wrong_above: int | None = None
+    ) -> None:
         super().__init__()
         self.graph = graph
         self.keywords = keywords
         self.offset = offset
+        self.wrong_above = wrong_above
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         outputs = self.graph(*args, *[kwargs[k] for k in self.keywords])
-        if not self.offset:
+        if not self.offset or (self.wrong_above is not None and args[0].shape[0] <= self.wrong_above):
             return outputs
         return tree_map(
             lambda t: t + self.offset if isinstance(t, torch.Tensor) and t.is_floating_point() else t, outputs
@@ -59,6 +64,9 @@ class TracedFrontend(Frontend):
     Attributes:
         coverage: What it reports having built (default: one engine holding every traced operation).
         offset: Added to every floating output of what it builds (0: a correct build).
+        wrong_above: Add ``offset`` only to calls of more rows than this (None: to every call).
+        proven_max: Build the first axis of every input only up to this, as ``torch.export`` does where it proves
+            a smaller dimension than requested (None: the requested ranges).
         fail_autocast: Raise Torch-TensorRT 2.14's autocast error for requests with autocast on.
         requests: The compile requests it got, in order.
 
@@ -69,10 +77,19 @@ class TracedFrontend(Frontend):
     formats = ("torch_save",)
     typed_precision = True
 
-    def __init__(self, coverage: Coverage | None = None, offset: float = 0.0, fail_autocast: bool = False) -> None:
+    def __init__(
+        self,
+        coverage: Coverage | None = None,
+        offset: float = 0.0,
+        fail_autocast: bool = False,
+        wrong_above: int | None = None,
+        proven_max: int | None = None,
+    ) -> None:
         self.coverage = coverage
         self.offset = offset
         self.fail_autocast = fail_autocast
+        self.wrong_above = wrong_above
+        self.proven_max = proven_max
         self.requests: list[CompileRequest] = []
 
     def compile(self, request: CompileRequest) -> CompiledModel:
@@ -89,8 +106,15 @@ class TracedFrontend(Frontend):
         with torch.no_grad():
             graph = make_fx(call)(*args, *kwargs.values())
         coverage = self.coverage or Coverage(engines=1, tensorrt_ops=count_ops(graph), pytorch_ops=0)
+        ranges = None
+        if self.proven_max is not None:
+            proof = [with_max_shape(r, (self.proven_max, *r.max_shape[1:])) for r in request.ranges]
+            ranges = clamped_to_proof(request.ranges, proof)
         return CompiledModel(
-            module=TracedEngines(graph, keywords, self.offset), sample=request.sample, coverage=coverage
+            module=TracedEngines(graph, keywords, self.offset, self.wrong_above),
+            sample=request.sample,
+            coverage=coverage,
+            ranges=ranges,
         )
 
 

@@ -1,0 +1,91 @@
+"""Range-search step: engines that fail only at the top of the requested range get the largest range they pass.
+
+AITune's ``OneBackendStrategy`` raises a graph's batch range before building (its find-max-batch-size step picks
+the batch size at which eager PyTorch had its best throughput: 65536 for a small token encoder, issue 29), and
+gives backends no way to state a maximum of their own. Engines built for such a range can be wrong, or fail, near
+its top while right everywhere below. Rather than refuse the whole build, this step finds the largest top that the
+engines reproduce eager PyTorch at: it halves the raised axes until a call passes, then bisects between the last
+failing and the first passing size for a few steps. The build is then made again for that range, so that the
+engines, the checkpoint's guard (calls above get ``InputShapeError`` naming the range) and a ``.pt2`` package's
+recorded ranges all agree, and checked again in full.
+
+Only axes whose top lies above every recorded call's size are searched ("raised" axes): the recorded sizes were
+checked already, and are never cut.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from aitune_trt_aot.compiled import Sample
+from aitune_trt_aot.ranges import InputRange, capped, describe_all
+from aitune_trt_aot.shapes import ShapeGuard
+
+logger = logging.getLogger(__name__)
+
+REFINE_STEPS = 3  # bisection steps after halving: the range found is within 1/8 of the largest that passes
+RECORDED_CALLS_READ = 16  # recorded calls read to find the sizes already checked
+
+
+def raised_axes(guard: ShapeGuard, recorded: Iterable[Sample]) -> dict[tuple[int, int], int]:
+    """The axes whose top lies above every recorded call's size: (range index, axis) -> the largest recorded size."""
+    largest: dict[tuple[int, int], int] = {}
+    for number, (args, kwargs) in enumerate(recorded):
+        if number == RECORDED_CALLS_READ:
+            break
+        arguments = guard.call_signature.bind(*args, **kwargs).arguments
+        for index, spec in enumerate(guard.ranges):
+            tensor = spec.locator.get_value(arguments)
+            for axis, size in enumerate(getattr(tensor, "shape", ())):
+                largest[index, axis] = max(largest.get((index, axis), 0), int(size))
+    return {
+        (index, axis): size
+        for (index, axis), size in largest.items()
+        if axis < len(guard.ranges[index].max_shape)
+        and guard.ranges[index].max_shape[axis] is not None
+        and guard.ranges[index].max_shape[axis] > size
+    }
+
+
+def largest_passing(
+    ranges: list[InputRange],
+    raised: dict[tuple[int, int], int],
+    passes: Callable[[list[InputRange]], bool],
+    refine_steps: int = REFINE_STEPS,
+) -> list[InputRange] | None:
+    """The ranges with the raised axes cut to the largest top at which ``passes`` holds.
+
+    None if not even the largest recorded sizes, tiled, pass: nothing useful can be built. ``passes(candidate)``
+    runs the engines at the top of ``candidate`` against eager PyTorch. The top of the requested ``ranges`` is known
+    to fail and is not tried again.
+    """
+    if not raised:
+        return None
+    failing = max(ranges[index].max_shape[axis] for index, axis in raised)  # type: ignore[type-var]
+    floor = max(raised.values())
+    passing = None
+    level = max(floor, failing // 2)
+    while passing is None:
+        if passes(capped(ranges, raised, level)):
+            passing = level
+        elif level <= floor:
+            return None
+        else:
+            failing, level = level, max(floor, level // 2)
+    for _ in range(refine_steps):
+        middle = (passing + failing) // 2
+        if middle in (passing, failing):
+            break
+        if passes(capped(ranges, raised, middle)):
+            passing = middle
+        else:
+            failing = middle
+    found = capped(ranges, raised, passing)
+    logger.warning(
+        "The engines do not reproduce eager PyTorch at the top of the requested range (%s); the largest range they "
+        "do reproduce it on is %s. Building for that range; calls above it raise InputShapeError.",
+        describe_all(ranges),
+        describe_all(found),
+    )
+    return found
