@@ -88,3 +88,21 @@ def json_tail(result: subprocess.CompletedProcess, what: str) -> dict:
         f"{what} failed (exit status {result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def light_env(**extra: str) -> dict[str, str]:
+    """:func:`subprocess_env` for processes that need the package without AITune (faster to start)."""
+    return {**subprocess_env(), "AITUNE_TRT_AOT_RUNTIME_ONLY": "1", **extra}
+
+
+def start_python(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``python ARGS`` in the background (this checkout importable), stdin, stdout and stderr piped as text."""
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=REPO_ROOT,
+        env=env or subprocess_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
