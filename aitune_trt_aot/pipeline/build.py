@@ -8,22 +8,25 @@ machine must have comes from the ``toolkit``, so the same steps run on the CPU w
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aitune.torch.utils.module import move_module_to_device
+from torch import nn
 
-from aitune_trt_aot import build_cache, hints
+from aitune_trt_aot import hints
 from aitune_trt_aot.activation import Activation, activate
 from aitune_trt_aot.checkpoint import CheckpointEntry
 from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.errors import BuildError
-from aitune_trt_aot.pipeline.cache_reuse import fingerprint, reuse_cached_build, store_build
-from aitune_trt_aot.pipeline.capture import prepare_capture
+from aitune_trt_aot.pipeline.cache_reuse import store_build
+from aitune_trt_aot.pipeline.capture import Capture, prepare_capture
 from aitune_trt_aot.pipeline.compile import compile_model
 from aitune_trt_aot.pipeline.job import Build, BuildJob, StepTracker, untracked
 from aitune_trt_aot.pipeline.job import TorchTensorRTAotBuildStep as Step
 from aitune_trt_aot.pipeline.kernels import keep_kernel_cache
 from aitune_trt_aot.pipeline.save import built_entry, save_artifact
 from aitune_trt_aot.pipeline.self_check import check_against_eager, refuse_mismatch
+from aitune_trt_aot.pipeline.shared_build import Claim, building, reuse_or_claim
 from aitune_trt_aot.plan import BuildPlan, make_plan, refuse_without_engines
 from aitune_trt_aot.settings import convert_settings
 from aitune_trt_aot.toolkit import GPU_TOOLKIT, Toolkit
@@ -45,17 +48,26 @@ def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker 
     move_module_to_device(module, job.device)
     capture = prepare_capture(plan, job, module, sample, torch_tensorrt)
 
-    key = None
+    claim = None  # shared builds across processes: pipeline/shared_build.py
     if job.config.build_cache:
-        with track(Step.CACHE_LOOKUP) as result:
-            key = fingerprint(job, module, plan, capture.guard)
-            cached = None if key is None else build_cache.lookup(key)
-            result["cache_hit"] = cached is not None
-        if cached is not None:
-            reused = reuse_cached_build(cached, job, module, plan, capture.guard, toolkit, track)
-            if reused is not None:
-                return reused
+        reused, claim = reuse_or_claim(job, module, plan, capture.guard, toolkit, track)
+        if reused is not None:
+            return reused
+    with building(claim):
+        return _compile_and_check(job, toolkit, track, plan, settings, module, capture, claim)
 
+
+def _compile_and_check(
+    job: BuildJob,
+    toolkit: Toolkit,
+    track: StepTracker,
+    plan: BuildPlan,
+    settings: Any,
+    module: nn.Module,
+    capture: Capture,
+    claim: Claim | None,
+) -> Build:
+    """Compile, refuse an empty build, save, load back, check against eager, keep kernels, store (under ``claim``)."""
     with track(Step.COMPILE) as result:
         compiled, plan = compile_model(plan, capture.request, job.config, settings)
         result["precision"] = plan.precision.describe()
@@ -84,8 +96,8 @@ def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker 
         keep_kernel_cache(entry, activation.engine_setup, job.cache_dir)
     logger.info("Built %s; %s; into %s.", plan.describe(), coverage.describe(), artifact)
 
-    if key is not None:
-        store_build(key, entry)
+    if claim is not None:
+        store_build(claim.key, entry)
     return Build(entry=entry, activation=activation, from_cache=False)
 
 

@@ -10,6 +10,7 @@ only the path of the call it saw, like ``torch.jit.trace``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ class TracedFrontend(Frontend):
         coverage: What it reports having built (default: one engine holding every traced operation).
         offset: Added to every floating output of what it builds (0: a correct build).
         fail_autocast: Raise Torch-TensorRT 2.14's autocast error for requests with autocast on.
+        delay: Seconds each compile takes (a slow build, for processes that wait for it).
+        error: Raised by every compile, after ``delay`` (a build that fails).
         requests: The compile requests it got, in order.
 
     """
@@ -69,14 +72,26 @@ class TracedFrontend(Frontend):
     formats = ("torch_save",)
     typed_precision = True
 
-    def __init__(self, coverage: Coverage | None = None, offset: float = 0.0, fail_autocast: bool = False) -> None:
+    def __init__(
+        self,
+        coverage: Coverage | None = None,
+        offset: float = 0.0,
+        fail_autocast: bool = False,
+        delay: float = 0.0,
+        error: Exception | None = None,
+    ) -> None:
         self.coverage = coverage
         self.offset = offset
         self.fail_autocast = fail_autocast
+        self.delay = delay
+        self.error = error
         self.requests: list[CompileRequest] = []
 
     def compile(self, request: CompileRequest) -> CompiledModel:
         self.requests.append(request)
+        time.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
         if self.fail_autocast and request.settings.enable_autocast:
             raise AttributeError("'SymInt' object has no attribute 'to'")
         args, kwargs = request.sample
