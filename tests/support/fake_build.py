@@ -151,3 +151,15 @@ def register_fakes(
     monkeypatch.setattr(TorchTensorRTAotBackend, "_toolkit", CPU_TOOLKIT)
     monkeypatch.setattr(TorchTensorRTAotBackend, "_devices", ["cuda", "cpu"])
     return artifact_format
+
+
+def install_fakes(frontend: TracedFrontend) -> TorchSaveFormat:
+    """:func:`register_fakes` for a whole process (a script's child process, not a test): nothing is undone."""
+    from aitune_trt_aot import TorchTensorRTAotBackend
+
+    artifact_format = TorchSaveFormat()
+    FRONTENDS[frontend.name] = frontend
+    FORMATS[artifact_format.name] = artifact_format
+    TorchTensorRTAotBackend._toolkit = CPU_TOOLKIT
+    TorchTensorRTAotBackend._devices = ["cuda", "cpu"]
+    return artifact_format
