@@ -1,9 +1,11 @@
 """Activation: make a saved artifact what ``infer`` runs, after a build and after ``ait.load``.
 
-:func:`activate` checks the artifact first (present, intact, built for this machine), then asks the toolkit for what
-running needs (CUDA), then :func:`load_runner` loads it: the format reads the file, its engines get their runtime
-settings (``engine_runtime``), and its calls go through a CUDA-graph runner where the config uses graphs. Every call
-then passes :func:`call_engines`: the shape guard, then the runner.
+:func:`activate` resolves the device (one this machine has: ``placement``), checks the artifact (present, intact,
+built for this machine), then asks the toolkit for what running needs (CUDA), then :func:`load_runner` loads it with
+that device current, so that its engines land there: the format reads the file, its engines get their runtime
+settings (``engine_runtime``), and its calls go through a CUDA-graph runner where the config uses graphs, and
+through ``placement.PinnedRunner`` on machines with several GPUs. Every call then passes :func:`call_engines`: the
+shape guard, then the runner.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import torch
 
-from aitune_trt_aot import engine_runtime
+from aitune_trt_aot import engine_runtime, placement
 from aitune_trt_aot.checkpoint import CheckpointEntry
 from aitune_trt_aot.compat import incompatibility
 from aitune_trt_aot.cuda_graphs import CudaGraphRunner
@@ -90,9 +92,12 @@ def activate(
 
     ``checksum_verified`` as for :func:`check_artifact`.
     """
-    device = device or entry.device or torch.device("cuda")
+    device = placement.resolve_device(device or entry.device)  # refuses a device this machine does not have
     check_artifact(entry, device, checksum_verified)
     toolkit.require_run()
+    recorded = None if entry.device is None else torch.device(entry.device)
+    if recorded is not None and recorded.index is not None and recorded != device:
+        logger.info("Loading %s, recorded for %s, on %s.", entry.artifact.path.name, recorded, device)
     return load_runner(entry, device, toolkit.stack())
 
 
@@ -104,15 +109,21 @@ def load_runner(entry: CheckpointEntry, device: torch.device, stack: Stack) -> A
     """
     config = entry.config
     artifact_format = FORMATS[entry.artifact_format]
-    runner = artifact_format.load(entry.artifact.path, device)
+    name = f"{entry.artifact.path.name} ({entry.artifact_format})"
+    with placement.current_device(device):  # Torch-TensorRT deserialises engines on the current device (placement)
+        runner = artifact_format.load(entry.artifact.path, device)
+    if artifact_format.runtime_settings and device.type == "cuda":  # its engines can be reached: check their device
+        placement.refuse_engines_elsewhere(engine_runtime.engine_devices(runner), device, name)
     captured = uses_cuda_graphs(config, entry.artifact_format)
     setup = None
     if uses_runtime_settings(config, entry.artifact_format, stack):
         setup = _configure_engines(runner, entry, captured)
     # Engine calls TensorRT fails raise; graph replays run no TensorRT code and are not checked.
-    runner = CheckedEngines(runner, f"{entry.artifact.path.name} ({entry.artifact_format})")
+    runner = CheckedEngines(runner, name)
     if captured:
         runner = CudaGraphRunner(runner, device, fall_back=config.cuda_graphs == "auto")
+    if placement.needs_pinning(device):
+        runner = placement.PinnedRunner(runner, device, name)
     return Activation(runner=runner, guard=entry.shape_guard, engine_setup=setup)
 
 

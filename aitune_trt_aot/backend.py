@@ -24,7 +24,7 @@ from aitune.torch.module.graph_spec import GraphSpec
 from aitune.torch.module.sample_store import SampleStore
 from torch import nn
 
-from aitune_trt_aot import engine_runtime
+from aitune_trt_aot import engine_runtime, placement
 from aitune_trt_aot.activation import Activation, activate, call_engines
 from aitune_trt_aot.checkpoint import CheckpointEntry
 from aitune_trt_aot.compiled import Coverage
@@ -190,7 +190,8 @@ class TorchTensorRTAotBackend(Backend):
     def _build(self, module: nn.Module, graph_spec: GraphSpec, samples: SampleStore, cache_dir: Path) -> Backend:
         """Run the build pipeline (``aitune_trt_aot.pipeline``); what it checked becomes what ``infer`` runs."""
         job = BuildJob(self._config, module, graph_spec, samples, self._device, cache_dir)
-        build = run_build(job, self._toolkit, self._track_build_step)
+        with placement.current_device(self._device):  # engines are built, loaded and checked on the tuning device
+            build = run_build(job, self._toolkit, self._track_build_step)
         self._entry = build.entry
         self._from_cache = build.from_cache
         self._use(build.activation)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 KERNEL_SPECIALIZATIONS = ("auto", "eager", "lazy", "none")
 KERNEL_CACHE_NAME = "kernels.bin"
+_ENGINE_DEVICE = re.compile(r"Device: Device\(ID: (-?\d+)")
 
 
 def kernel_strategy(choice: str, captured: bool) -> str:
@@ -70,6 +72,26 @@ def reachable_engines(loaded: Any) -> list[Any]:
                 if isinstance(value, torch.ScriptObject) and value._type().qualified_name().endswith("tensorrt.Engine"):
                     engines.append(value)
     return engines
+
+
+def engine_device(engine: Any) -> int | None:
+    """The CUDA device index a loaded Torch-TensorRT engine runs on; None where the engine does not say.
+
+    Read from the engine's description (``str(engine)``: ``Device: Device(ID: 1, Name: ..., SM Capability: ...)``),
+    which, unlike its serialised form, does not copy the engine. A ``TorchTensorRTModule`` is asked for its engine.
+    """
+    if isinstance(engine, torch.nn.Module):
+        engine = getattr(engine, "engine", engine)
+    try:
+        found = _ENGINE_DEVICE.search(str(engine))
+    except Exception:  # an engine class without this description
+        return None
+    return None if found is None else int(found.group(1))
+
+
+def engine_devices(loaded: Any) -> list[int | None]:
+    """:func:`engine_device` of each reachable engine of ``loaded``."""
+    return [engine_device(engine) for engine in reachable_engines(loaded)]
 
 
 def _new_kernel_cache(path: Path | None, checksum: str | None) -> tuple[Any, int]:

@@ -6,9 +6,16 @@ where the previous good checkpoint was. This runs ``ait.save`` inside a private 
 AITune's side outputs (the unzipped checkpoint folder, and a copy of its SHA sums file, which plain
 ``ait.save`` leaves beside the ``.ait``) are not kept: the SHA sums are inside the ``.ait`` as well.
 A save killed part-way leaves the old checkpoint untouched and at most one ``.<name>.*.saving`` folder beside
-it, which the next save to the same path removes (two saves to one path at once are not supported).
+it, which the next save to the same path removes. Each folder records its owner (``holders``, refreshed while the
+save runs), and a save removes only folders whose owner is gone: several processes saving to one path at once each
+write a complete file, and the last rename wins.
 The file lands exactly where ``ait.save(model, path, storage)`` would put it, so ``ait.load`` with the same
 arguments finds it: AITune's default storage puts relative paths under its base folder (``checkpoints/``).
+
+Under a launcher with several ranks (``torchrun``, MPI: AITune's ``distributed_context`` has a world size above 1),
+every rank writes its own file, named as AITune names its own per-rank files (``distributed_output_path``):
+``model.ait`` becomes ``model.rank-R-of-W.ait``. Each file records its rank's device; the engines in them are the
+same build (docs/distributed.md). :func:`load` reads the rank's own file where it exists, else the plain one.
 
 ``ait.load`` of a damaged ``.ait`` raises ``zipfile.BadZipFile`` ("Bad CRC-32", "File is not a zip file") from
 deep inside AITune. :func:`load` resolves the path as ``ait.load`` does, checks that the file exists, is a zip
@@ -23,10 +30,14 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from aitune_trt_aot import holders
 from aitune_trt_aot.errors import ArtifactError
 from aitune_trt_aot.files import archive_damage
 
@@ -38,6 +49,9 @@ _REMEDY = (
 )
 
 
+OWNER_FILE = ".owner"  # in a save's private folder: the saving process (holders.Holder), refreshed while it saves
+
+
 def leftovers(path: Path) -> list[Path]:
     """Folders an interrupted save to ``path`` left beside it (not those of another name: ``model.v2.ait``)."""
     path = Path(path)
@@ -46,10 +60,41 @@ def leftovers(path: Path) -> list[Path]:
     return sorted(p for p in path.parent.glob(f".{path.stem}.*.saving") if own.fullmatch(p.name))
 
 
+def _abandoned(folder: Path) -> bool:
+    """Whether the save that owns ``folder`` is gone (a folder without an owner: unchanged for the lock timeout)."""
+    timeout = holders.lock_timeout()
+    owner = holders.read_holder(folder / OWNER_FILE)
+    if owner is not None:
+        return holders.gone(owner, timeout) is not None
+    try:
+        return time.time() - folder.stat().st_mtime > timeout
+    except FileNotFoundError:
+        return False
+
+
 def _remove_leftovers(path: Path) -> None:
     for leftover in leftovers(path):
-        shutil.rmtree(leftover, ignore_errors=True)
-        logger.info("Removed %s, left by an interrupted save.", leftover)
+        if _abandoned(leftover):
+            shutil.rmtree(leftover, ignore_errors=True)
+            logger.info("Removed %s, left by an interrupted save.", leftover)
+
+
+@contextmanager
+def _owned(folder: Path) -> Iterator[None]:
+    """Record this process as the owner of ``folder`` and keep the record fresh for the duration."""
+    owner_file = folder / OWNER_FILE
+    owner = holders.me()
+    holders.write_holder(owner_file, owner)
+
+    def refresh(beat: holders.Holder) -> bool:
+        holders.write_holder(owner_file, beat)
+        return True
+
+    heartbeat = holders.Heartbeat(owner, refresh, holders.heartbeat_interval(holders.lock_timeout()))
+    try:
+        yield
+    finally:
+        heartbeat.stop()
 
 
 def destination(path: str | os.PathLike[str], storage: Any = None) -> Path:
@@ -62,8 +107,17 @@ def destination(path: str | os.PathLike[str], storage: Any = None) -> Path:
     return folder.with_name(folder.name + AIT_EXTENSION).absolute()
 
 
+def rank_destination(path: str | os.PathLike[str], storage: Any = None) -> Path:
+    """:func:`destination`, named for this rank where several ranks run (``model.rank-R-of-W.ait``; AITune's rule)."""
+    from aitune.torch.distributed import distributed_output_path
+
+    return distributed_output_path(destination(path, storage))
+
+
 def save(model: Any, path: str | os.PathLike[str], storage: Any = None) -> Path:
     """Save like ``ait.save(model, path, storage)``; the previous file is replaced only by a complete new one.
+
+    Under a launcher with several ranks each rank writes its own file, ``<name>.rank-R-of-W.ait`` (module docstring).
 
     Args:
         model: The tuned ``ait.Module`` (or model holding AITune modules), as ``ait.save`` takes it.
@@ -76,13 +130,16 @@ def save(model: Any, path: str | os.PathLike[str], storage: Any = None) -> Path:
     """
     import aitune.torch as ait
 
-    path = destination(path, storage)
+    asked, path = destination(path, storage), rank_destination(path, storage)
+    if path != asked:
+        logger.info("%s saves to %s, its own file (several ranks run).", holders.describe_me(), path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(path)
     work = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".saving", dir=path.parent))
     try:
         written = work / path.name  # absolute: every storage resolves it to itself
-        ait.save(model, written, storage=storage)
+        with _owned(work):
+            ait.save(model, written, storage=storage)
         if not written.is_file():
             raise RuntimeError(f"ait.save did not write {written}; {path} was left as it was.")
         os.replace(written, path)
@@ -156,6 +213,10 @@ def load(model: Any, path: str | os.PathLike[str], storage: Any = None, **kwargs
     """
     import aitune.torch as ait
 
+    own = rank_destination(path, storage)
+    if own != destination(path, storage) and own.is_file():
+        logger.info("%s loads %s, its own file (several ranks run).", holders.describe_me(), own)
+        path = own  # absolute: every storage resolves it to itself
     if _reads_ait_file(storage):
         check_checkpoint_file(destination(path, storage), path)
     return ait.load(model, path, storage=storage, **kwargs)

@@ -5,8 +5,10 @@ A build passes, in order (``build.run_build``):
 1. requirements  ``Toolkit.require_build`` (``toolkit.py``): Torch-TensorRT and CUDA, or the fakes of the CPU tests
 2. plan          ``plan.make_plan`` -> ``BuildPlan``: frontend, format, precision route, ranges; every refusal
 3. capture       ``capture.prepare_capture`` -> ``Capture``: the shape guard and the frontend's compile request
-4. cache         ``cache_reuse.fingerprint``, ``build_cache.lookup``, ``cache_reuse.reuse_cached_build`` -> ``Build``
-                 from the cache (copied, loaded, checked on one call), or on to step 5
+4. cache         ``shared_build.reuse_or_claim``: ``cache_reuse.fingerprint``, ``cache_lock.take_turn`` (look the entry
+                 up, or wait for the process building it), ``cache_reuse.reuse_cached_build`` -> ``Build`` from the
+                 cache (copied, loaded, checked on one call); or the entry's build lock, and on to step 5
+                 (``shared_build.building``: steps 5-11 under the lock; a failure is recorded for the waiters)
 5. compile       ``compile.compile_model`` -> ``CompiledModel`` and the plan it was built under (autocast fallback)
 6. refuse empty  ``plan.refuse_without_engines``
 7. save          ``save.save_artifact`` -> ``ArtifactPath``; ``save.built_entry`` -> ``CheckpointEntry``

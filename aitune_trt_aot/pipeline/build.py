@@ -13,12 +13,12 @@ from typing import Any
 from aitune.torch.utils.module import move_module_to_device
 from torch import nn
 
-from aitune_trt_aot import build_cache, hints
+from aitune_trt_aot import hints
 from aitune_trt_aot.activation import Activation, activate
 from aitune_trt_aot.checkpoint import CheckpointEntry
 from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.errors import BuildError
-from aitune_trt_aot.pipeline.cache_reuse import fingerprint, reuse_cached_build, store_build
+from aitune_trt_aot.pipeline.cache_reuse import store_build
 from aitune_trt_aot.pipeline.capture import Capture, narrowed_capture, prepare_capture
 from aitune_trt_aot.pipeline.compile import compile_model
 from aitune_trt_aot.pipeline.job import Build, BuildJob, StepTracker, untracked
@@ -27,6 +27,7 @@ from aitune_trt_aot.pipeline.kernels import keep_kernel_cache
 from aitune_trt_aot.pipeline.range_search import largest_passing, raised_axes
 from aitune_trt_aot.pipeline.save import built_entry, save_artifact
 from aitune_trt_aot.pipeline.self_check import Mismatch, check_against_eager, passes_at_top, refuse_mismatch
+from aitune_trt_aot.pipeline.shared_build import building, reuse_or_claim
 from aitune_trt_aot.plan import BuildPlan, make_plan, refuse_without_engines, with_ranges
 from aitune_trt_aot.ranges import InputRange, describe_all
 from aitune_trt_aot.settings import convert_settings
@@ -50,26 +51,21 @@ def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker 
     move_module_to_device(module, job.device)
     capture = prepare_capture(plan, job, module, sample, torch_tensorrt)
 
-    key = None
+    claim = None  # shared builds across processes: pipeline/shared_build.py
     if job.config.build_cache:
-        with track(Step.CACHE_LOOKUP) as result:
-            key = fingerprint(job, module, plan, capture.guard)
-            cached = None if key is None else build_cache.lookup(key)
-            result["cache_hit"] = cached is not None
-        if cached is not None:
-            reused = reuse_cached_build(cached, job, module, plan, capture.guard, toolkit, track)
-            if reused is not None:
-                return reused
-
-    outcome = _compile_and_check(plan, capture, job, module, settings, toolkit, track)
-    if isinstance(outcome, Build):
-        build = outcome
-    else:  # the engines are right only below the top of the requested range: build again for the range they pass
-        plan = with_ranges(plan, outcome)
-        capture = prepare_capture(plan, job, module, sample, torch_tensorrt)
-        build = _compile_and_check(plan, capture, job, module, settings, toolkit, track, search=False)
-    if key is not None:
-        store_build(key, build.entry)
+        reused, claim = reuse_or_claim(job, module, plan, capture.guard, toolkit, track)
+        if reused is not None:
+            return reused
+    with building(claim):
+        outcome = _compile_and_check(plan, capture, job, module, settings, toolkit, track)
+        if isinstance(outcome, Build):
+            build = outcome
+        else:  # the engines are right only below the top of the requested range: build again for the range they pass
+            plan = with_ranges(plan, outcome)
+            capture = prepare_capture(plan, job, module, sample, torch_tensorrt)
+            build = _compile_and_check(plan, capture, job, module, settings, toolkit, track, search=False)
+        if claim is not None:
+            store_build(claim.key, build.entry)
     return build
 
 

@@ -7,18 +7,15 @@ call; anything that fails drops the entry, removes the copies, and the build goe
 from __future__ import annotations
 
 import logging
-import shutil
-from functools import partial
 
 from aitune.torch.checkpoint.artifact import ArtifactPath
 from torch import nn
 
-from aitune_trt_aot import build_cache
+from aitune_trt_aot import build_cache, holders
 from aitune_trt_aot.activation import activate
 from aitune_trt_aot.checkpoint import FORMAT_VERSION, CheckpointEntry
 from aitune_trt_aot.compat import build_environment
 from aitune_trt_aot.errors import BuildError
-from aitune_trt_aot.files import write_atomically
 from aitune_trt_aot.pipeline.job import Build, BuildJob, StepTracker, TorchTensorRTAotBuildStep
 from aitune_trt_aot.pipeline.self_check import compare_with_eager, engines_of
 from aitune_trt_aot.plan import BuildPlan
@@ -69,9 +66,7 @@ def reuse_cached_build(
     )
     try:
         with track(TorchTensorRTAotBuildStep.ARTIFACT_LOAD):
-            write_atomically(artifact.path, partial(shutil.copyfile, cached.artifact))
-            if kernels is not None:
-                write_atomically(kernels.path, partial(shutil.copyfile, cached.kernel_cache))
+            build_cache.copy_out(cached, artifact.path, None if kernels is None else kernels.path)
             activation = activate(entry, job.device, toolkit, checksum_verified=True)  # lookup hashed these bytes
         with track(TorchTensorRTAotBuildStep.SELF_CHECK):
             # These exact bytes passed the full check when stored, on a machine with the same facts: one call
@@ -94,8 +89,20 @@ def reuse_cached_build(
         if kernels is not None:
             kernels.path.unlink(missing_ok=True)
         return None
-    logger.info("Reused the build cached in %s for %s.", cached.folder, plan.describe())
+    logger.info(
+        "%s: reusing the build of %s (build cache entry %s) for %s.",
+        holders.describe_me(),
+        _builder(cached),
+        cached.folder,
+        plan.describe(),
+    )
     return Build(entry=entry, activation=activation, from_cache=True)
+
+
+def _builder(cached: build_cache.CachedBuild) -> str:
+    """Who built a cached entry, in words (entries stored before this was recorded: an earlier process)."""
+    holder = holders.Holder.from_json(cached.facts.get("built_by"))
+    return "an earlier process" if holder is None else holder.describe()
 
 
 def store_build(fingerprint: str, entry: CheckpointEntry) -> None:

@@ -37,6 +37,7 @@ from aitune_trt_aot.compat import PT2_MUST_MATCH, device_facts, mismatch
 from aitune_trt_aot.engine_errors import CheckedEngines
 from aitune_trt_aot.errors import Pt2InputError, Pt2LoadError
 from aitune_trt_aot.files import archive_damage
+from aitune_trt_aot.placement import current_device, resolve_device
 from aitune_trt_aot.ranges import InputRange
 
 INPUTS_METADATA_KEY = "aitune_trt_aot.inputs"
@@ -346,21 +347,12 @@ def recorded_environment(metadata: dict[str, str]) -> dict[str, Any] | None:
     return recorded if isinstance(recorded, dict) else None
 
 
-def _requested_device(device: torch.device | str | None) -> torch.device | None:
-    """``device`` when it is a CUDA device this machine has, else None (the current device; others fail later)."""
-    if device is None or not torch.cuda.is_available():
-        return None
-    device = torch.device(device)
-    if device.type != "cuda" or (device.index is not None and device.index >= torch.cuda.device_count()):
-        return None
-    return device
-
-
-def _check_built_for(path: Path, model_name: str, device: torch.device | str | None) -> None:
+def _check_built_for(path: Path, model_name: str, device: torch.device) -> None:
     recorded = recorded_environment(package_metadata(path, model_name))
     if not recorded:
         return
-    problem = mismatch(recorded, installed_environment(_requested_device(device)), PT2_MUST_MATCH)
+    here = installed_environment(device if device.type == "cuda" and torch.cuda.is_available() else None)
+    problem = mismatch(recorded, here, PT2_MUST_MATCH)
     if problem is not None:
         raise Pt2LoadError(
             f"Cannot run {path}: {problem}. Its TensorRT engines and compiled code run only on the GPU architecture "
@@ -376,7 +368,8 @@ def load_pt2(
 
     Args:
         path: The package file.
-        device: The CUDA device to run on (default: the current CUDA device).
+        device: The CUDA device to run on (default: the current CUDA device). The package's engines are loaded with
+            it current, so they and the outputs land on it whichever device the package was built on.
         model_name: The model inside the package (packages written by this backend hold one, ``"model"``).
 
     Before anything is deserialised the package is checked: every archive entry against its CRC32, and what it
@@ -384,8 +377,8 @@ def load_pt2(
     against this machine; facts unknown on either side are not compared.
 
     Raises:
-        Pt2LoadError: the file is missing, damaged or built for another machine or stack, or CUDA or the
-            TensorRT / Torch-TensorRT runtime libraries are missing.
+        Pt2LoadError: the file is missing, damaged or built for another machine or stack, ``device`` is not a CUDA
+            device this machine has, or CUDA or the TensorRT / Torch-TensorRT runtime libraries are missing.
 
     """
     path = Path(path)
@@ -397,20 +390,22 @@ def load_pt2(
             "short. Write it again with aitune_trt_aot.save_pt2."
         )
     _check_intact(path)
+    device = resolve_device(device, error=Pt2LoadError)  # refuses a device this machine does not have
     _check_built_for(path, model_name, device)
     if not torch.cuda.is_available():
         raise Pt2LoadError(f"{path} holds TensorRT engines, which need an NVIDIA GPU; CUDA is not available here.")
     load_tensorrt_runtime()
     share_cxx_runtime()
     torch.cuda.init()
-    device = torch.device(device) if device is not None else torch.device("cuda", torch.cuda.current_device())
     if device.type != "cuda":
         raise Pt2LoadError(f"TensorRT engines run on CUDA devices, not {device}.")
-    index = device.index if device.index is not None else torch.cuda.current_device()
+    index = device.index
     # The loader is created directly: torch._inductor.aoti_load_package first tries the newer archive reader
-    # and, on any RuntimeError, loads the whole package a second time as an "outdated" one.
+    # and, on any RuntimeError, loads the whole package a second time as an "outdated" one. It is created with the
+    # device current: Torch-TensorRT deserialises the package's engines on the current device (``placement``).
     try:
-        loader = torch._C._aoti.AOTIModelPackageLoader(str(path), model_name, False, 1, index)
+        with current_device(device):
+            loader = torch._C._aoti.AOTIModelPackageLoader(str(path), model_name, False, 1, index)
     except RuntimeError as error:
         names = _model_names(path)
         if names and model_name not in names:

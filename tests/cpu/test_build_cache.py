@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from aitune_trt_aot import TorchTensorRTAotBackendConfig, build_cache
+from aitune_trt_aot import TorchTensorRTAotBackendConfig, build_cache, holders
+from aitune_trt_aot.cache_readers import reading
+from tests.support.processes import light_env, start_python
 
 FACTS = {
     "artifact_format": "exported_program",
@@ -180,3 +184,84 @@ def test_config_field_is_checked_round_trips_and_is_optional_in_old_checkpoints(
     old = TorchTensorRTAotBackendConfig().to_dict()
     del old["build_cache"]
     assert TorchTensorRTAotBackendConfig.from_dict(json.loads(json.dumps(old))).build_cache is True
+
+
+# --- a cache shared by processes and machines ---------------------------------------------------------------------
+
+
+def _entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def test_eviction_skips_an_entry_another_process_is_reading(
+    tmp_path: Path, cache_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An old entry under a live reader's mark survives eviction; once that reader is killed, it goes."""
+    monkeypatch.setenv(build_cache.CACHE_ENTRIES_ENV, "1")
+    artifact, facts = _artifact(tmp_path)
+    build_cache.store("old", artifact, facts)
+    ready = tmp_path / "ready"
+    reader = start_python(
+        "-m", "tests.support.cache_processes", "read", str(cache_folder), "old", str(ready), env=light_env()
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert reader.poll() is None and time.monotonic() < deadline, reader.communicate()[1][-3000:]
+            time.sleep(0.05)
+        build_cache.store("new", artifact, facts)
+        assert _entries(cache_folder) == ["new", "old"], "the entry being read was not deleted"
+        assert build_cache.lookup("old") is not None
+    finally:
+        reader.kill()
+        reader.communicate()
+    build_cache.store("newest", artifact, facts)  # the killed reader's mark is judged gone and removed
+    assert _entries(cache_folder) == ["newest"]
+    assert not any(".reader." in p.name for p in cache_folder.iterdir())
+
+
+def test_a_damaged_entry_being_read_is_taken_out_of_use_and_deleted_after_the_read(
+    tmp_path: Path, cache_folder: Path
+) -> None:
+    """discard() renames the entry away at once (no new reader finds it) but deletes it only when nobody reads it."""
+    artifact, facts = _artifact(tmp_path)
+    folder = build_cache.store("abc123", artifact, facts)
+    with reading(cache_folder, "abc123"):
+        build_cache.discard(folder)
+        assert build_cache.lookup("abc123") is None
+        (retired,) = [p for p in cache_folder.iterdir() if p.name.endswith(".retired")]
+        assert (retired / artifact.name).is_file(), "still there for the process reading it"
+    build_cache.store("other", artifact, facts)  # eviction sweeps retired entries nobody reads
+    assert sorted(p.name for p in cache_folder.iterdir()) == ["other"]
+
+
+def test_concurrent_publishers_of_one_fingerprint_leave_one_intact_entry(tmp_path: Path, cache_folder: Path) -> None:
+    """Four processes store the same fingerprint at once: the first rename wins, the entry is never torn."""
+    command = ["-m", "tests.support.cache_processes", "publish", str(cache_folder), "abc123"]
+    publishers = [start_python(*command, text, env=light_env()) for text in "abcd"]
+    for publisher in publishers:
+        _, err = publisher.communicate(timeout=120)
+        assert publisher.returncode == 0, err[-3000:]
+    assert sorted(p.name for p in cache_folder.iterdir()) == ["abc123"], "no staging folder left behind"
+    cached = build_cache.lookup("abc123")
+    assert cached is not None, "the entry is intact: its artifact matches its checksum"
+    assert cached.artifact.read_text() in {text * 10000 for text in "abcd"}
+    assert holders.Holder.from_json(cached.facts["built_by"]) is not None, "the entry names who built it"
+
+
+@pytest.mark.parametrize(
+    ("gpu", "capability"), [("NVIDIA L4", "8.9"), ("NVIDIA H100 PCIe", "9.0"), ("NVIDIA H200", "9.0")]
+)
+def test_the_key_of_a_build_differs_between_gpu_models(monkeypatch: pytest.MonkeyPatch, gpu: str, capability: str):
+    """Entries are keyed by the GPU's name and compute capability: an H100 node never reuses an L4 node's engines."""
+    from aitune_trt_aot import compat
+    from aitune_trt_aot.pipeline.cache_reuse import fingerprint
+
+    def key_on(name: str, cc: str, index: int = 0) -> str:
+        monkeypatch.setattr(compat, "device_facts", lambda device=None: {"gpu": name, "compute_capability": cc})
+        job = SimpleNamespace(config=TorchTensorRTAotBackendConfig(), device=torch.device("cuda", index))
+        return fingerprint(job, _model(), SimpleNamespace(describe=lambda: "plan"), SimpleNamespace(to_dict=dict))
+
+    h100 = key_on("NVIDIA H100 80GB HBM3", "9.0")
+    assert key_on("NVIDIA H100 80GB HBM3", "9.0", index=3) == h100, "the same GPU model on another index: one entry"
+    assert key_on(gpu, capability) != h100

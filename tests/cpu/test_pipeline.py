@@ -11,6 +11,9 @@ import contextlib
 import copy
 import json
 import logging
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from aitune_trt_aot import (
     TorchTensorRTAotBackendConfig,
     TorchTensorRTAotBuildStep,
     build_cache,
+    cache_lock,
 )
 from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.engine_errors import CheckedEngines
@@ -224,6 +228,100 @@ def test_a_damaged_cache_entry_is_a_miss_and_is_replaced(tmp_path: Path, monkeyp
     assert again._build_results[0]["cache_hit"] is False and not again.built_from_cache
     assert len(frontend.requests) == 2
     assert file_digest(artifact) == file_digest(again.artifact_path)
+
+
+def _job(tmp_path: Path, name: str) -> BuildJob:
+    module, calls, out = _model(), _calls(1, 16), tmp_path / name
+    return BuildJob(_config(), module, record(module, calls), sample_store(calls, out), CPU, out)
+
+
+def _another_process_builds(
+    monkeypatch: pytest.MonkeyPatch, finish: Callable[[cache_lock.BuildLock], None] | None
+) -> threading.Thread:
+    """Another process building the entry the cache holds now: holds its lock, then publishes or ``finish``es.
+
+    ``finish`` None: the entry is published. The entry is moved out of the cache first, so a build started
+    meanwhile misses it and finds the lock; the lock is held until that build has looked the entry up twice (it
+    is waiting), and 0.3 s more.
+    """
+    root = build_cache.cache_root()
+    (entry,) = _cache_entries()
+    aside = root.parent / "built-elsewhere"
+    entry.rename(aside)
+    turn = cache_lock.take_turn(root, entry.name, lambda: None)
+    lookups: list[str] = []
+    lookup = build_cache.lookup
+    monkeypatch.setattr(build_cache, "lookup", lambda key: lookups.append(key) or lookup(key))
+
+    def publish(lock: cache_lock.BuildLock) -> None:
+        aside.rename(entry)
+        lock.release()
+
+    def hold() -> None:
+        deadline = time.monotonic() + 60
+        while len(lookups) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        (finish or publish)(turn.lock)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    return thread
+
+
+def test_a_build_waits_for_the_process_building_the_same_entry_and_reuses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process holds the entry's build lock: this build waits, then loads and checks what it published."""
+    frontend = TracedFrontend()
+    register_fakes(monkeypatch, frontend)
+    run_build(_job(tmp_path, "earlier"), CPU_TOOLKIT)
+    builder = _another_process_builds(monkeypatch, None)
+    results: list[dict] = []
+
+    @contextlib.contextmanager
+    def track(step: TorchTensorRTAotBuildStep):
+        results.append({"step": step})
+        yield results[-1]
+
+    with caplog.at_level(logging.INFO, logger="aitune_trt_aot"):
+        build = run_build(_job(tmp_path, "waiting"), CPU_TOOLKIT, track)
+    builder.join()
+    assert build.from_cache and len(frontend.requests) == 1
+    assert results[0]["cache_hit"] is True and results[0]["waited_seconds"] > 0.3
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(": waiting for the build of process " in m for m in messages)
+    assert any(": reusing the build of process " in m for m in messages)
+
+
+def test_a_failed_build_in_another_process_fails_this_build_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process holding the lock fails: this build raises a BuildError with its error, and compiles nothing."""
+    frontend = TracedFrontend()
+    register_fakes(monkeypatch, frontend)
+    run_build(_job(tmp_path, "earlier"), CPU_TOOLKIT)
+    builder = _another_process_builds(monkeypatch, lambda lock: lock.fail(RuntimeError("out of workspace")))
+    with pytest.raises(BuildError) as raised:
+        run_build(_job(tmp_path, "waiting"), CPU_TOOLKIT)
+    builder.join()
+    message = str(raised.value)
+    assert "waited for the build of this model by process" in message
+    assert "which failed: RuntimeError: out of workspace. Every process sharing the build cache" in message
+    assert len(frontend.requests) == 1
+
+
+def test_a_cache_folder_that_cannot_be_written_only_costs_the_sharing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No lock can be created where the cache folder is a file: the build runs here, unlocked, and stands."""
+    frontend = TracedFrontend()
+    register_fakes(monkeypatch, frontend)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(build_cache.CACHE_DIR_ENV, str(blocker / "builds"))
+    backend = _build(tmp_path, _model())
+    assert not backend.built_from_cache and len(frontend.requests) == 1
 
 
 def test_build_cache_off_neither_looks_up_nor_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import textwrap
+import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -202,3 +204,64 @@ def test_every_error_shares_one_base_and_its_builtin_type() -> None:
     for name, builtin in expected.items():
         error = getattr(aitune_trt_aot, name)
         assert issubclass(error, aitune_trt_aot.AitrtAotError) and issubclass(error, builtin), name
+
+
+def test_saves_to_one_path_at_once_each_write_a_complete_file_and_none_breaks_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three saves to one path at the same time: none removes another's work folder; the file is one whole save.
+
+    A save removes leftovers only of saves whose process is gone (before, every save removed every leftover,
+    including the folders of saves still running, which then failed).
+    """
+    target = tmp_path / "model.ait"
+
+    def slow_save(model: object, path: Path, **kwargs: object) -> None:
+        with open(path, "w") as handle:
+            for _ in range(5):
+                handle.write(f"{model}" * 1000)
+                handle.flush()
+                time.sleep(0.05)
+
+    monkeypatch.setattr(ait, "save", slow_save)
+    errors: list[BaseException] = []
+
+    def save(name: str) -> None:
+        try:
+            aitune_trt_aot.save(name, target)
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            errors.append(error)
+
+    threads = [threading.Thread(target=save, args=(name,)) for name in "abc"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert target.read_text() in {name * 5000 for name in "abc"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ait"]
+
+
+def test_under_a_launcher_each_rank_saves_and_loads_its_own_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ait_load_calls: list
+) -> None:
+    """WORLD_SIZE 4, RANK 2 (what torchrun sets): model.ait is written as model.rank-2-of-4.ait, and read back."""
+    module = _tuned_eager_module("ranks")  # tuned alone: AITune refuses to tune under a launcher without a group
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    written = aitune_trt_aot.save(module, tmp_path / "model.ait")
+    assert written == tmp_path / "model.rank-2-of-4.ait"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.rank-2-of-4.ait"]
+    aitune_trt_aot.load("module", tmp_path / "model.ait")
+    assert ait_load_calls[-1][0] == ("module", written)
+
+
+def test_a_rank_without_its_own_file_loads_the_shared_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ait_load_calls: list
+) -> None:
+    """A checkpoint saved by one process, deployed to every rank: each rank reads the plain file."""
+    written = aitune_trt_aot.save(_tuned_eager_module("shared"), tmp_path / "model.ait")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "1")
+    aitune_trt_aot.load("module", tmp_path / "model.ait")
+    assert ait_load_calls[-1][0] == ("module", tmp_path / "model.ait") and written == tmp_path / "model.ait"

@@ -10,6 +10,7 @@ only the path of the call it saw, like ``torch.jit.trace``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ class TracedFrontend(Frontend):
         proven_max: Build the first axis of every input only up to this, as ``torch.export`` does where it proves
             a smaller dimension than requested (None: the requested ranges).
         fail_autocast: Raise Torch-TensorRT 2.14's autocast error for requests with autocast on.
+        delay: Seconds each compile takes (a slow build, for processes that wait for it).
+        error: Raised by every compile, after ``delay`` (a build that fails).
         requests: The compile requests it got, in order.
 
     """
@@ -84,16 +87,23 @@ class TracedFrontend(Frontend):
         fail_autocast: bool = False,
         wrong_above: int | None = None,
         proven_max: int | None = None,
+        delay: float = 0.0,
+        error: Exception | None = None,
     ) -> None:
         self.coverage = coverage
         self.offset = offset
         self.fail_autocast = fail_autocast
         self.wrong_above = wrong_above
         self.proven_max = proven_max
+        self.delay = delay
+        self.error = error
         self.requests: list[CompileRequest] = []
 
     def compile(self, request: CompileRequest) -> CompiledModel:
         self.requests.append(request)
+        time.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
         if self.fail_autocast and request.settings.enable_autocast:
             raise AttributeError("'SymInt' object has no attribute 'to'")
         args, kwargs = request.sample
@@ -159,4 +169,16 @@ def register_fakes(
     monkeypatch.setitem(FORMATS, artifact_format.name, artifact_format)
     monkeypatch.setattr(TorchTensorRTAotBackend, "_toolkit", CPU_TOOLKIT)
     monkeypatch.setattr(TorchTensorRTAotBackend, "_devices", ["cuda", "cpu"])
+    return artifact_format
+
+
+def install_fakes(frontend: TracedFrontend) -> TorchSaveFormat:
+    """:func:`register_fakes` for a whole process (a script's child process, not a test): nothing is undone."""
+    from aitune_trt_aot import TorchTensorRTAotBackend
+
+    artifact_format = TorchSaveFormat()
+    FRONTENDS[frontend.name] = frontend
+    FORMATS[artifact_format.name] = artifact_format
+    TorchTensorRTAotBackend._toolkit = CPU_TOOLKIT
+    TorchTensorRTAotBackend._devices = ["cuda", "cpu"]
     return artifact_format

@@ -88,3 +88,42 @@ def json_tail(result: subprocess.CompletedProcess, what: str) -> dict:
         f"{what} failed (exit status {result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_ranks(
+    ranks: int, script_args: list[str], out: Path, env: dict[str, str], timeout: int = 600
+) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """``python -m torch.distributed.run`` with ``ranks`` processes of ``tests.scripts.tune_ranks SCRIPT_ARGS``.
+
+    Each child gets :func:`subprocess_env` (this checkout on ``PYTHONPATH``) updated with ``env``. Returns the
+    launcher's result and the reports the ranks wrote to ``out`` (``rank-R.json``), in rank order.
+    """
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
+    result = subprocess.run(
+        [*launcher, "-m", "tests.scripts.tune_ranks", *script_args],
+        cwd=REPO_ROOT,
+        env={**subprocess_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    reports = [json.loads(path.read_text()) for path in sorted(out.glob("rank-*.json"))]
+    return result, sorted(reports, key=lambda report: report["rank"])
+
+
+def light_env(**extra: str) -> dict[str, str]:
+    """:func:`subprocess_env` for processes that need the package without AITune (faster to start)."""
+    return {**subprocess_env(), "AITUNE_TRT_AOT_RUNTIME_ONLY": "1", **extra}
+
+
+def start_python(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``python ARGS`` in the background (this checkout importable), stdin, stdout and stderr piped as text."""
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=REPO_ROOT,
+        env=env or subprocess_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
