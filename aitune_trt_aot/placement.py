@@ -63,8 +63,9 @@ def resolve_device(
     if count and device.index >= count:  # no CUDA at all: the toolkit's requirement check says what is missing
         raise error(
             f"Cannot load the TensorRT engines on {device}: this machine has {_devices_here(count)}. Pass a device it "
-            "has: ait.load(..., device_map={module_name: 'cuda:0'}), load_pt2(path, device='cuda:0'), or under "
-            "torchrun torch.cuda.set_device(local_rank) with device='cuda' (each rank its own GPU)."
+            "has: ait.load(..., device_map={'': 'cuda:0'}) (keys are attribute paths, '' for a tuned top module), "
+            "load_pt2(path, device='cuda:0'), or under torchrun torch.cuda.set_device(local_rank) with device='cuda' "
+            "(each rank its own GPU)."
         )
     return device
 

@@ -47,6 +47,14 @@ Release workarounds:
   ``torch._C._aoti.AOTIModelPackageLoader`` itself because ``torch._inductor.aoti_load_package`` loads a package a
   second time after any error (delete when it no longer does). That module must not import this one's
   Torch-TensorRT parts.
+* The engine-error watch (``engine_errors``): Torch-TensorRT 2.14's runtimes ignore what ``enqueueV3`` returns and
+  set no TensorRT error recorder, so a failed engine call is visible only as a line its C++ logger writes to
+  standard error; the package reads its own standard error for those lines. Delete when Torch-TensorRT raises on a
+  failed ``enqueueV3`` (or lets a caller give a loaded engine an error recorder).
+* ``pipeline/range_search.narrow_graph_spec`` lowers the batch axes of AITune's recorded tensor specs to the range
+  that was built: AITune 0.6 raises a graph's batch range before building and checks and profiles the backend up to
+  it, but offers a backend no way to state a smaller maximum (``update_max_batch_size`` only raises). Delete when
+  AITune lets a backend report the range it built.
 * ``formats/aot_inductor._quiet_fake_engine_warnings`` silences the logger ``torch._library.fake_class_registry``
   while a package is exported: Torch-TensorRT's fake engine class lacks methods export never calls, and each
   is logged. Delete when that fake class is complete.

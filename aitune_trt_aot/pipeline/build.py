@@ -24,7 +24,7 @@ from aitune_trt_aot.pipeline.compile import compile_model
 from aitune_trt_aot.pipeline.job import Build, BuildJob, StepTracker, untracked
 from aitune_trt_aot.pipeline.job import TorchTensorRTAotBuildStep as Step
 from aitune_trt_aot.pipeline.kernels import keep_kernel_cache
-from aitune_trt_aot.pipeline.range_search import largest_passing, raised_axes
+from aitune_trt_aot.pipeline.range_search import largest_passing, narrow_graph_spec, raised_axes
 from aitune_trt_aot.pipeline.save import built_entry, save_artifact
 from aitune_trt_aot.pipeline.self_check import Mismatch, check_against_eager, passes_at_top, refuse_mismatch
 from aitune_trt_aot.pipeline.shared_build import building, reuse_or_claim
@@ -55,6 +55,7 @@ def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker 
     if job.config.build_cache:
         reused, claim = reuse_or_claim(job, module, plan, capture.guard, toolkit, track)
         if reused is not None:
+            narrow_graph_spec(job.graph_spec, reused.entry.shape_guard.ranges)
             return reused
     with building(claim):
         outcome = _compile_and_check(plan, capture, job, module, settings, toolkit, track)
@@ -66,6 +67,7 @@ def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker 
             build = _compile_and_check(plan, capture, job, module, settings, toolkit, track, search=False)
         if claim is not None:
             store_build(claim.key, build.entry)
+    narrow_graph_spec(job.graph_spec, build.entry.shape_guard.ranges)  # AITune checks and profiles up to its max
     return build
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+from aitune.torch.module.graph_spec import GraphSpec
+
 from aitune_trt_aot.compiled import Sample
 from aitune_trt_aot.ranges import InputRange, capped, describe_all
 from aitune_trt_aot.shapes import ShapeGuard
@@ -89,3 +91,29 @@ def largest_passing(
         describe_all(found),
     )
     return found
+
+
+def narrow_graph_spec(graph_spec: GraphSpec, ranges: list[InputRange]) -> bool:
+    """Lower the batch sizes AITune recorded for ``graph_spec`` to the tops of ``ranges`` (what was built).
+
+    After a backend builds, AITune checks it at the graph's largest recorded shapes ("Dynamic shape correctness
+    check ... with max input shapes") and profiles it up to the graph's largest batch: calls the narrowed engines
+    refuse. AITune 0.6 can only raise a graph's batch range (``GraphSpec.update_max_batch_size``), so the batch axes
+    of its tensor specs are lowered here (``stack.py`` lists this). Returns whether anything was lowered.
+    """
+    built = {spec.locator.path: spec for spec in ranges if spec.locator is not None}
+    lowered = False
+    for locator, tensor_spec in graph_spec.input_spec.tensor_data:
+        spec = built.get(locator.path)
+        if spec is None:
+            continue
+        for axis in tensor_spec.get_batch_axis_multipliers():
+            high = spec.max_shape[axis] if axis < len(spec.max_shape) else None
+            if high is not None and tensor_spec.max_shape[axis] > high:
+                tensor_spec.max_shape[axis] = high
+                lowered = True
+    if lowered:
+        logger.info(
+            "AITune's batch range lowered to the built one (largest batch %d).", graph_spec.get_max_batch_size()
+        )
+    return lowered

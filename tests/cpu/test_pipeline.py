@@ -435,6 +435,19 @@ def test_engines_wrong_only_near_the_range_top_are_built_for_the_largest_range_t
     assert "40" in json.dumps(saved["shape_guard"], default=str), "the checkpoint records the narrowed range"
 
 
+def test_aitune_is_told_the_built_batch_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AITune checks a backend at its graph's largest batch after the build: that must be the built one (40)."""
+    register_fakes(monkeypatch, TracedFrontend(offset=1.0, wrong_above=40))
+    module = _model()
+    spec = record(module, _calls(1, 4))
+    spec.update_max_batch_size(_calls(1)[0], 100)
+    assert spec.get_max_batch_size() == 100
+    out = tmp_path / "told"
+    out.mkdir()
+    TorchTensorRTAotBackend(_config()).build(module, spec, sample_store(_calls(1, 4), out / "recorded"), CPU, out)
+    assert spec.get_max_batch_size() == 40
+
+
 def test_a_forward_branching_above_batch_8_is_built_for_1_to_8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Traced at batch 1 and 2, a forward that doubles its output above batch 8 is right up to 8: built for 1..8."""
     register_fakes(monkeypatch, TracedFrontend())

@@ -85,14 +85,14 @@ def test_a_device_this_host_lacks_is_refused_and_one_it_has_gets_the_engines(tmp
     fresh = ait.Module(build_model("mlp", seed=5), name, strategy=strategy_for(TorchEagerBackend()))
     if torch.cuda.device_count() < 2:
         with pytest.raises(ArtifactError, match=r"on cuda:1: this machine has 1 CUDA device \(cuda:0\)"):
-            aitune_trt_aot.load(fresh, checkpoint, device_map={name: "cuda:1"})
+            aitune_trt_aot.load(fresh, checkpoint, device_map={"": "cuda:1"})
         with pytest.raises(Pt2LoadError, match=r"on cuda:1: this machine has 1 CUDA device \(cuda:0\)"):
             aitune_trt_aot.load_pt2(package, device="cuda:1")
         return
     # Two GPUs or more: the engines and the outputs land on cuda:1, and match eager there.
     target = torch.device("cuda", 1)
     on_target = copy.deepcopy(reference).to(target)
-    loaded = aitune_trt_aot.load(fresh, checkpoint, device_map={name: target})
+    loaded = aitune_trt_aot.load(fresh, checkpoint, device_map={"": target})
     pt2 = aitune_trt_aot.load_pt2(package, device=target)
     (x,), _ = inputs_for("mlp", 8)
     x = x.to(target)
