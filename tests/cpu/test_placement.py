@@ -38,7 +38,7 @@ def test_a_device_this_machine_does_not_have_is_refused_naming_the_ones_it_has()
         resolve_device("cuda:1", cuda_devices=1)
     message = str(raised.value)
     assert message.startswith("Cannot load the TensorRT engines on cuda:1: this machine has 1 CUDA device (cuda:0).")
-    assert "device_map={module_name: 'cuda:0'}" in message and "torch.cuda.set_device(local_rank)" in message
+    assert "device_map={'': 'cuda:0'}" in message and "torch.cuda.set_device(local_rank)" in message
     with pytest.raises(Pt2LoadError, match=r"cuda:4: this machine has 2 CUDA devices \(cuda:0, cuda:1\)"):
         resolve_device(torch.device("cuda", 4), cuda_devices=2, error=Pt2LoadError)
 
