@@ -63,7 +63,7 @@ def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker 
             build = outcome
         else:  # the engines are right only below the top of the requested range: build again for the range they pass
             plan = with_ranges(plan, outcome)
-            capture = prepare_capture(plan, job, module, sample, torch_tensorrt)
+            capture = narrowed_capture(capture, outcome)
             build = _compile_and_check(plan, capture, job, module, settings, toolkit, track, search=False)
         if claim is not None:
             store_build(claim.key, build.entry)
