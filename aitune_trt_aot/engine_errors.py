@@ -19,7 +19,7 @@ Limits, by construction:
 - errors are process-wide: a TensorRT error logged by another thread's engine call while this call runs fails this
   call too (a false alarm, never a missed failure);
 - a user who lowers Torch-TensorRT's C++ log level below ERROR (``torch_tensorrt.logging.internal_errors()``)
-  silences the logger this reads: the watch warns once when it finds the level there;
+  silences the logger this reads: each activation warns when it finds the level there;
 - ``AITUNE_TRT_AOT_WATCH_ENGINE_ERRORS=0`` leaves standard error alone (nothing is checked; a warning says so).
 If the process's file descriptor 2 is replaced after the watch started (``pytest``'s output capture does that per
 test), the next check wraps the new one.
@@ -35,6 +35,9 @@ import select
 import threading
 from collections import deque
 from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
 
 from aitune_trt_aot.errors import EngineCallError
 
@@ -229,19 +232,12 @@ def process_watch() -> ErrorLogWatch | None:
 
 
 def _c_logger_silences_errors() -> bool:
-    """Whether Torch-TensorRT's C++ logger is set to drop ERROR lines (None of its ops loaded: assume not)."""
+    """Whether Torch-TensorRT's C++ logger is set to drop ERROR lines (its runtime library not loaded: assume not)."""
     try:
-        level = int(torch_ops_tensorrt().get_logging_level())
+        level = int(torch.ops.tensorrt.get_logging_level())
     except Exception:
         return False
     return level < 1  # nvinfer1::ILogger::Severity: kINTERNAL_ERROR=0, kERROR=1
-
-
-def torch_ops_tensorrt() -> Any:
-    """``torch.ops.tensorrt`` (Torch-TensorRT's runtime library registers it); imported late, torch is heavy."""
-    import torch
-
-    return torch.ops.tensorrt
 
 
 class CheckedEngines:
@@ -294,8 +290,6 @@ class CheckedEngines:
 
 
 def _shapes(args: tuple, kwargs: dict) -> list[Any]:
-    from torch.utils import _pytree as pytree
-
     return [tuple(leaf.shape) for leaf in pytree.tree_leaves((args, kwargs)) if hasattr(leaf, "shape")]
 
 

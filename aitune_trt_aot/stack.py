@@ -73,9 +73,9 @@ Private names reached into (each where no public API gives the same):
   ``runtime.cache_dir_utils.cache_dir`` for the packaging lock): AOTInductor has no other entry points in torch
   2.14. Delete when torch offers them outside ``_inductor`` / ``_C``.
 * torch ``torch.utils._pytree`` (the precision boundary, validation, the self-check, the CUDA-graph runner, the
-  ``.pt2`` runtime's call specs, ``placement``'s output-device check): torch's pytree, the form AOTInductor's call
-  specs use. Delete when ``torch.utils.pytree`` offers ``treespec_dumps``/``treespec_loads`` and the tree functions
-  used here.
+  ``.pt2`` runtime's call specs, ``placement``'s output-device check, ``engine_errors``' input shapes): torch's
+  pytree, the form AOTInductor's call specs use. Delete when ``torch.utils.pytree`` offers
+  ``treespec_dumps``/``treespec_loads`` and the tree functions used here.
 * torch ``torch.fx.node._get_qualified_name`` (``settings``): ops in ``torch_executed_ops`` are stored by the name
   Torch-TensorRT itself matches them by. Delete when Torch-TensorRT takes op names it documents.
 * torch ``nn.Module._modules`` (``tuned.aitune_modules``): the stored children, because walking through an
