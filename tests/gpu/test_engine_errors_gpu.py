@@ -1,11 +1,13 @@
 """GPU: an engine call that TensorRT fails raises ``EngineCallError``; it never returns unwritten outputs.
 
-The failure was seen with kernel compiles failing while other processes held the GPU (issue 29). These tests take
-nearly all of the GPU's free memory, then call the tuned model at batch sizes no call has used yet, so that
-TensorRT-RTX must compile kernels for them with almost no memory. Measured on an H100 (2026-12-07) that did not make
-an engine call fail: every call ran. So the first test asserts what must hold either way (an error or eager's
-result, never a silent wrong one), and the second, which needs a failure, is an xfail until a forcing method
-reproduces one. Marked ``serial``: they must have the GPU to themselves.
+The failure was seen with kernel compiles failing while other processes held the GPU (issue 29). Two ways to provoke
+one here:
+- starving the GPU: nearly all free memory taken, then calls at batch sizes no call has used yet. Measured on an H100
+  (2026-12-07), that did not make a call fail, so that test asserts what must hold either way: an error or eager's
+  result, never a silent wrong one;
+- the first call at a new shape made while a CUDA graph is being captured: TensorRT-RTX must compile kernels inside
+  the capture. That test needs the failure and checks the error.
+Marked ``serial``: they must have the GPU to themselves.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import pytest
 import torch
 
 from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
-from aitune_trt_aot.cuda_graphs import CudaGraphRunner
 from aitune_trt_aot.errors import EngineCallError
 from tests.support import tolerances
 from tests.support.gpu import CallCounter, inputs_for, the_backend, tune_case
@@ -89,52 +90,56 @@ def test_calls_on_a_starved_gpu_raise_or_match_eager(cuda_graphs) -> None:
             assert outcome <= tolerances.FP32, f"batch {batch}: a wrong result without an error ({outcome})"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="no forcing method reproduces a failed engine call yet: with all but 6-8 MB of an H100's memory taken, "
-    "first calls at new shapes still ran and matched eager (2026-12-07); docs/known-issues.md",
-)
-@pytest.mark.parametrize("cuda_graphs", ["auto", False])
-def test_an_engine_call_tensorrt_fails_raises_and_records_no_graph(cuda_graphs) -> None:
-    case = "encoder"
-    tuned, reference = tune_case(case, TorchTensorRTAotBackend(TorchTensorRTAotBackendConfig(cuda_graphs=cuda_graphs)))
-    backend = the_backend(tuned)
-    graphs = backend.runner.graph_count if isinstance(backend.runner, CudaGraphRunner) else None
-    counter = CallCounter(backend)
-    try:
-        failure, seen = _starved_calls(tuned, reference, case, (11, 13, 14, 15))
-    finally:
-        counter.backend._runner = counter.runner
-    print(f"\n[engine failure, cuda_graphs={cuda_graphs}] {failure}; calls: {seen}")
-    assert failure is not None, f"no engine call failed with the GPU's memory taken (not reproduced): {seen}"
-    batch = max(b for b in seen if isinstance(b, int))
-    assert "TensorRT failed while running the engines of" in str(failure) and f"({batch}, 16, 64)" in str(failure)
-    if graphs is not None:
-        assert backend.runner.graph_count == graphs, "a CUDA graph was kept around a failed call"
+@pytest.mark.parametrize("specialization", ["eager", "lazy"])
+def test_a_first_call_inside_a_cuda_graph_capture_fails_in_tensorrt_and_raises(specialization: str) -> None:
+    """A reproducible engine failure: the first call at a new shape made while a CUDA graph is being captured.
 
-    # With memory back, the same shape runs (and, under CUDA graphs, captures) and matches eager.
+    TensorRT-RTX compiles kernels for a shape at its first call there, and that compile cannot run inside a stream
+    capture. Torch-TensorRT ignores ``enqueueV3``'s result, so without the check this call would return outputs that
+    were never written. The check must end it with ``EngineCallError`` naming the engines, shapes and TensorRT's
+    message. Afterwards, outside any capture, the same shape runs and matches eager.
+    """
+    case, batch = "encoder", 13  # batch 13: no call has used it, so its kernels are not compiled yet
+    config = TorchTensorRTAotBackendConfig(cuda_graphs=False, kernel_specialization=specialization)
+    tuned, reference = tune_case(case, TorchTensorRTAotBackend(config))
+    backend = the_backend(tuned)
     args, kwargs = inputs_for(case, batch)
+    outcome, capture_end = _call_inside_a_capture(backend.runner, args, kwargs)
+    print(
+        f"\n[first call inside a capture, kernel_specialization={specialization}] {outcome!r}; capture end: "
+        f"{capture_end!r}"
+    )
+    assert isinstance(outcome, EngineCallError), f"no EngineCallError from a call inside a capture: {outcome!r}"
+    message = str(outcome)
+    assert "TensorRT failed while running the engines of" in message and f"({batch}, 16)" in message, message
+
     with torch.no_grad():
         actual, expected = tuned(*args, **kwargs), reference(*args, **kwargs)
     error = float((actual - expected).abs().max())
     print(f"[after the failure, batch {batch}] error vs eager {error}")
     assert error <= tolerances.FP32
-    if graphs is not None:
-        assert backend.runner.graph_count == graphs + 1
 
 
-@pytest.mark.xfail(strict=False, reason="written 2026-12-07 after the device time was spent: not yet run on the GPU")
-def test_a_first_call_captured_into_a_cuda_graph_fails_in_tensorrt_and_raises() -> None:
-    """Another way to force a failure: a first call at a new shape made inside a CUDA-graph capture.
+def _call_inside_a_capture(runner, args: tuple, kwargs: dict) -> tuple[object, object]:
+    """Call ``runner`` while a CUDA graph is being captured on a side stream; (its result or error, capture end's).
 
-    With ``kernel_specialization="eager"`` TensorRT-RTX compiles that shape's kernels inside the call, which a stream
-    being captured does not allow; the error TensorRT logs must end the call with ``EngineCallError``.
+    The capture is begun and ended by hand (not ``torch.cuda.graph``), so an error at its end cannot hide the call's.
     """
-    config = TorchTensorRTAotBackendConfig(cuda_graphs=False, kernel_specialization="eager")
-    tuned, _ = tune_case("encoder", TorchTensorRTAotBackend(config))
-    backend = the_backend(tuned)
-    args, kwargs = inputs_for("encoder", 13)  # never called: its kernels are not compiled yet
-    graph = torch.cuda.CUDAGraph()
-    with pytest.raises(EngineCallError) as raised, torch.no_grad(), torch.cuda.graph(graph):
-        backend.runner(*args, **kwargs)
-    print(f"\n[capture around a first call] {raised.value}")
+    graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    outcome: object = None
+    capture_end: object = None
+    with torch.no_grad(), torch.cuda.stream(stream):
+        graph.capture_begin(capture_error_mode="global")
+        try:
+            outcome = runner(*args, **kwargs)
+        except Exception as error:  # the test asserts which one
+            outcome = error
+        finally:
+            try:
+                graph.capture_end()
+            except Exception as error:  # an invalidated capture: expected when the call failed
+                capture_end = error
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    return outcome, capture_end
