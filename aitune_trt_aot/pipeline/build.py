@@ -16,7 +16,7 @@ from torch import nn
 from aitune_trt_aot import hints
 from aitune_trt_aot.activation import Activation, activate
 from aitune_trt_aot.checkpoint import CheckpointEntry
-from aitune_trt_aot.compiled import Coverage
+from aitune_trt_aot.compiled import CompiledModel, Coverage
 from aitune_trt_aot.errors import BuildError
 from aitune_trt_aot.pipeline.cache_reuse import store_build
 from aitune_trt_aot.pipeline.capture import Capture, narrowed_capture, prepare_capture
@@ -24,7 +24,7 @@ from aitune_trt_aot.pipeline.compile import compile_model
 from aitune_trt_aot.pipeline.job import Build, BuildJob, StepTracker, untracked
 from aitune_trt_aot.pipeline.job import TorchTensorRTAotBuildStep as Step
 from aitune_trt_aot.pipeline.kernels import keep_kernel_cache
-from aitune_trt_aot.pipeline.range_search import largest_passing, narrow_graph_spec, raised_axes
+from aitune_trt_aot.pipeline.range_search import largest_building, largest_passing, narrow_graph_spec, raised_axes
 from aitune_trt_aot.pipeline.save import built_entry, save_artifact
 from aitune_trt_aot.pipeline.self_check import Mismatch, check_against_eager, passes_at_top, refuse_mismatch
 from aitune_trt_aot.pipeline.shared_build import building, reuse_or_claim
@@ -86,15 +86,17 @@ def _compile_and_check(
     With ``search``, engines that fail only at the top of the requested range return instead the narrower ranges
     to build again for (``range_search``).
     """
+    requested = capture.guard.ranges
     with track(Step.COMPILE) as result:
-        compiled, plan = compile_model(plan, capture.request, job.config, settings)
+        compiled, plan, capture = _compile_within_limits(plan, capture, job, settings)
         result["precision"] = plan.precision.describe()
         result["coverage"] = compiled.coverage.describe()
         result["capture_seconds"] = compiled.capture_seconds
         if compiled.ranges is not None and compiled.ranges != plan.ranges:  # the frontend built a narrower range
             plan = with_ranges(plan, compiled.ranges)
             capture = narrowed_capture(capture, compiled.ranges)
-            result["built_ranges"] = describe_all(compiled.ranges)
+        if capture.guard.ranges != requested:
+            result["built_ranges"] = describe_all(capture.guard.ranges)
     coverage = compiled.coverage
     refuse_without_engines(plan, coverage, settings)
 
@@ -125,6 +127,39 @@ def _compile_and_check(
         "Built %s for %s; %s; into %s.", plan.describe(), describe_all(plan.ranges), coverage.describe(), artifact
     )
     return Build(entry=entry, activation=activation, from_cache=False)
+
+
+def _compile_within_limits(
+    plan: BuildPlan, capture: Capture, job: BuildJob, settings: Any
+) -> tuple[CompiledModel, BuildPlan, Capture]:
+    """Compile; where that fails for a range raised above the recorded calls, for the largest range that builds.
+
+    AITune raises batch ranges to what eager PyTorch fits in the GPU's memory, which TensorRT may not build engines
+    for (``largest_building``). A failure that the largest recorded sizes share is raised as it is.
+    """
+    try:
+        compiled, built_plan = compile_model(plan, capture.request, job.config, settings)
+        return compiled, built_plan, capture
+    except BuildError as error:
+        failure = error
+    built: list[tuple[CompiledModel, BuildPlan, Capture]] = []
+
+    def builds(candidate: list[InputRange]) -> bool:
+        narrowed = narrowed_capture(capture, candidate)
+        try:
+            compiled, built_plan = compile_model(with_ranges(plan, candidate), narrowed.request, job.config, settings)
+        except BuildError as error:
+            logger.info("No engines for %s either: %s", describe_all(candidate), error)
+            return False
+        built[:] = [(compiled, built_plan, narrowed)]  # only the last success is kept: engines hold memory
+        return True
+
+    logger.info(
+        "Torch-TensorRT could not build for %s (%s); trying smaller ranges.", describe_all(plan.ranges), failure
+    )
+    if largest_building(list(capture.guard.ranges), raised_axes(capture.guard, job.samples), builds) is None:
+        raise failure
+    return built[-1]
 
 
 def _at_range_top(mismatch: Mismatch | None, guard: ShapeGuard) -> bool:

@@ -1,13 +1,16 @@
-"""Range-search step: engines that fail only at the top of the requested range get the largest range they pass.
+"""Range-search steps: a raised range gets the largest top that TensorRT builds and the engines pass the check at.
 
 AITune's ``OneBackendStrategy`` raises a graph's batch range before building (its find-max-batch-size step picks
 the batch size at which eager PyTorch had its best throughput: 65536 for a small token encoder, issue 29), and
-gives backends no way to state a maximum of their own. Engines built for such a range can be wrong, or fail, near
-its top while right everywhere below. Rather than refuse the whole build, this step finds the largest top that the
-engines reproduce eager PyTorch at: it halves the raised axes until a call passes, then bisects between the last
-failing and the first passing size for a few steps. The build is then made again for that range, so that the
-engines, the checkpoint's guard (calls above get ``InputShapeError`` naming the range) and a ``.pt2`` package's
-recorded ranges all agree, and checked again in full.
+gives backends no way to state a maximum of their own. TensorRT may not build engines for such a range, and engines
+built for it can be wrong, or fail, near its top while right everywhere below. Rather than refuse the whole build:
+
+- :func:`largest_building`: when the compile fails, the raised axes are halved until it succeeds, each try a
+  compile, once the largest recorded sizes alone were shown to build (otherwise the failure is not the range's);
+- :func:`largest_passing`: when the engines fail the check at the top of the range, it halves the raised axes until
+  a call passes, then bisects between the last failing and the first passing size for a few steps. The build is
+  then made again for that range, so that the engines, the checkpoint's guard (calls above get ``InputShapeError``
+  naming the range) and a ``.pt2`` package's recorded ranges all agree, and checked again in full.
 
 Only axes whose top lies above every recorded call's size are searched ("raised" axes): the recorded sizes were
 checked already, and are never cut.
@@ -87,6 +90,36 @@ def largest_passing(
     logger.warning(
         "The engines do not reproduce eager PyTorch at the top of the requested range (%s); the largest range they "
         "do reproduce it on is %s. Building for that range; calls above it raise InputShapeError.",
+        describe_all(ranges),
+        describe_all(found),
+    )
+    return found
+
+
+def largest_building(
+    ranges: list[InputRange],
+    raised: dict[tuple[int, int], int],
+    builds: Callable[[list[InputRange]], bool],
+) -> list[InputRange] | None:
+    """The ranges with the raised axes cut to the largest top, halving from the requested one, that ``builds``.
+
+    ``builds(candidate)`` compiles for ``candidate``; the requested ``ranges`` are known not to. The largest recorded
+    sizes are tried first: if not even they build, the failure is not the range's, and None is returned at the cost
+    of one compile. No bisection follows the halving: each step is a whole compile, and the range found is at least
+    half the largest one that builds.
+    """
+    if not raised:
+        return None
+    floor = max(raised.values())
+    if not builds(capped(ranges, raised, floor)):
+        return None
+    level = max(floor, max(ranges[index].max_shape[axis] for index, axis in raised) // 2)  # type: ignore[type-var]
+    while level > floor and not builds(capped(ranges, raised, level)):
+        level = max(floor, level // 2)
+    found = capped(ranges, raised, level)
+    logger.warning(
+        "TensorRT could not build engines for the requested range (%s); the largest range it builds is %s. Building "
+        "for that range; calls above it raise InputShapeError.",
         describe_all(ranges),
         describe_all(found),
     )

@@ -468,6 +468,41 @@ def test_engines_wrong_at_every_raised_size_keep_the_recorded_range(
         backend.infer(torch.randn(3, 64))
 
 
+def test_a_raised_range_tensorrt_cannot_build_is_halved_until_it_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Engines that fail to build above batch 40 in a range AITune raised to 1..100: the recorded sizes first, then
+    halving from the top (50 fails, 25 builds): built, checked and guarded for 1..25; AITune is told 25."""
+    frontend = TracedFrontend(fails_above=40)
+    register_fakes(monkeypatch, frontend)
+    module = _model()
+    spec = record(module, _calls(1, 4))
+    spec.update_max_batch_size(_calls(1)[0], 100)
+    out = tmp_path / "halved"
+    out.mkdir()
+    backend = TorchTensorRTAotBackend(_config())
+    backend.build(module, spec, sample_store(_calls(1, 4), out / "recorded"), CPU, out)
+    assert [r.ranges[0].max_shape[0] for r in frontend.requests] == [100, 4, 50, 25]
+    assert backend.checked_shapes[-1] == [(25, 64)]
+    assert spec.get_max_batch_size() == 25
+    assert "TensorRT could not build engines for the requested range (x [1..100, 64] float32)" in caplog.text
+    assert "the largest range it builds is x [1..25, 64] float32" in caplog.text
+    with pytest.raises(InputShapeError, match="dimension 0 is 26, outside the built range 1..25"):
+        backend.infer(torch.randn(26, 64))
+
+
+def test_a_build_failure_the_recorded_sizes_share_is_raised_after_one_more_compile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compile that fails at every size (not the range's fault) is raised as it was, after one try at the floor."""
+    frontend = TracedFrontend(fails_above=0)
+    register_fakes(monkeypatch, frontend)
+    with pytest.raises(BuildError, match="engine build failed") as raised:
+        _build_raised(tmp_path, _model(), _calls(1, 4), top=100)
+    assert [r.ranges[0].max_shape[0] for r in frontend.requests] == [100, 4]
+    assert str(raised.value).startswith("Torch-TensorRT could not build ir=cpu_trace")
+
+
 def test_a_range_torch_export_proves_smaller_is_built_and_guarded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from aitune_trt_aot.pipeline.range_search import largest_passing
+from aitune_trt_aot.pipeline.range_search import largest_building, largest_passing
 from aitune_trt_aot.ranges import InputRange, capped, clamped_to_proof
 
 
@@ -37,6 +37,30 @@ def test_the_largest_recorded_size_is_the_floor() -> None:
 
 def test_no_raised_axis_means_no_search() -> None:
     assert largest_passing([_range(64)], {}, lambda candidate: True) is None
+    assert largest_building([_range(64)], {}, lambda candidate: True) is None
+
+
+def _build_search(limit: int, top: int = 65535, floor: int = 8) -> tuple[int | None, list[int]]:
+    tried: list[int] = []
+
+    def builds(candidate: list[InputRange]) -> bool:
+        tried.append(candidate[0].max_shape[0])
+        return candidate[0].max_shape[0] <= limit
+
+    found = largest_building([_range(top)], {(0, 0): floor}, builds)
+    return (None if found is None else found[0].max_shape[0]), tried
+
+
+def test_a_range_that_does_not_build_is_halved_after_the_floor_builds() -> None:
+    found, tried = _build_search(limit=40000)
+    assert (found, tried) == (32767, [8, 32767]), "the floor first, then halving: no bisection (each try compiles)"
+    found, tried = _build_search(limit=20)
+    assert (found, tried[:3], tried[-1]) == (15, [8, 32767, 16383], 15)
+    assert _build_search(limit=8)[0] == 8, "only the recorded sizes build"
+
+
+def test_a_failure_the_floor_shares_is_not_the_ranges() -> None:
+    assert _build_search(limit=4) == (None, [8])
 
 
 def test_capped_cuts_only_raised_axes_and_keeps_opt_inside() -> None:

@@ -1,13 +1,12 @@
 """GPU: an engine call that TensorRT fails raises ``EngineCallError``; it never returns unwritten outputs.
 
-The failure was seen with kernel compiles failing while other processes held the GPU (issue 29). Two ways to provoke
-one here:
-- starving the GPU: nearly all free memory taken, then calls at batch sizes no call has used yet. Measured on an H100
-  (2026-12-07), that did not make a call fail, so that test asserts what must hold either way: an error or eager's
-  result, never a silent wrong one;
-- the first call at a new shape made while a CUDA graph is being captured: TensorRT-RTX must compile kernels inside
-  the capture. That test needs the failure and checks the error.
-Marked ``serial``: they must have the GPU to themselves.
+The failure was seen with kernel compiles failing while other processes held the GPU (issue 29). This test starves
+the GPU: nearly all free memory taken, then calls at batch sizes no call has used yet, so that TensorRT-RTX must
+compile kernels for them with almost no memory left. On an H100 and an H200 (2026-12-07) that did not make a call
+fail: every call ran and matched eager. So the test asserts what must hold either way: an error or eager's result,
+never a silent wrong one. Making a first call at a new shape inside a CUDA-graph capture did not make TensorRT fail
+either (docs/known-issues.md, "Engine calls TensorRT fails"); the detection itself is tested on the CPU
+(tests/cpu/test_engine_errors.py). Marked ``serial``: it must have the GPU to itself.
 """
 
 from __future__ import annotations
@@ -88,58 +87,3 @@ def test_calls_on_a_starved_gpu_raise_or_match_eager(cuda_graphs) -> None:
     for batch, outcome in seen.items():
         if isinstance(batch, int) and isinstance(outcome, float):
             assert outcome <= tolerances.FP32, f"batch {batch}: a wrong result without an error ({outcome})"
-
-
-@pytest.mark.parametrize("specialization", ["eager", "lazy"])
-def test_a_first_call_inside_a_cuda_graph_capture_fails_in_tensorrt_and_raises(specialization: str) -> None:
-    """A reproducible engine failure: the first call at a new shape made while a CUDA graph is being captured.
-
-    TensorRT-RTX compiles kernels for a shape at its first call there, and that compile cannot run inside a stream
-    capture. Torch-TensorRT ignores ``enqueueV3``'s result, so without the check this call would return outputs that
-    were never written. The check must end it with ``EngineCallError`` naming the engines, shapes and TensorRT's
-    message. Afterwards, outside any capture, the same shape runs and matches eager.
-    """
-    case, batch = "encoder", 13  # batch 13: no call has used it, so its kernels are not compiled yet
-    config = TorchTensorRTAotBackendConfig(cuda_graphs=False, kernel_specialization=specialization)
-    tuned, reference = tune_case(case, TorchTensorRTAotBackend(config))
-    backend = the_backend(tuned)
-    args, kwargs = inputs_for(case, batch)
-    outcome, capture_end = _call_inside_a_capture(backend.runner, args, kwargs)
-    print(
-        f"\n[first call inside a capture, kernel_specialization={specialization}] {outcome!r}; capture end: "
-        f"{capture_end!r}"
-    )
-    assert isinstance(outcome, EngineCallError), f"no EngineCallError from a call inside a capture: {outcome!r}"
-    message = str(outcome)
-    assert "TensorRT failed while running the engines of" in message and f"({batch}, 16)" in message, message
-
-    with torch.no_grad():
-        actual, expected = tuned(*args, **kwargs), reference(*args, **kwargs)
-    error = float((actual - expected).abs().max())
-    print(f"[after the failure, batch {batch}] error vs eager {error}")
-    assert error <= tolerances.FP32
-
-
-def _call_inside_a_capture(runner, args: tuple, kwargs: dict) -> tuple[object, object]:
-    """Call ``runner`` while a CUDA graph is being captured on a side stream; (its result or error, capture end's).
-
-    The capture is begun and ended by hand (not ``torch.cuda.graph``), so an error at its end cannot hide the call's.
-    """
-    graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    outcome: object = None
-    capture_end: object = None
-    with torch.no_grad(), torch.cuda.stream(stream):
-        graph.capture_begin(capture_error_mode="global")
-        try:
-            outcome = runner(*args, **kwargs)
-        except Exception as error:  # the test asserts which one
-            outcome = error
-        finally:
-            try:
-                graph.capture_end()
-            except Exception as error:  # an invalidated capture: expected when the call failed
-                capture_end = error
-    torch.cuda.current_stream().wait_stream(stream)
-    torch.cuda.synchronize()
-    return outcome, capture_end

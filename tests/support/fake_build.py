@@ -71,6 +71,8 @@ class TracedFrontend(Frontend):
         fail_autocast: Raise Torch-TensorRT 2.14's autocast error for requests with autocast on.
         delay: Seconds each compile takes (a slow build, for processes that wait for it).
         error: Raised by every compile, after ``delay`` (a build that fails).
+        fails_above: Raise TensorRT's engine-build failure for requests whose first input's first axis goes above
+            this (engines TensorRT cannot build that large; None: every size builds).
         requests: The compile requests it got, in order.
 
     """
@@ -89,6 +91,7 @@ class TracedFrontend(Frontend):
         proven_max: int | None = None,
         delay: float = 0.0,
         error: Exception | None = None,
+        fails_above: int | None = None,
     ) -> None:
         self.coverage = coverage
         self.offset = offset
@@ -97,6 +100,7 @@ class TracedFrontend(Frontend):
         self.proven_max = proven_max
         self.delay = delay
         self.error = error
+        self.fails_above = fails_above
         self.requests: list[CompileRequest] = []
 
     def compile(self, request: CompileRequest) -> CompiledModel:
@@ -104,6 +108,9 @@ class TracedFrontend(Frontend):
         time.sleep(self.delay)
         if self.error is not None:
             raise self.error
+        top = request.ranges[0].max_shape[0]
+        if self.fails_above is not None and (top is None or top > self.fails_above):
+            raise RuntimeError("TensorRT build_serialized_network returned None; engine build failed.")
         if self.fail_autocast and request.settings.enable_autocast:
             raise AttributeError("'SymInt' object has no attribute 'to'")
         args, kwargs = request.sample
