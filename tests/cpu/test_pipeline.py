@@ -471,8 +471,11 @@ def test_engines_wrong_at_every_raised_size_keep_the_recorded_range(
 def test_a_raised_range_tensorrt_cannot_build_is_halved_until_it_builds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Engines that fail to build above batch 40 in a range AITune raised to 1..100: the recorded sizes first, then
-    halving from the top (50 fails, 25 builds): built, checked and guarded for 1..25; AITune is told 25."""
+    """No engines above batch 40 in a range AITune raised to 1..100: built, checked and guarded for 1..25.
+
+    The recorded sizes are compiled first, then the range is halved from the top (50 fails, 25 builds); AITune is
+    told 25.
+    """
     frontend = TracedFrontend(fails_above=40)
     register_fakes(monkeypatch, frontend)
     module = _model()
