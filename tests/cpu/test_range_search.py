@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from aitune_trt_aot.pipeline.range_search import largest_building, largest_passing
@@ -12,14 +14,17 @@ def _range(high: int, opt: int = 8, name: str = "x") -> InputRange:
     return InputRange(None, name, (1, 16), (opt, 16), (high, 16), torch.float32)
 
 
-def _search(limit: int, top: int = 65536, floor: int = 8) -> tuple[int | None, list[int]]:
+def _search(
+    limit: int, top: int = 65536, floor: int = 8, search: Callable = largest_passing
+) -> tuple[int | None, list[int]]:
+    """``search`` over a range 1..``top`` recorded up to ``floor``, where tops up to ``limit`` pass; (found, tried)."""
     tried: list[int] = []
 
     def passes(candidate: list[InputRange]) -> bool:
         tried.append(candidate[0].max_shape[0])
         return candidate[0].max_shape[0] <= limit
 
-    found = largest_passing([_range(top)], {(0, 0): floor}, passes)
+    found = search([_range(top)], {(0, 0): floor}, passes)
     return (None if found is None else found[0].max_shape[0]), tried
 
 
@@ -40,15 +45,8 @@ def test_no_raised_axis_means_no_search() -> None:
     assert largest_building([_range(64)], {}, lambda candidate: True) is None
 
 
-def _build_search(limit: int, top: int = 65535, floor: int = 8) -> tuple[int | None, list[int]]:
-    tried: list[int] = []
-
-    def builds(candidate: list[InputRange]) -> bool:
-        tried.append(candidate[0].max_shape[0])
-        return candidate[0].max_shape[0] <= limit
-
-    found = largest_building([_range(top)], {(0, 0): floor}, builds)
-    return (None if found is None else found[0].max_shape[0]), tried
+def _build_search(limit: int) -> tuple[int | None, list[int]]:
+    return _search(limit, top=65535, search=largest_building)
 
 
 def test_a_range_that_does_not_build_is_halved_after_the_floor_builds() -> None:
