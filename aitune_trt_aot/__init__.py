@@ -68,12 +68,14 @@ if _aitune_wanted():
     from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
     from aitune_trt_aot.direct import DirectCall, direct_call
     from aitune_trt_aot.pt2.export import save_pt2
+    from aitune_trt_aot.quantization import QuantizationConfig
     from aitune_trt_aot.safe_save import load, save
     from aitune_trt_aot.settings import CompilationSettings
 
     __all__ += [
         "CompilationSettings",
         "DirectCall",
+        "QuantizationConfig",
         "TorchTensorRTAotBackend",
         "TorchTensorRTAotBackendConfig",
         "TorchTensorRTAotBuildStep",

@@ -21,11 +21,12 @@ from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
 from aitune_trt_aot.errors import ArtifactError
 from aitune_trt_aot.shapes import ShapeGuard
 
+# 5: INT8/FP8 builds: config.quantization and coverage.layers (older readers refuse the new fields); 4 still read.
 # 4: exported_program engines stored raw for formats.raw_engines.rebuild_engine (older readers cannot import it).
 # 3: the kernel cache and config.kernel_specialization (older readers would refuse the new config field).
 # 2: Torch-TensorRT 2.14 formats, coverage, checksum and build facts; still read (no kernel cache).
 # 1 (aitune-trt-aot 0.1, torch 2.11 stack) stored Python-runtime modules that Torch-TensorRT 2.14 cannot load.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 OLDEST_READABLE_VERSION = 2
 
 

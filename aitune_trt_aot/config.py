@@ -15,6 +15,7 @@ from aitune_trt_aot.formats import FORMATS
 from aitune_trt_aot.frontends import FRONTENDS
 from aitune_trt_aot.plan import check_config
 from aitune_trt_aot.precision import PRECISIONS as PRECISION_DTYPES
+from aitune_trt_aot.quantization import QUANTIZED_PRECISIONS, QuantizationConfig
 from aitune_trt_aot.settings import (
     CompilationSettings,
     check_settings,
@@ -23,7 +24,7 @@ from aitune_trt_aot.settings import (
     settings_to_dict,
 )
 
-PRECISIONS = tuple(PRECISION_DTYPES)
+PRECISIONS = (*PRECISION_DTYPES, *QUANTIZED_PRECISIONS)
 PRECISION_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 PRECISION_ROUTES = ("auto", "autocast", "cast_module")
 TS_CAPTURES = ("trace", "script")
@@ -60,6 +61,9 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             ``"ts"`` (TorchScript frontend; ``"torchscript"`` is accepted) or ``"fx"`` (FX frontend).
         precision: ``"fp32"`` (default), ``"fp16"`` or ``"bf16"``: the precision the engines compute in. The
             backend turns it into settings the installed Torch-TensorRT accepts (see ``precision_route``).
+            ``"int8"`` or ``"fp8"``: NVIDIA ModelOpt quantizes a copy of the module, calibrated on the calls AITune
+            recorded, and the layers it quantizes run in 8 bits (``quantization`` says how; ``ir="dynamo"`` only;
+            FP8 needs compute capability 8.9 or newer; ``pip install "aitune-trt-aot[quant]"``; docs/precision.md).
         compile_config: Torch-TensorRT ``CompilationSettings`` (or a dict of its fields). Values are checked
             against the fields' types when the config is made.
         precision_route: How fp16/bf16 is obtained. ``"autocast"``: Torch-TensorRT's rule-based autocast
@@ -94,6 +98,10 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             ``$AITUNE_TRT_AOT_CACHE_DIR`` (default ``~/.cache/aitune_trt_aot/builds``); the 8 most recently used
             are kept (``$AITUNE_TRT_AOT_CACHE_ENTRIES``). This field does not change what is built.
         pickle_protocol: Pickle protocol used when saving the compiled artifact.
+        quantization: How an ``"int8"``/``"fp8"`` build is quantized and checked: ModelOpt recipe, calibration
+            samples, the precision of the layers left unquantized, modules to leave unquantized and the self-check's
+            accuracy thresholds (:class:`aitune_trt_aot.QuantizationConfig`, or a dict of its fields). Setting it
+            with another precision is an error.
 
     """
 
@@ -108,6 +116,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
     check_shapes: bool = True
     build_cache: bool = True
     pickle_protocol: int = 5
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
 
     def __post_init__(self) -> None:
         """Validate the values, bring them to their canonical form, and apply the build plan's config rules."""
@@ -132,6 +141,13 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             raise ConfigError(
                 f"pickle_protocol must be an int from 2 to {pickle.HIGHEST_PROTOCOL}, got {self.pickle_protocol!r}."
             )
+        if isinstance(self.quantization, dict):
+            self.quantization = QuantizationConfig.from_dict(self.quantization)
+        if not isinstance(self.quantization, QuantizationConfig):
+            raise ConfigError(
+                "quantization must be aitune_trt_aot.QuantizationConfig (or a dict of its fields), got "
+                f"{type(self.quantization).__name__}."
+            )
         if isinstance(self.compile_config, dict):
             self.compile_config = settings_from_dict(self.compile_config, stored=False)
         if not is_compilation_settings(self.compile_config):
@@ -143,7 +159,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
         check_config(self)  # the plan's rules that need no stack (aitune_trt_aot.plan holds every rule)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict; ``compile_config`` holds only the settings that differ from the defaults."""
+        """JSON-safe dict; ``compile_config`` and ``quantization`` hold only the fields that differ from defaults."""
         return {
             "ir": self.ir,
             "precision": self.precision,
@@ -156,6 +172,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             "check_shapes": self.check_shapes,
             "build_cache": self.build_cache,
             "pickle_protocol": self.pickle_protocol,
+            "quantization": self.quantization.to_dict(),
         }
 
     @classmethod
@@ -179,6 +196,9 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
                 if value:
                     inner = ",".join(f"{k}={_describe_value(v)}" for k, v in value.items())
                     parts.append(f"compile_config({inner})")
+            elif name == "quantization":
+                if value:
+                    parts.append(f"quantization({self.quantization.describe()})")
             elif value != default[name]:
                 parts.append(f"{name}={value}")
         return ",".join(parts)

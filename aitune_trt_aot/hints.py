@@ -80,6 +80,24 @@ def for_unloadable_artifact(coverage: Coverage) -> str:
     return for_split_graph(coverage) or f"Try another output_format ({KNOWN_FAILURES}), or keep this model eager."
 
 
+def for_quantized_mismatch(precision: str) -> str:
+    """After the self-check refused INT8/FP8 engines: the 16-bit build, leaving layers unquantized, the thresholds."""
+    return (
+        f"Build with precision='fp16' (or 'bf16'), or keep the layers that lose accuracy in {precision} out of the "
+        "quantization with quantization=QuantizationConfig(exclude=[...]) (module names, e.g. the first and last "
+        "layers); calibrating on more recorded calls can help too (aitune.torch.config.max_num_samples_stored before "
+        "ait.tune). If this accuracy is acceptable, lower quantization min_cosine or raise max_relative_error."
+    )
+
+
+def for_no_quantized_layers() -> str:
+    """After the refusal of an INT8/FP8 build in which no layer takes 8-bit inputs."""
+    return (
+        "Check quantization exclude and recipe (ModelOpt's recipes quantize Linear and Conv layers and leave some by "
+        "name, such as *lm_head* and *output_layer*), or build with precision='fp16'."
+    )
+
+
 def for_mismatch(recorded: bool, ir: str, coverage: Coverage) -> str:
     """After the self-check found engines that do not reproduce eager PyTorch.
 

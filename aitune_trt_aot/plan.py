@@ -1,15 +1,17 @@
 """The build plan: what one build will do on this stack, and every "not supported here" rule.
 
-``make_plan(config, stack, graph_spec, sample)`` turns the user's config, the installed stack and the
-recorded inputs into a :class:`BuildPlan`: frontend, artifact format, precision route, input ranges and
-frontend options. Every refusal lives here (``check_config`` holds the rules that need no stack and runs
-when the config is made); ``docs/irs.md`` has the same rules as a table. Adding an IR or a format means
-adding its module and naming it in the frontend's ``formats``; this file reads those declarations.
+``make_plan(config, stack, graph_spec, sample, settings, gpu)`` turns the user's config, the installed stack, the
+GPU and the recorded inputs into a :class:`BuildPlan`: frontend, artifact format, precision route, input ranges,
+frontend options and what the self-check accepts. Every refusal lives here (``check_config`` holds the rules that
+need no stack and runs when the config is made); ``docs/irs.md`` has the same rules as a table. Adding an IR or a
+format means adding its module and naming it in the frontend's ``formats``; this file reads those declarations.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import fnmatch
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +32,18 @@ from aitune_trt_aot.errors import (
 from aitune_trt_aot.formats import FORMATS, ArtifactFormat
 from aitune_trt_aot.formats.aot_inductor import AotInductorFormat
 from aitune_trt_aot.frontends import FRONTENDS, Frontend, FrontendOptions
-from aitune_trt_aot.precision import PRECISIONS, PrecisionPlan, plan_precision, requested_dtypes
+from aitune_trt_aot.precision import PRECISIONS, PrecisionPlan, plan_precision, plan_quantized, requested_dtypes
+from aitune_trt_aot.quantization import (
+    FP8_MIN_CAPABILITY,
+    QUANTIZED_PRECISIONS,
+    QuantizationConfig,
+    is_quantized,
+    require_modelopt,
+)
 from aitune_trt_aot.ranges import InputRange, graph_spec_ranges
 from aitune_trt_aot.settings import settings_to_dict
 from aitune_trt_aot.stack import Stack
+from aitune_trt_aot.validation import MaxAbsTolerance, QuantizedTolerance, Tolerance
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +59,7 @@ class PlanConfig(Protocol):
     cuda_graphs: bool | str
     kernel_specialization: str
     compile_config: Any
+    quantization: QuantizationConfig
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,8 @@ class BuildPlan:
         ranges: Min/opt/max shape of each tensor input, computed once.
         options: Typed frontend options.
         stack: The installed stack the plan was made for.
+        tolerance: What counts as reproducing eager PyTorch in the self-check (8-bit builds: the quantization's
+            accuracy thresholds).
 
     """
 
@@ -71,6 +84,7 @@ class BuildPlan:
     ranges: list[InputRange]
     options: FrontendOptions
     stack: Stack
+    tolerance: Tolerance = MaxAbsTolerance()
 
     def describe(self) -> str:
         """``ir=dynamo format=exported_program precision=fp32`` for logs."""
@@ -116,7 +130,44 @@ def check_config(config: PlanConfig) -> None:
             "kernels after a graph has captured the generic ones, and Torch-TensorRT refuses that capture as "
             "unsafe. Use kernel_specialization='eager' or 'none' with CUDA graphs, or cuda_graphs=False."
         )
+    _check_quantization(config, name)
     _check_reduced_precision(config)
+
+
+def _check_quantization(config: PlanConfig, artifact_format: str) -> None:
+    """INT8/FP8 rules that need no stack: an IR and a format that carry quantized engines, one precision source."""
+    precision = config.precision
+    if not is_quantized(precision):
+        if config.quantization != QuantizationConfig():
+            raise ConfigError(
+                f"quantization is set ({config.quantization.describe()}) but precision={precision!r} does not "
+                f"quantize. Set precision to {' or '.join(map(repr, QUANTIZED_PRECISIONS))} to quantize, or leave "
+                "quantization out."
+            )
+        return
+    frontend = FRONTENDS[config.ir]
+    if not frontend.quantizes:
+        able = [name for name, f in FRONTENDS.items() if f.quantizes]
+        raise ConfigError(
+            f"ir={config.ir!r} cannot build {precision} engines: they come from the quantize/dequantize nodes NVIDIA "
+            f"ModelOpt puts into the module, which only the {' and '.join(able)} frontend's torch.export graph carries "
+            f"to TensorRT. Use ir={' or '.join(map(repr, able))} with precision={precision!r}, or precision='fp16' "
+            f"with ir={config.ir!r}."
+        )
+    if not FORMATS[artifact_format].quantized:
+        able = [name for name in frontend.formats if FORMATS[name].quantized]
+        raise ConfigError(
+            f"output_format={artifact_format!r} cannot hold {precision} engines here: "
+            f"{FORMATS[artifact_format].quantized_note} Use output_format={' or '.join(map(repr, able))} with "
+            f"precision={precision!r}."
+        )
+    config.quantization.check_recipe(precision)
+    if config.compile_config.enable_autocast:
+        raise ConfigError(
+            f"precision={precision!r} does not combine with compile_config enable_autocast=True: the "
+            "quantize/dequantize nodes type the quantized layers, and quantization unquantized_precision (default "
+            "'fp16') types the rest. Drop enable_autocast."
+        )
 
 
 def _check_reduced_precision(config: PlanConfig) -> None:
@@ -205,6 +256,9 @@ def _warn_dropped_settings(frontend: Frontend, settings: Any) -> None:
 
 def _plan_precision(config: PlanConfig, settings: Any, frontend: Frontend, stack: Stack) -> PrecisionPlan:
     """The precision route, after refusing a conflict or a precision this frontend cannot build on this stack."""
+    if is_quantized(config.precision):
+        unquantized = PRECISIONS[config.quantization.unquantized_precision]
+        return plan_quantized(config.precision, unquantized, settings)
     reduced = requested_dtypes(config.precision, settings)
     if len(reduced) > 1:
         raise ConfigError(
@@ -222,20 +276,51 @@ def _plan_precision(config: PlanConfig, settings: Any, frontend: Frontend, stack
     return plan_precision(dtype, settings, config.precision_route, frontend.typed_precision)
 
 
+def _check_quantization_here(config: PlanConfig, gpu: dict[str, Any] | None) -> None:
+    """INT8/FP8 rules of this machine: ModelOpt installed, with the recipe; FP8 only on compute capability >= 8.9."""
+    precision = config.precision
+    if not is_quantized(precision):
+        return
+    mtq = require_modelopt()
+    recipe = config.quantization.recipe_name(precision)
+    if not isinstance(getattr(mtq, recipe, None), dict):
+        prefix = QUANTIZED_PRECISIONS[precision]
+        known = sorted(n for n in dir(mtq) if n.startswith(f"{prefix}_") and n.endswith("_CFG"))
+        close = difflib.get_close_matches(recipe, known, n=1)
+        suggestion = f"Did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            f"quantization recipe {recipe!r} is not a recipe of the installed ModelOpt "
+            f"(modelopt.torch.quantization). {suggestion}Its {precision} recipes: {', '.join(known) or 'none'}."
+        )
+    capability = (gpu or {}).get("compute_capability")
+    if precision == "fp8" and capability is not None:
+        major, minor = (int(part) for part in str(capability).split(".")[:2])
+        if (major, minor) < FP8_MIN_CAPABILITY:
+            needed = ".".join(map(str, FP8_MIN_CAPABILITY))
+            raise MissingRequirementError(
+                f"precision='fp8' needs a GPU of compute capability {needed} or newer (Ada, Hopper, Blackwell: "
+                f"TensorRT runs FP8 matrix multiplications only there); this build's GPU, {gpu.get('gpu') or '?'}, "
+                f"has {capability}. Use precision='int8' or 'fp16' on this GPU."
+            )
+
+
 def make_plan(
     config: PlanConfig,
     stack: Stack,
     graph_spec: GraphSpec,
     sample: tuple[tuple, dict],
     settings: Any,
+    gpu: dict[str, Any] | None = None,
 ) -> BuildPlan:
     """Decide the build, or raise the error that says why this config cannot build here and what to do.
 
-    ``settings`` is ``config.compile_config`` as the installed ``CompilationSettings`` class.
+    ``settings`` is ``config.compile_config`` as the installed ``CompilationSettings`` class; ``gpu`` the build GPU's
+    ``compat.device_facts`` (name and compute capability; None or None values: unknown, nothing refused for it).
     """
     frontend = FRONTENDS[config.ir]
     _check_frontend_available(frontend, stack)
     check_config(config)
+    _check_quantization_here(config, gpu)
     _check_inputs(frontend, sample)
     _warn_dropped_settings(frontend, settings)
     precision = _plan_precision(config, settings, frontend, stack)
@@ -249,7 +334,16 @@ def make_plan(
         ranges=graph_spec_ranges(graph_spec),
         options=options,
         stack=stack,
+        tolerance=_tolerance(config, precision),
     )
+
+
+def _tolerance(config: PlanConfig, precision: PrecisionPlan) -> Tolerance:
+    """What the self-check accepts: the quantization's accuracy thresholds for 8 bits, else the dtype's bound."""
+    if precision.quantized is None:
+        return MaxAbsTolerance(precision.dtype)
+    bounds = config.quantization.thresholds(precision.quantized)
+    return QuantizedTolerance(precision.quantized, bounds.min_cosine, bounds.max_relative_error)
 
 
 def with_precision(plan: BuildPlan, precision: PrecisionPlan) -> BuildPlan:
@@ -282,6 +376,32 @@ def refuse_without_engines(plan: BuildPlan, coverage: Coverage, settings: Any) -
     raise BuildError(
         f"{plan.describe()} built no TensorRT engine: all {coverage.pytorch_ops} operations of this graph stay in "
         f"PyTorch, so the artifact would not use TensorRT. {hint}"
+    )
+
+
+def refuse_without_quantized_layers(plan: BuildPlan, coverage: Coverage) -> None:
+    """An INT8/FP8 build in which no layer takes 8-bit inputs would be a 16-bit build under another name: refuse it."""
+    if plan.precision.quantized is None or coverage.quantized_layers() > 0:
+        return
+    raise BuildError(
+        f"{plan.describe()} quantized no layer: none of the {(coverage.layers or {}).get('unquantized', 0)} compute "
+        f"layers of the exported graph takes {plan.precision.quantized} inputs from ModelOpt's quantize/dequantize "
+        f"nodes. {hints.for_no_quantized_layers()}"
+    )
+
+
+def check_exclude(patterns: tuple[str, ...], module_names: list[str]) -> None:
+    """Refuse ``quantization.exclude`` patterns that match none of ``module_names`` (a typo would exclude nothing)."""
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(name, p) for name in module_names if name)]
+    if not unmatched:
+        return
+    named = [name for name in module_names if name]
+    close = {p: difflib.get_close_matches(p, named, n=1) for p in unmatched}
+    suggestions = "".join(f"{p!r}: did you mean {c[0]!r}? " for p, c in close.items() if c)
+    shown = ", ".join(named[:12]) + (f", ... ({len(named)} in all)" if len(named) > 12 else "")
+    raise ConfigError(
+        f"quantization exclude patterns {unmatched} match no module of this model. {suggestions}Patterns are "
+        f"fnmatch patterns over module names (model.named_modules()): {shown or 'the model has no submodules'}."
     )
 
 

@@ -9,7 +9,9 @@ Torch-TensorRT 2.14's dynamo path builds strongly typed networks only (``Compila
   outputs are cast at the boundary (the graph itself is then typed in reduced precision).
 
 Frontends that do not type the network (``Frontend.typed_precision`` False: TorchScript, FX) take builder-flag
-precisions (``weak_typing``), which only standard TensorRT honours. What cannot be built is refused by the plan.
+precisions (``weak_typing``), which only standard TensorRT honours. INT8 and FP8 (``quantized``) are typed by the
+quantize/dequantize nodes ModelOpt puts into a copy of the module cast to the unquantized layers' precision
+(``pipeline/quantize.py`` builds that module, boundary included). What cannot be built is refused by the plan.
 """
 
 from __future__ import annotations
@@ -36,19 +38,25 @@ class PrecisionPlan:
     """How one build obtains the requested precision.
 
     Attributes:
-        route: ``"fp32"``, ``"autocast"``, ``"cast_module"`` or ``"weak_typing"`` (TorchScript builder flags).
-        dtype: The reduced dtype, or None for fp32.
+        route: ``"fp32"``, ``"autocast"``, ``"cast_module"``, ``"weak_typing"`` (TorchScript builder flags) or
+            ``"quantized"`` (ModelOpt's quantize/dequantize nodes).
+        dtype: The reduced dtype, or None for fp32; for ``quantized``, that of the layers left unquantized.
         settings: Effective ``CompilationSettings`` for the compile call.
+        quantized: ``"int8"`` or ``"fp8"`` for the ``quantized`` route, else None.
 
     """
 
     route: str
     dtype: torch.dtype | None
     settings: Any
+    quantized: str | None = None
 
     def describe(self) -> str:
-        """A short text for logs: the route and dtype."""
-        return self.route if self.dtype is None else f"{self.route}({str(self.dtype).removeprefix('torch.')})"
+        """A short text for logs: the route and dtype (``int8(rest float16)`` for a quantized build)."""
+        dtype = str(self.dtype or torch.float32).removeprefix("torch.")
+        if self.quantized is not None:
+            return f"{self.quantized}(rest {dtype})"
+        return self.route if self.dtype is None else f"{self.route}({dtype})"
 
 
 def requested_dtypes(precision: str, settings: Any) -> set[torch.dtype]:
@@ -56,7 +64,7 @@ def requested_dtypes(precision: str, settings: Any) -> set[torch.dtype]:
 
     More than one is a conflict the plan refuses (``aitune_trt_aot.plan``).
     """
-    asked = PRECISIONS[precision]
+    asked = PRECISIONS.get(precision)  # int8, fp8: the layers left unquantized are typed by the quantization
     reduced = set() if asked is None else {asked}
     if settings.enable_autocast and settings.autocast_low_precision_type is not None:
         reduced.add(to_torch_dtype(settings.autocast_low_precision_type))
@@ -84,6 +92,15 @@ def plan_precision(dtype: torch.dtype | None, settings: Any, route: str, typed: 
         return PrecisionPlan("autocast", dtype, effective)
     effective = dataclasses.replace(settings, enable_autocast=False, autocast_low_precision_type=None)
     return PrecisionPlan("cast_module", dtype, effective)
+
+
+def plan_quantized(precision: str, dtype: torch.dtype | None, settings: Any) -> PrecisionPlan:
+    """The route of an INT8/FP8 build whose unquantized layers compute in ``dtype`` (None: fp32).
+
+    The network is typed by the quantize/dequantize nodes and the module's own dtype, so autocast stays off.
+    """
+    effective = dataclasses.replace(settings, enable_autocast=False, autocast_low_precision_type=None)
+    return PrecisionPlan("quantized", dtype, effective, quantized=precision)
 
 
 def cast_floating(value: Any, dtype: torch.dtype) -> Any:
@@ -143,10 +160,11 @@ def module_for(
 ) -> nn.Module:
     """``module`` as the frontend compiles it under ``precision``.
 
-    Unchanged for fp32 and builder flags; else behind a :class:`PrecisionBoundary` that returns eager's output dtypes
-    (for ``cast_module``, around a cast copy of ``module``).
+    Unchanged for fp32, builder flags and quantized builds (the quantize step made the module, boundary included);
+    else behind a :class:`PrecisionBoundary` that returns eager's output dtypes (for ``cast_module``, around a cast copy
+    of ``module``).
     """
-    if precision.dtype is None or precision.route == "weak_typing":
+    if precision.dtype is None or precision.route in ("weak_typing", "quantized"):
         return module
     out_dtypes = output_dtypes(module, move_tensors_to_device(sample, device))
     if precision.route == "cast_module":

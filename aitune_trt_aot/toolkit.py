@@ -11,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
+import torch
+
+from aitune_trt_aot.compat import device_facts
 from aitune_trt_aot.stack import Stack, current_stack, require_cuda, require_torch_tensorrt
 
 
@@ -24,12 +28,15 @@ class Toolkit:
             module frontends compile with (None where the frontends need none).
         require_run: Raises ``MissingRequirementError`` where a loaded artifact cannot run (no CUDA).
         stack: The installed stack, as the plan judges it.
+        gpu: The build device's name and compute capability (``compat.device_facts``: ``{"gpu": ...,
+            "compute_capability": "9.0"}``, None values where unknown), as the plan judges FP8 by it.
 
     """
 
     require_build: Callable[[], ModuleType | None]
     require_run: Callable[[], None]
     stack: Callable[[], Stack]
+    gpu: Callable[[torch.device | None], dict[str, Any]] = device_facts
 
 
 def _require_gpu_build() -> ModuleType:

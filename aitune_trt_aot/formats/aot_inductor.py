@@ -81,6 +81,7 @@ class AotInductorFormat(ArtifactFormat):
     name = "aot_inductor"
     suffix = ".pt2"
     cuda_graphs = False  # capturing a package's call invalidated the capture (cudaErrorStreamCaptureInvalidated)
+    quantized = True  # the 8-bit layers are inside the engines the package embeds
 
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
         """Export the compiled graph with its dynamic shapes and compile it into a package at ``path``."""

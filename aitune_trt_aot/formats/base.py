@@ -19,6 +19,8 @@ class ArtifactFormat(ABC):
     suffix: ClassVar[str]
     cuda_graphs: ClassVar[bool] = True  # whether its calls can be captured in a CUDA graph
     runtime_settings: ClassVar[bool] = False  # whether its loaded engines take runtime settings (engine_runtime)
+    quantized: ClassVar[bool] = False  # whether it holds INT8/FP8 builds (the plan refuses them where it does not)
+    quantized_note: ClassVar[str] = "it is not known to hold engines built from quantize/dequantize nodes."
 
     @abstractmethod
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:

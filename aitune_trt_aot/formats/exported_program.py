@@ -27,6 +27,7 @@ class ExportedProgramFormat(ArtifactFormat):
     name = "exported_program"
     suffix = ".pt2"  # torch.export.load expects the name to end in .pt2
     runtime_settings = True  # the loaded graph holds its engine objects as attributes
+    quantized = True  # the 8-bit layers are inside the engines
 
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
         """Serialise the graph as is (engines raw); re-export it from the recorded call where graph surgery fails."""

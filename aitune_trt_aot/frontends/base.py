@@ -44,6 +44,8 @@ class CompileRequest:
         settings: Effective Torch-TensorRT ``CompilationSettings`` (precision already resolved).
         options: Frontend options from the backend config.
         torch_tensorrt: The imported ``torch_tensorrt`` module (None for frontends that need none: CPU test fakes).
+        quantized: ``module`` holds ModelOpt quantizers (``pipeline/quantize.py``): capture and compile it under
+            ``quantization.quantized_export``, and count its layers' precisions (``compiled.layer_precisions``).
 
     """
 
@@ -55,6 +57,7 @@ class CompileRequest:
     settings: Any
     options: FrontendOptions
     torch_tensorrt: ModuleType | None
+    quantized: bool = False
 
     def trt_inputs(self, names: list[str] | None = None) -> list[Any]:
         """One ``torch_tensorrt.Input`` profile per tensor input, from :attr:`ranges` (optionally named)."""
@@ -71,9 +74,9 @@ class Frontend(ABC):
     """One Torch-TensorRT IR: what it needs, what it can write, and how to compile with it.
 
     What a frontend supports is declared here as data (``feature``, ``formats``, ``positional_only``,
-    ``accepted_settings``, ``typed_precision``, ``reduced_dtypes``); the build plan (``aitune_trt_aot.plan``) reads it
-    and owns every refusal. The registry (``aitune_trt_aot.frontends.FRONTENDS``) is the list of ``ir`` names and
-    ``aliases``.
+    ``accepted_settings``, ``typed_precision``, ``reduced_dtypes``, ``quantizes``); the build plan
+    (``aitune_trt_aot.plan``) reads it and owns every refusal. The registry (``aitune_trt_aot.frontends.FRONTENDS``)
+    is the list of ``ir`` names and ``aliases``.
     """
 
     name: ClassVar[str]
@@ -85,6 +88,7 @@ class Frontend(ABC):
     accepted_settings: ClassVar[frozenset[str] | None] = None  # CompilationSettings fields it uses; None: all
     reduced_dtypes: ClassVar[frozenset[torch.dtype] | None] = None  # reduced precisions it can build; None: all
     typed_precision: ClassVar[bool] = False  # reduced precision typed into the network (else builder flags)
+    quantizes: ClassVar[bool] = False  # carries ModelOpt's quantize/dequantize nodes to TensorRT (int8, fp8)
 
     @property
     def default_format(self) -> str:

@@ -73,7 +73,7 @@ def reuse_cached_build(
             # is enough to catch a model changed in a way the fingerprint cannot see.
             engines = engines_of(activation, job.config.check_shapes)
             report = compare_with_eager(
-                engines, module, job.samples, job.device, plan.precision.dtype, shapes_to_check=1, repeats=1
+                engines, module, job.samples, job.device, plan.tolerance, shapes_to_check=1, repeats=1
             )
         if report.mismatch is not None:
             raise BuildError(f"it does not reproduce eager PyTorch ({report.mismatch.problem})")

@@ -1,8 +1,9 @@
 """Self-check step: the artifact loaded back from disk must reproduce eager PyTorch.
 
 It runs recorded calls, and calls at both ends of the built range (the recorded data tiled to the smallest and
-largest shapes), through the loaded engines and through eager PyTorch. What counts as a match and which calls are
-compared is ``aitune_trt_aot.validation``; what to do about a mismatch is ``aitune_trt_aot.hints``.
+largest shapes), through the loaded engines and through eager PyTorch. What counts as a match (the plan's tolerance:
+for INT8/FP8 builds, cosine similarity and relative error per output within the quantization's thresholds) and which
+calls are compared is ``aitune_trt_aot.validation``; what to do about a mismatch is ``aitune_trt_aot.hints``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from aitune_trt_aot.errors import BuildError
 from aitune_trt_aot.plan import BuildPlan
 from aitune_trt_aot.ranges import InputRange
 from aitune_trt_aot.shapes import ShapeGuard
-from aitune_trt_aot.validation import output_mismatch, self_check_calls, tensor_shapes
+from aitune_trt_aot.validation import Tolerance, output_mismatch, self_check_calls, tensor_shapes
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def compare_with_eager(
     module: nn.Module,
     samples: Sequence[Sample],
     device: torch.device,
-    reduced: torch.dtype | None,
+    tolerance: Tolerance,
     *,
     shapes_to_check: int = SELF_CHECK_SHAPES,
     repeats: int = SELF_CHECK_REPEATS,
@@ -80,12 +81,12 @@ def compare_with_eager(
 
     Each shape is called ``repeats`` times, because some runtimes change kernels after the first call at a
     shape. A range-end call that eager PyTorch itself cannot run (out of memory, a constraint between inputs
-    the tiling broke) is skipped. ``reduced`` is the reduced dtype the engines compute in (None: fp32).
+    the tiling broke) is skipped. ``tolerance`` is what counts as a match (the plan's).
     """
     first_calls: list[float] = []
     checked: list[list[tuple[int, ...]]] = []
     for is_recorded, sample in self_check_calls(samples, shapes_to_check, range_ends):
-        outcome = _compare_one(engines, module, sample, device, reduced, is_recorded, repeats, first_calls)
+        outcome = _compare_one(engines, module, sample, device, tolerance, is_recorded, repeats, first_calls)
         if isinstance(outcome, Mismatch):
             return SelfCheckReport(checked, round(sum(first_calls), 3), outcome)
         if outcome:
@@ -98,7 +99,7 @@ def _compare_one(
     module: nn.Module,
     sample: Sample,
     device: torch.device,
-    reduced: torch.dtype | None,
+    tolerance: Tolerance,
     is_recorded: bool,
     repeats: int,
     first_calls: list[float],
@@ -130,7 +131,7 @@ def _compare_one(
             except Exception as error:  # the saved artifact does not run on this input
                 problem = f"shapes {list(shapes)}, call {attempt}: it raised {type(error).__name__}: {error}"
                 return Mismatch(is_recorded, problem, shapes)
-            problem = output_mismatch(actual, expected, reduced)  # reads the outputs: waits for the GPU
+            problem = output_mismatch(actual, expected, tolerance)  # reads the outputs: waits for the GPU
             if attempt == 1:
                 first_calls.append(time.perf_counter() - start)
             if problem is not None:
@@ -154,7 +155,7 @@ def check_against_eager(
         logger.warning("Self-check: no calls at the range ends (%s: %s).", type(error).__name__, error)
         range_ends = []
     engines = engines_of(activation, check_shapes)
-    return compare_with_eager(engines, module, samples, device, plan.precision.dtype, range_ends=range_ends)
+    return compare_with_eager(engines, module, samples, device, plan.tolerance, range_ends=range_ends)
 
 
 def refuse_mismatch(mismatch: Mismatch | None, plan: BuildPlan, coverage: Coverage) -> None:
@@ -162,9 +163,15 @@ def refuse_mismatch(mismatch: Mismatch | None, plan: BuildPlan, coverage: Covera
     if mismatch is None:
         return
     where = "a recorded input" if mismatch.recorded else "an input at the end of the built shape range"
+    quantized = plan.precision.quantized
+    hint = (
+        hints.for_quantized_mismatch(quantized)
+        if quantized is not None
+        else hints.for_mismatch(mismatch.recorded, plan.frontend.name, coverage)
+    )
     raise BuildError(
         f"The engines built with {plan.describe()} do not reproduce eager PyTorch on {where} ({mismatch.problem}). "
-        f"{hints.for_mismatch(mismatch.recorded, plan.frontend.name, coverage)}"
+        f"{hint}"
     )
 
 
@@ -205,7 +212,7 @@ def passes_at_top(
     module: nn.Module,
     sample: Sample,
     device: torch.device,
-    reduced: torch.dtype | None,
+    tolerance: Tolerance,
 ) -> Callable[[list[InputRange]], bool]:
     """A test for the range search: whether the engines reproduce eager PyTorch on ``sample`` tiled to a range's top.
 
@@ -218,7 +225,7 @@ def passes_at_top(
         call = resized_call(guard, sample, [spec.max_shape for spec in candidate])
         if call is None:
             return False
-        outcome = _compare_one(engines, module, call, device, reduced, False, 1, [])
+        outcome = _compare_one(engines, module, call, device, tolerance, False, 1, [])
         logger.info(
             "Range search: shapes %s %s.", list(tensor_shapes(call)), "pass" if outcome is True else f"fail ({outcome})"
         )

@@ -32,14 +32,13 @@ needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the
 
 def _entry(root: Path, **fields: object) -> CheckpointEntry:
     """An entry of ours for ``root/model.pt2``, with only the required fields unless more are given."""
+    required = {"config": TorchTensorRTAotBackendConfig(), "precision": "fp32"}
     return CheckpointEntry(
-        config=TorchTensorRTAotBackendConfig(),
         artifact=ArtifactPath(root, "model.pt2"),
         artifact_format="exported_program",
         device=torch.device("cuda:0"),
         shape_guard=mlp_guard(),
-        precision="fp32",
-        **fields,  # type: ignore[arg-type]
+        **(required | fields),  # type: ignore[arg-type]
     )
 
 
@@ -91,7 +90,7 @@ def test_new_entry_fields_are_optional_and_always_stored(tmp_path: Path) -> None
     stored = entry.to_dict(NAME)
     assert {"coverage", "checksum", "built_for"} <= set(stored)
     assert stored["writer"] == CheckpointWriter(package="aitune_trt_aot", version=FORMAT_VERSION)
-    assert FORMAT_VERSION == 4
+    assert FORMAT_VERSION == 5
     assert stored["kernel_cache"] is None and stored["kernel_cache_checksum"] is None
     restored = CheckpointEntry.from_dict(stored)
     assert (restored.coverage, restored.checksum, restored.built_for) == (None, None, None)
@@ -128,12 +127,32 @@ def test_entries_of_format_2_are_still_read(tmp_path: Path) -> None:
     assert restored.config.kernel_specialization == "auto"
 
 
+def test_entries_of_format_4_are_still_read(tmp_path: Path) -> None:
+    """Format 4 (no quantization in the config, no layer counts in the coverage) loads as a build without them."""
+    stored = _entry(tmp_path, coverage=Coverage(1, 5, 0)).to_dict(NAME)
+    del stored["config"]["quantization"]
+    del stored["coverage"]["layers"]
+    stored["writer"] = CheckpointWriter(version=4)
+    restored = CheckpointEntry.from_dict(stored)
+    assert restored.config == TorchTensorRTAotBackendConfig() and restored.coverage == Coverage(1, 5, 0)
+
+
+def test_a_quantized_entry_round_trips(tmp_path: Path) -> None:
+    """An INT8 build's config (its quantization) and coverage (its layers by precision) come back as stored."""
+    config = TorchTensorRTAotBackendConfig(precision="int8", quantization={"exclude": ["head"], "min_cosine": 0.98})
+    coverage = Coverage(1, 40, 0, layers={"int8": 12, "unquantized": 2})
+    entry = _entry(tmp_path, config=config, coverage=coverage, precision="int8(rest float16)")
+    restored = CheckpointEntry.from_dict(entry.to_dict(NAME))
+    assert (restored.config, restored.coverage, restored.precision) == (config, coverage, "int8(rest float16)")
+    assert restored.coverage.describe().endswith("; layers: 12 int8, 2 unquantized (16/32-bit)")
+
+
 def test_filled_entry_fields_round_trip(tmp_path: Path) -> None:
     """Coverage comes back as a Coverage; checksum and build facts as stored."""
     digest = "sha256:" + "0" * 64
     coverage = Coverage(engines=2, tensorrt_ops=None, pytorch_ops=4)
     stored = _entry(tmp_path, coverage=coverage, checksum=digest, built_for=BUILT_FOR).to_dict(NAME)
-    assert stored["coverage"] == {"engines": 2, "tensorrt_ops": None, "pytorch_ops": 4}
+    assert stored["coverage"] == {"engines": 2, "tensorrt_ops": None, "pytorch_ops": 4, "layers": None}
     restored = CheckpointEntry.from_dict(stored)
     assert (restored.coverage, restored.checksum, restored.built_for) == (coverage, digest, BUILT_FOR)
 

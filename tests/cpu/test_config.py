@@ -118,7 +118,7 @@ def test_ir_and_output_format_names_come_from_the_registries(monkeypatch: pytest
 def test_bad_field_values_are_rejected() -> None:
     """Each invalid choice or type raises a ValueError that says what is allowed."""
     cases = [
-        ("precision", "fp8", "'fp32', 'fp16', 'bf16'"),
+        ("precision", "int4", "'fp32', 'fp16', 'bf16', 'int8', 'fp8'"),
         ("output_format", "pickled_module", "'auto', 'exported_program', 'torchscript', 'aot_inductor'"),
         ("precision_route", "fast", "'auto', 'autocast', 'cast_module'"),
         ("ts_capture", "compile", "'trace', 'script'"),

@@ -6,7 +6,7 @@ import torch
 
 from aitune_trt_aot.pipeline.self_check import range_end_calls
 from aitune_trt_aot.shapes import ShapeGuard
-from aitune_trt_aot.validation import output_mismatch, self_check_calls, tensor_shapes
+from aitune_trt_aot.validation import MaxAbsTolerance, output_mismatch, self_check_calls, tensor_shapes
 from tests.support.models import ListInput, TwoInputs, TwoTensors
 from tests.support.recording import record, two_inputs_call
 
@@ -66,9 +66,10 @@ def test_mismatch_is_scaled_by_the_eager_output() -> None:
     So large outputs are not refused for rounding.
     """
     eager = torch.full((4,), 1000.0)
-    assert output_mismatch(eager + 5.0, eager, None) is None  # 5e-3 of the scale
-    assert "differs from eager" in output_mismatch(eager + 20.0, eager, None)
-    assert "NaN" in output_mismatch(torch.full((4,), float("nan")), eager, None)
+    fp32 = MaxAbsTolerance()
+    assert output_mismatch(eager + 5.0, eager, fp32) is None  # 5e-3 of the scale
+    assert "differs from eager" in output_mismatch(eager + 20.0, eager, fp32)
+    assert "NaN" in output_mismatch(torch.full((4,), float("nan")), eager, fp32)
 
 
 # --- range_end_calls: the calls the self-check makes at the ends of the built range ------------------------------
