@@ -1,4 +1,8 @@
-"""``ir="dynamo"``: torch.export with AITune's dynamic shapes, then ``torch_tensorrt.dynamo.compile``."""
+"""``ir="dynamo"``: torch.export with AITune's dynamic shapes, then ``torch_tensorrt.dynamo.compile``.
+
+A quantized module (``precision="int8"``/``"fp8"``) is exported and compiled under ModelOpt's export mode, so that its
+quantizers become ``tensorrt.quantize_op`` nodes, which Torch-TensorRT converts to TensorRT quantize/dequantize layers.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ import torch
 from aitune.torch.libs.torch import TorchExporter
 from aitune.torch.utils.tensor import format_tensor_name
 
-from aitune_trt_aot.compiled import CompiledModel, count_ops, graph_coverage
+from aitune_trt_aot.compiled import CompiledModel, count_ops, graph_coverage, layer_precisions
 from aitune_trt_aot.frontends.base import CompileRequest, Frontend
+from aitune_trt_aot.quantization import quantized_export
 from aitune_trt_aot.ranges import clamped_to_proof, describe_all, program_ranges
 
 logger = logging.getLogger(__name__)
@@ -37,9 +42,14 @@ class DynamoFrontend(Frontend):
     alternative = "ir='ts'"
     formats = ("exported_program", "torchscript", "aot_inductor")
     typed_precision = True  # autocast or a cast module: the dynamo path builds strongly typed networks
+    quantizes = True  # torch.export keeps ModelOpt's quantize/dequantize nodes; Torch-TensorRT converts them
 
     def compile(self, request: CompileRequest) -> CompiledModel:
         """Export the module and build one TensorRT engine per TensorRT-convertible subgraph."""
+        with quantized_export(request.quantized):
+            return self._compile(request)
+
+    def _compile(self, request: CompileRequest) -> CompiledModel:
         torch_tensorrt = request.torch_tensorrt
         # Explicit min/max ranges first (TensorRT profiles need finite bounds); bounded Dim.DYNAMIC
         # hints when torch.export cannot prove the whole range.
@@ -69,11 +79,12 @@ class DynamoFrontend(Frontend):
             kwarg_inputs=_non_tensor_kwargs(export.sample[1]),
             **settings,
         )
-        source_ops = count_ops(export.exported_program.graph_module)
+        source = export.exported_program.graph_module
+        layers = layer_precisions(source) if request.quantized else None
         return CompiledModel(
             module=compiled,
             sample=export.sample,
-            coverage=graph_coverage(compiled, source_ops),
+            coverage=graph_coverage(compiled, count_ops(source), layers),
             dynamic_shapes=export.dynamic_shapes,
             capture_seconds=capture_seconds,
             ranges=ranges,

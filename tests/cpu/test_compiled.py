@@ -114,4 +114,4 @@ def test_script_coverage_counts_aten_ops_of_a_scripted_module() -> None:
     scripted = torch.jit.script(Inner())
     coverage = script_coverage(scripted)
     assert coverage == Coverage(engines=0, tensorrt_ops=None, pytorch_ops=2)
-    assert coverage.to_dict() == {"engines": 0, "tensorrt_ops": None, "pytorch_ops": 2}
+    assert coverage.to_dict() == {"engines": 0, "tensorrt_ops": None, "pytorch_ops": 2, "layers": None}
