@@ -88,7 +88,9 @@ class TorchTensorRTAotBackend(Backend):
     def build_seconds(self) -> dict[str, float]:
         """Wall seconds of each step of this backend's build, by step name; empty for a backend from ``ait.load``.
 
-        Keys: ``cache_lookup`` (fingerprint and build cache lookup), ``compile`` (capture included), ``capture``
+        Keys: ``cache_lookup`` (fingerprint and build cache lookup), ``quantize`` (INT8/FP8: copying, quantizing and
+        calibrating the module), ``calibration`` (the part of ``quantize`` spent running the recorded calls for
+        ModelOpt's calibration), ``compile`` (capture included), ``capture``
         (``torch.export`` or tracing, where the frontend measures it), ``artifact_save``, ``artifact_load`` (on a
         cache hit: copying the cached artifact, then loading it), ``self_check``, ``first_calls`` (the part of the
         self-check spent in the first call at each checked shape: TensorRT-RTX compiles its kernels there, and the
@@ -100,6 +102,8 @@ class TorchTensorRTAotBackend(Backend):
             if "seconds" not in result:
                 continue
             timings[result["step"].name.lower()] = result["seconds"]
+            if result.get("calibration_seconds") is not None:
+                timings["calibration"] = result["calibration_seconds"]
             if result.get("capture_seconds") is not None:
                 timings["capture"] = result["capture_seconds"]
             if result.get("first_call_seconds") is not None:
@@ -141,7 +145,7 @@ class TorchTensorRTAotBackend(Backend):
 
     @property
     def precision(self) -> str | None:
-        """How the engines got their precision (``fp32``, ``autocast(float16)``, ``cast_module(float16)``)."""
+        """How the engines got their precision: ``fp32``, ``autocast(float16)``, ``int8(rest float16)``, ..."""
         return None if self._entry is None else self._entry.precision
 
     @property

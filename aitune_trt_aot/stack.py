@@ -58,6 +58,13 @@ Release workarounds:
 * ``formats/aot_inductor._quiet_fake_engine_warnings`` silences the logger ``torch._library.fake_class_registry``
   while a package is exported: Torch-TensorRT's fake engine class lacks methods export never calls, and each
   is logged. Delete when that fake class is complete.
+* INT8/FP8 builds read ModelOpt 0.47's forms: ``compiled.layer_precisions`` counts the layers whose operands come
+  from ``tensorrt.quantize_op(x, amax, num_bits, exponent_bits, ...)``, the node ModelOpt's ``export_torch_mode``
+  writes for a quantizer (and Torch-TensorRT converts); ``pipeline/quantize.recipe_config`` disables excluded
+  modules' quantizers in a recipe's ``quant_cfg`` list (a dict in older ModelOpt releases). Change them with
+  ModelOpt's export form (``tests/cpu/test_quantization.py`` counts real FP8 exports and fails when it changes).
+  The torchscript format refuses quantized builds (``formats/torchscript.py``) until a GPU run shows
+  ``torch_tensorrt.save(output_format="torchscript")`` keeps them.
 
 Private names reached into (each where no public API gives the same):
 

@@ -1,8 +1,9 @@
 """One build, top to bottom: what ``TorchTensorRTAotBackend._build`` runs, step after step.
 
-Each step takes and returns typed values (``BuildPlan``, ``Capture``, ``CompiledModel``, ``CheckpointEntry``,
-``Activation``, ``SelfCheckReport``); the steps AITune's build report lists are recorded through ``track``. What the
-machine must have comes from the ``toolkit``, so the same steps run on the CPU with a fake frontend and format.
+Each step takes and returns typed values (``BuildPlan``, ``Capture``, ``Calibration``, ``CompiledModel``,
+``CheckpointEntry``, ``Activation``, ``SelfCheckReport``); the steps AITune's build report lists are recorded through
+``track``. What the machine must have comes from the ``toolkit``, so the same steps run on the CPU with a fake frontend
+and format.
 """
 
 from __future__ import annotations
@@ -24,11 +25,18 @@ from aitune_trt_aot.pipeline.compile import compile_model
 from aitune_trt_aot.pipeline.job import Build, BuildJob, StepTracker, untracked
 from aitune_trt_aot.pipeline.job import TorchTensorRTAotBuildStep as Step
 from aitune_trt_aot.pipeline.kernels import keep_kernel_cache
+from aitune_trt_aot.pipeline.quantize import quantize_capture
 from aitune_trt_aot.pipeline.range_search import largest_building, largest_passing, narrow_graph_spec, raised_axes
 from aitune_trt_aot.pipeline.save import built_entry, save_artifact
 from aitune_trt_aot.pipeline.self_check import Mismatch, check_against_eager, passes_at_top, refuse_mismatch
 from aitune_trt_aot.pipeline.shared_build import building, reuse_or_claim
-from aitune_trt_aot.plan import BuildPlan, make_plan, refuse_without_engines, with_ranges
+from aitune_trt_aot.plan import (
+    BuildPlan,
+    make_plan,
+    refuse_without_engines,
+    refuse_without_quantized_layers,
+    with_ranges,
+)
 from aitune_trt_aot.ranges import InputRange, describe_all
 from aitune_trt_aot.settings import convert_settings
 from aitune_trt_aot.shapes import ShapeGuard
@@ -38,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 
 def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker = untracked) -> Build:
-    """Plan, capture, reuse a cached build or compile, save, load back, check against eager, keep kernels, store.
+    """Plan, capture, reuse a cached build or quantize and compile, save, load back, check, keep kernels, store.
 
     Raises the error that says why this model cannot be built here, or why what was built is refused.
     """
@@ -46,7 +54,7 @@ def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker 
     torch_tensorrt = toolkit.require_build()
     settings = convert_settings(job.config.compile_config)
     sample = job.samples[0]
-    plan = make_plan(job.config, toolkit.stack(), job.graph_spec, sample, settings)
+    plan = make_plan(job.config, toolkit.stack(), job.graph_spec, sample, settings, toolkit.gpu(job.device))
     module = job.module.eval()
     move_module_to_device(module, job.device)
     capture = prepare_capture(plan, job, module, sample, torch_tensorrt)
@@ -58,6 +66,8 @@ def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker 
             narrow_graph_spec(job.graph_spec, reused.entry.shape_guard.ranges)
             return reused
     with building(claim):
+        if plan.precision.quantized is not None:  # int8, fp8: a calibrated, quantized copy is what compiles
+            capture = _quantize(plan, capture, job, module, track)
         outcome = _compile_and_check(plan, capture, job, module, settings, toolkit, track)
         if isinstance(outcome, Build):
             build = outcome
@@ -69,6 +79,16 @@ def run_build(job: BuildJob, toolkit: Toolkit = GPU_TOOLKIT, track: StepTracker 
             store_build(claim.key, build.entry)
     narrow_graph_spec(job.graph_spec, build.entry.shape_guard.ranges)  # AITune checks and profiles up to its max
     return build
+
+
+def _quantize(plan: BuildPlan, capture: Capture, job: BuildJob, module: nn.Module, track: StepTracker) -> Capture:
+    """The quantize step, reported to AITune with its calibration (``pipeline/quantize.py``)."""
+    with track(Step.QUANTIZE) as result:
+        capture, calibration = quantize_capture(plan, capture, job, module)
+        result["recipe"] = calibration.recipe
+        result["calibration_samples"] = calibration.samples
+        result["calibration_seconds"] = calibration.seconds
+    return capture
 
 
 def _compile_and_check(
@@ -99,6 +119,7 @@ def _compile_and_check(
             result["built_ranges"] = describe_all(capture.guard.ranges)
     coverage = compiled.coverage
     refuse_without_engines(plan, coverage, settings)
+    refuse_without_quantized_layers(plan, coverage)
 
     compiled.constants = dict(capture.guard.constants)
     with track(Step.ARTIFACT_SAVE) as result:
@@ -173,7 +194,7 @@ def _search_range(
 ) -> list[InputRange] | None:
     """The largest ranges below the failing top that the loaded engines reproduce eager PyTorch at, or None."""
     sample = job.samples[0]
-    passes = passes_at_top(activation, guard, module, sample, job.device, plan.precision.dtype)
+    passes = passes_at_top(activation, guard, module, sample, job.device, plan.tolerance)
     return largest_passing(list(guard.ranges), raised_axes(guard, job.samples), passes)
 
 

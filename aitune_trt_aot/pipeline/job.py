@@ -24,6 +24,7 @@ class TorchTensorRTAotBuildStep(BackendBuildStep):
     """The steps of a build, as AITune's build report lists them."""
 
     CACHE_LOOKUP = "Build cache lookup"
+    QUANTIZE = "ModelOpt quantization and calibration"
     COMPILE = "Capture and Torch-TensorRT compile"
     ARTIFACT_SAVE = "Compiled artifact save"
     ARTIFACT_LOAD = "Compiled artifact load"

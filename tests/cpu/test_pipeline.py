@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +30,7 @@ from aitune_trt_aot import (
     BuildError,
     ConfigError,
     InputShapeError,
+    MissingRequirementError,
     TorchTensorRTAotBackend,
     TorchTensorRTAotBackendConfig,
     TorchTensorRTAotBuildStep,
@@ -526,3 +529,184 @@ def test_an_artifact_that_does_not_load_back_is_a_build_error(tmp_path: Path, mo
     message = _build_error(tmp_path, _model())
     assert message.startswith("The 'torch_save' artifact written by ir=cpu_trace")
     assert "cannot be loaded back (RuntimeError: unpickling failed). Try another output_format" in message
+
+
+# --- quantized builds (precision="int8" / "fp8"; FP8 here: ModelOpt's INT8 export needs CUDA) --------------------
+
+
+def _weights(module: nn.Module) -> dict[str, bytes]:
+    """Every parameter and buffer of ``module`` as raw bytes (CPU), to compare byte for byte."""
+    return {
+        name: t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+        for name, t in module.state_dict().items()
+    }
+
+
+def test_an_fp8_build_compiles_a_calibrated_copy_and_leaves_the_users_module_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ait.tune with fp8: a quantized copy is compiled and checked; the user's weights are unchanged byte for byte.
+
+    The layers counted come from the traced graph; the quantize step and its calibration are timed; save and load
+    keep the precision and the counts.
+    """
+    frontend = TracedFrontend()
+    register_fakes(monkeypatch, frontend)
+    monkeypatch.setattr(ait.config, "device_after_tuning", "cpu")  # AITune would empty the module onto meta
+    monkeypatch.setattr(ait.config, "max_num_samples_stored", 8)
+    user_module = _model()
+    reference, before = copy.deepcopy(user_module), _weights(user_module)
+    model = ait.Module(user_module, "mlp-fp8", strategy=strategy_for(TorchTensorRTAotBackend(_config(precision="fp8"))))
+    ait.tune(
+        model, [torch.randn(64) for _ in range(6)], batch_sizes=[1, 16], device="cpu", ignore_failing_modules=False
+    )
+    (backend,) = selected_backends(model)
+    assert _weights(user_module) == before, "the user's module was not quantized, cast or calibrated in place"
+    assert not any(name.endswith("_quantizer") for name, _ in user_module.named_modules())
+    assert backend.precision == "fp8(rest float16)"
+    assert backend.coverage.layers == {"fp8": 3, "unquantized": 0}
+    assert "layers: 3 fp8, 0 unquantized (16/32-bit)" in backend.describe()
+    assert list(backend.build_seconds)[:3] == ["cache_lookup", "quantize", "calibration"]
+    quantize_step = next(r for r in backend._build_results if r["step"] is TorchTensorRTAotBuildStep.QUANTIZE)
+    assert quantize_step["recipe"] == "FP8_DEFAULT_CFG" and quantize_step["calibration_samples"]
+    compiled = frontend.requests[0]
+    assert compiled.quantized and isinstance(compiled.module, PrecisionBoundary)
+    assert compiled.module.input_dtype == torch.float16
+    assert any(name.endswith("input_quantizer") for name, _ in compiled.module.named_modules())
+    x = torch.randn(5, 64)
+    with torch.no_grad():
+        tuned, eager = model(x), reference(x)
+    assert (
+        tuned.dtype == torch.float32
+        and torch.nn.functional.cosine_similarity(tuned.flatten(), eager.flatten(), 0) > 0.99
+    )
+
+    path = aitune_trt_aot.save(model, tmp_path / "mlp-fp8.ait")
+    loaded = ait.load(ait.Module(_model(seed=1), "mlp-fp8", strategy=strategy_for(TorchEagerBackend())), path)
+    (reloaded,) = selected_backends(loaded)
+    assert (reloaded.precision, reloaded.coverage, reloaded.config) == (
+        backend.precision,
+        backend.coverage,
+        backend.config,
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), tuned)
+
+
+def test_a_quantized_build_keeps_built_in_values_and_keyword_tensors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model with a keyword tensor and a built-in float: calibration passes them, the copy takes the stripped call."""
+    frontend = TracedFrontend()
+    register_fakes(monkeypatch, frontend)
+    module = _model(cls=TwoInputs)
+    calls = [two_inputs_call(1), two_inputs_call(4), two_inputs_call(16)]
+    backend = _build(tmp_path, module, _config(precision="fp8"), calls=calls)
+    assert frontend.requests[0].sample[1].keys() == {"bias"}, "scale=0.5 is built in, not an input"
+    assert backend.coverage.layers == {"fp8": 3, "unquantized": 0}
+    (x, y), kwargs = two_inputs_call(7)
+    with torch.no_grad():
+        got, want = backend.infer(x, y, bias=kwargs["bias"], scale=0.5), module(x, y, **kwargs)
+    assert torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), 0) > 0.99
+
+
+def test_calibration_runs_evenly_spaced_recorded_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """calibration_samples=3 of 5 recorded calls: the first, the middle and the last, said in the log."""
+    register_fakes(monkeypatch, TracedFrontend())
+    config = _config(precision="fp8", quantization={"calibration_samples": 3, "unquantized_precision": "fp32"})
+    with caplog.at_level(logging.INFO, logger="aitune_trt_aot.pipeline.quantize"):
+        backend = _build(tmp_path, _model(), config, calls=_calls(1, 2, 4, 8, 16))
+    step = next(r for r in backend._build_results if r["step"] is TorchTensorRTAotBuildStep.QUANTIZE)
+    assert step["calibration_samples"] == [0, 2, 4]
+    assert backend.precision == "fp8(rest float32)"
+    assert "calibrated on 3 of 5 recorded call(s)" in caplog.text
+    assert "Calibrating fp8 on 3 recorded call(s) of this graph" in caplog.text, "few samples: how to record more"
+
+
+def test_quantized_engines_that_lose_accuracy_are_refused_naming_metric_value_and_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Engines whose outputs are off are a BuildError naming the metric, its value and threshold, and what to do."""
+    register_fakes(monkeypatch, TracedFrontend(offset=1.0))
+    message = _build_error(tmp_path, _model(), config=_config(precision="fp8"))
+    assert "precision=fp8(rest float16)" in message and "do not reproduce eager PyTorch on a recorded input" in message
+    assert re.search(
+        r"output 0 of the fp8 engines has cosine similarity 0\.\d+ to eager, below quantization "
+        r"min_cosine=0\.99",
+        message,
+    ), message
+    assert "Build with precision='fp16' (or 'bf16')" in message and "QuantizationConfig(exclude=[...])" in message
+    assert _cache_entries() == []
+
+
+def test_impossibly_tight_thresholds_refuse_even_good_engines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """min_cosine=1 and max_relative_error=0: 8-bit rounding alone fails them; the same build passes the defaults."""
+    register_fakes(monkeypatch, TracedFrontend())
+    tight = _config(precision="fp8", quantization={"min_cosine": 1.0, "max_relative_error": 0.0})
+    message = _build_error(tmp_path, _model(), config=tight)
+    assert re.search(r"(min_cosine=1 |max_relative_error=0 )", message), message
+    assert _build(tmp_path, _model(), _config(precision="fp8"), name="default").coverage.quantized_layers() == 3
+
+
+def test_a_quantized_build_without_a_quantized_layer_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graph whose layers all compute in 16 bit is a 16-bit build named fp8: refused before anything is saved.
+
+    Excluding every layer is refused earlier, by ModelOpt, as a BuildError with the same advice.
+    """
+    artifact_format = register_fakes(monkeypatch, TracedFrontend(coverage=Coverage(1, 9, 0, layers={"unquantized": 3})))
+    message = _build_error(tmp_path, _model(), config=_config(precision="fp8"))
+    assert "precision=fp8(rest float16)" in message
+    assert "quantized no layer: none of the 3 compute layers of the exported graph takes fp8 inputs" in message
+    assert message.endswith("or build with precision='fp16'.")
+    assert artifact_format.loads == [] and not list((tmp_path / "build").glob("model*"))
+
+    message = _build_error(
+        tmp_path, _model(), config=_config(precision="fp8", quantization={"exclude": ["net"]}), name="all"
+    )
+    assert message.startswith("ModelOpt could not quantize this model to fp8 with FP8_DEFAULT_CFG (RuntimeError: ")
+    assert message.endswith("or build with precision='fp16'.")
+
+
+def test_an_exclude_pattern_matching_nothing_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A misspelt module name is a ConfigError naming the closest module, before anything is compiled."""
+    frontend = TracedFrontend()
+    register_fakes(monkeypatch, frontend)
+    with pytest.raises(ConfigError, match="'nett.2': did you mean 'net.2'\\? Patterns are"):
+        _build(tmp_path, _model(), _config(precision="fp8", quantization={"exclude": ["net.0", "nett.2"]}))
+    assert frontend.requests == []
+
+
+def test_fp8_on_a_gpu_below_compute_capability_8_9_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The toolkit's GPU (here an A100) decides: refused by the plan, naming the GPU; nothing quantized or compiled."""
+    frontend = TracedFrontend()
+    register_fakes(monkeypatch, frontend)
+    a100 = dataclasses.replace(
+        CPU_TOOLKIT, gpu=lambda device: {"gpu": "NVIDIA A100-PCIE-40GB", "compute_capability": "8.0"}
+    )
+    module, calls = _model(), _calls(1, 16)
+    job = BuildJob(
+        _config(precision="fp8"), module, record(module, calls), sample_store(calls, tmp_path), CPU, tmp_path / "out"
+    )
+    with pytest.raises(MissingRequirementError, match="this build's GPU, NVIDIA A100-PCIE-40GB, has 8.0"):
+        run_build(job, a100)
+    assert frontend.requests == []
+
+
+def test_a_second_quantized_build_reuses_the_cache_without_quantizing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same model and fp8 config again: the checked artifact is reused; no quantize step, no compile."""
+    frontend = TracedFrontend()
+    register_fakes(monkeypatch, frontend)
+    first = _build(tmp_path, _model(), _config(precision="fp8"), name="first")
+    second = _build(tmp_path, _model(), _config(precision="fp8"), name="second")
+    assert second.built_from_cache and len(frontend.requests) == 1
+    assert "quantize" not in second.build_seconds and second.coverage == first.coverage
+    third = _build(tmp_path, _model(), _config(precision="fp8", quantization={"min_cosine": 0.98}), name="third")
+    assert not third.built_from_cache, "another quantization is another build"

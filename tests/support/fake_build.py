@@ -21,10 +21,11 @@ from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._pytree import tree_map
 
-from aitune_trt_aot.compiled import CompiledModel, Coverage, count_ops
+from aitune_trt_aot.compiled import CompiledModel, Coverage, count_ops, layer_precisions
 from aitune_trt_aot.formats import FORMATS
 from aitune_trt_aot.formats.base import ArtifactFormat
 from aitune_trt_aot.frontends import FRONTENDS, CompileRequest, Frontend
+from aitune_trt_aot.quantization import quantized_export
 from aitune_trt_aot.ranges import clamped_to_proof, with_max_shape
 from aitune_trt_aot.stack import Stack
 from aitune_trt_aot.toolkit import Toolkit
@@ -62,6 +63,9 @@ class TracedEngines(nn.Module):
 class TracedFrontend(Frontend):
     """A CPU frontend: traces the module at the captured call; records each request it compiled.
 
+    A quantized module is traced under ModelOpt's export mode, as the dynamo frontend exports it, and its layers
+    counted from the trace.
+
     Attributes:
         coverage: What it reports having built (default: one engine holding every traced operation).
         offset: Added to every floating output of what it builds (0: a correct build).
@@ -81,6 +85,7 @@ class TracedFrontend(Frontend):
     feature = CPU_FEATURE
     formats = ("torch_save",)
     typed_precision = True
+    quantizes = True
 
     def __init__(
         self,
@@ -120,9 +125,10 @@ class TracedFrontend(Frontend):
         def call(*flat: Any) -> Any:
             return module(*flat[: len(args)], **dict(zip(keywords, flat[len(args) :], strict=True)))
 
-        with torch.no_grad():
+        with torch.no_grad(), quantized_export(request.quantized):
             graph = make_fx(call)(*args, *kwargs.values())
-        coverage = self.coverage or Coverage(engines=1, tensorrt_ops=count_ops(graph), pytorch_ops=0)
+        layers = layer_precisions(graph) if request.quantized else None
+        coverage = self.coverage or Coverage(engines=1, tensorrt_ops=count_ops(graph), pytorch_ops=0, layers=layers)
         ranges = None
         if self.proven_max is not None:
             proof = [with_max_shape(r, (self.proven_max, *r.max_shape[1:])) for r in request.ranges]
@@ -147,6 +153,7 @@ class TorchSaveFormat(ArtifactFormat):
     name = "torch_save"
     suffix = ".pt"
     cuda_graphs = False
+    quantized = True
 
     def __init__(self, load_error: Exception | None = None) -> None:
         self.load_error = load_error
