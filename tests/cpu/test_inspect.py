@@ -6,12 +6,14 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from aitune.torch.checkpoint.artifact import ArtifactPath
 
 import aitune_trt_aot
+from aitune_trt_aot import TorchTensorRTAotBackendConfig
 from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.inspect import main
 from tests.support.entries import BUILT_FOR, fp16_mlp_entry
@@ -25,11 +27,10 @@ def _report(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
-def _our_checkpoint(path: Path) -> Path:
+def _our_checkpoint(path: Path, **fields: Any) -> Path:
     """An .ait laid out as AITune writes one (state_dict.pt + artifacts), holding one entry of ours."""
-    entry = fp16_mlp_entry(
-        ArtifactPath(Path("."), "1/1/model.pt2"), coverage=Coverage(engines=2, tensorrt_ops=40, pytorch_ops=3)
-    ).to_dict("TorchTensorRTAotBackend")
+    fields = {"coverage": Coverage(engines=2, tensorrt_ops=40, pytorch_ops=3)} | fields
+    entry = fp16_mlp_entry(ArtifactPath(Path("."), "1/1/model.pt2"), **fields).to_dict("TorchTensorRTAotBackend")
     state = {"": {"type": "Module", "name": "mlp", "tuned_module": {"backends": [({}, entry)]}}}
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -51,6 +52,24 @@ def test_checkpoint_of_ours_lists_format_coverage_inputs_precision_and_build(
     assert "TensorRT: 2 TensorRT engines, 40 ops in TensorRT, 3 in PyTorch" in out
     assert "input x: [1..16, 64] float32" in out
     assert "built for: NVIDIA H200 (sm 9.0), TensorRT-RTX 1.6.1.120, Torch-TensorRT 2.14.0" in out
+
+
+def test_a_quantized_checkpoint_shows_its_layers_by_precision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An INT8 entry: its precision, quantization config and how many layers run in INT8 vs 16/32 bit."""
+    quantized = {
+        "config": TorchTensorRTAotBackendConfig(precision="int8", quantization={"exclude": ["net.4"]}),
+        "precision": "int8(rest float16)",
+        "coverage": Coverage(engines=1, tensorrt_ops=30, pytorch_ops=0, layers={"int8": 2, "unquantized": 1}),
+    }
+    code, out, err = _report(_our_checkpoint(tmp_path / "int8.ait", **quantized), capsys)
+    assert code == 0, err
+    assert "precision: int8(rest float16); config: precision=int8,quantization(exclude=[net.4])" in out
+    assert (
+        "TensorRT: 1 TensorRT engine, 30 ops in TensorRT, 0 in PyTorch; layers: 2 int8, 1 unquantized (16/32-bit)"
+        in out
+    )
 
 
 def test_real_checkpoint_of_another_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
