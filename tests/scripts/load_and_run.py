@@ -5,7 +5,9 @@ Usage: python -m tests.scripts.load_and_run CASE CHECKPOINT EXPECTED.pt [--no-im
        one JSON list on stdin (tests start it ahead: tests.support.processes.PrestartedPython)
 Prints one JSON line: load seconds, backend classes, the engines' runtime settings right after the load (kernel
 cache bytes loaded), calls and how many the backend served, first-call seconds and max abs error per batch size,
-and (unless ``--no-import``) the max abs error of ``aitune_trt_aot.direct_call`` on the loaded module per batch size.
+the worst cosine similarity and relative L2 error to eager per batch size (the 8-bit builds' metric,
+``aitune_trt_aot.validation.accuracy_metrics``), and (unless ``--no-import``) the max abs error of
+``aitune_trt_aot.direct_call`` on the loaded module per batch size.
 ``--no-import`` skips ``import aitune_trt_aot`` (the checkpoint itself must bring the backend in).
 """
 
@@ -60,10 +62,12 @@ def main(facts: dict | None = None) -> None:
     start = time.perf_counter()
     loaded = ait.load(ait.Module(model, case, strategy=strategy_for(TorchEagerBackend())), checkpoint)
     load_seconds = time.perf_counter() - start
+    from aitune_trt_aot.validation import accuracy_metrics  # after ait.load: --no-import lets the checkpoint import it
+
     kernel_settings = [b.kernel_settings for b in selected_backends(loaded) if hasattr(b, "kernel_settings")]
     counters = [CallCounter(b) for b in selected_backends(loaded) if hasattr(b, "_runner")]
     calls = 0
-    errors, errors_vs_eager = {}, {}
+    errors, errors_vs_eager, accuracy_vs_eager = {}, {}, {}
     first_call_by_batch = {}
     for batch, (args, kwargs, output, eager) in expected.items():
         args, kwargs = move_tensors_to_device((args, kwargs), torch.device("cuda"))
@@ -78,6 +82,12 @@ def main(facts: dict | None = None) -> None:
             error_vs_eager = float((actual.float().cpu() - eager.float()).abs().max())
             errors[str(batch)] = max(errors.get(str(batch), 0.0), error)
             errors_vs_eager[str(batch)] = max(errors_vs_eager.get(str(batch), 0.0), error_vs_eager)
+            cosine, relative = accuracy_metrics(actual.cpu(), eager)
+            worst = accuracy_vs_eager.get(str(batch), {"cosine": 1.0, "relative_error": 0.0})
+            accuracy_vs_eager[str(batch)] = {
+                "cosine": min(worst["cosine"], cosine),
+                "relative_error": max(worst["relative_error"], relative),
+            }
     served_by_backend = sum(c.calls for c in counters)
     backends = [f"{type(b).__module__}.{type(b).__name__}" for b in selected_backends(loaded)]
     direct_errors = None if "--no-import" in sys.argv else _direct_call_errors(loaded, expected)
@@ -93,6 +103,7 @@ def main(facts: dict | None = None) -> None:
                 "served_by_backend": served_by_backend,
                 "errors": errors,
                 "errors_vs_eager": errors_vs_eager,
+                "accuracy_vs_eager": accuracy_vs_eager,
                 "direct_call_errors": direct_errors,
                 **(facts or {}),
             }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,20 +94,47 @@ def inputs_for(case: str, batch: int, seed: int = 1) -> tuple[tuple, dict]:
     return CASES[case].make_inputs(batch, torch.device("cuda"))
 
 
-def _error(actual: Any, expected: torch.Tensor, case: str, batch: int) -> float:
+def _same_layout(actual: Any, expected: torch.Tensor, case: str, batch: int) -> None:
     assert actual is not None, f"{case}: the tuned module returned None at batch {batch}"
     assert actual.shape == expected.shape, f"{case}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     assert actual.dtype == expected.dtype, f"{case}: dtype {actual.dtype} != {expected.dtype}"
+
+
+def _error(actual: Any, expected: torch.Tensor, case: str, batch: int) -> float:
+    _same_layout(actual, expected, case, batch)
     return float((actual.float() - expected.float()).abs().max())
 
 
+def cosine_shortfall(actual: Any, expected: torch.Tensor, case: str, batch: int) -> float:
+    """A :func:`sweep_errors` measure: 1 - cosine similarity to eager (the 8-bit builds' self-check metric)."""
+    from aitune_trt_aot.validation import accuracy_metrics  # not at import: scripts import this module without it
+
+    _same_layout(actual, expected, case, batch)
+    return 1.0 - accuracy_metrics(actual, expected)[0]
+
+
+def relative_error(actual: Any, expected: torch.Tensor, case: str, batch: int) -> float:
+    """A :func:`sweep_errors` measure: ``||actual - eager|| / ||eager||``."""
+    from aitune_trt_aot.validation import accuracy_metrics
+
+    _same_layout(actual, expected, case, batch)
+    return accuracy_metrics(actual, expected)[1]
+
+
 def sweep_errors(
-    tuned: Any, reference: torch.nn.Module, case: str, order=SWEEP, repeats: int = 3, call: Any = None
+    tuned: Any,
+    reference: torch.nn.Module,
+    case: str,
+    order=SWEEP,
+    repeats: int = 3,
+    call: Any = None,
+    measure: Callable[[Any, torch.Tensor, str, int], float] = _error,
 ) -> dict[int, float]:
     """Largest error vs eager per batch size, calling in ``order``, ``repeats`` calls each with new inputs.
 
     ``call`` (default: ``tuned`` itself) is what is called, e.g. ``direct_call(tuned)``. Every call must reach this
-    package's backend (counted), not AITune's eager fallback.
+    package's backend (counted), not AITune's eager fallback. ``measure`` is the error (default: largest absolute
+    difference; :func:`cosine_shortfall`, :func:`relative_error`).
     """
     call = tuned if call is None else call
     counter = CallCounter(the_backend(tuned))
@@ -119,7 +147,7 @@ def sweep_errors(
                 with torch.no_grad():
                     actual, expected = call(*args, **kwargs), reference(*args, **kwargs)
                 calls += 1
-                errors[batch] = max(errors.get(batch, 0.0), _error(actual, expected, case, batch))
+                errors[batch] = max(errors.get(batch, 0.0), measure(actual, expected, case, batch))
     finally:
         counter.backend._runner = counter.runner
     assert counter.calls == calls, f"{case}: {calls - counter.calls} of {calls} calls did not reach the backend"
