@@ -3,9 +3,10 @@
     python -m benchmarks.run [--models mlp two_inputs resnet50 encoder] [--batches 1 8 32] [--out bench-out]
     python -m benchmarks.run --merge bench-out/mlp bench-out/resnet50 --out bench-out   # one table of several runs
 
-Prints a markdown table, then this backend's tune time by build step, and writes ``table.md``, ``results.json``
-and ``chart.png`` (if matplotlib is installed) to ``--out``. Every contender is called the way users call it
-(AITune contenders through the tuned ``ait.Module``); the "raw" rows call this backend's loaded artifact
+Prints a markdown table (latency with the cosine similarity of each contender's outputs to eager fp32 beside it),
+then this backend's tune time by build step (quantization and calibration included), and writes ``table.md``,
+``results.json`` and ``chart.png`` (if matplotlib is installed) to ``--out``. Every contender is called the way users
+call it (AITune contenders through the tuned ``ait.Module``); the "raw" rows call this backend's loaded artifact
 directly, as the floor. Load seconds are measured by ``ait.load`` in one fresh process per model. Ratios are
 what to compare: absolute times vary between machines.
 """
@@ -30,6 +31,8 @@ import torch
 from torch import nn
 
 import aitune_trt_aot  # noqa: F401  (registers the backend, makes `tensorrt` importable)
+from aitune_trt_aot.quantization import is_quantized
+from aitune_trt_aot.validation import accuracy_metrics
 from tests.support.models import WideMLP
 
 FEATURES, SEQ, D_MODEL = 512, 64, 512
@@ -39,7 +42,11 @@ OURS = {
     "ours-fp32-nographs": ("aitune_trt_aot fp32 cuda_graphs=False", "fp32", {"cuda_graphs": False}),
     "ours-fp16": ("aitune_trt_aot fp16 (CUDA graphs auto)", "fp16", {}),
     "ours-pt2-fp32": ("aitune_trt_aot fp32 .pt2 (aot_inductor)", "fp32", {"output_format": "aot_inductor"}),
+    "ours-int8": ("aitune_trt_aot int8 (rest fp16, CUDA graphs auto)", "int8", {}),
+    "ours-fp8": ("aitune_trt_aot fp8 (rest fp16, CUDA graphs auto)", "fp8", {}),
 }
+# Recorded calls AITune keeps per graph while the quantized contenders tune (its default, 1, is what they calibrate on).
+CALIBRATION_CALLS = 32
 # Contenders tuned through AITune and saved as .ait: key (checkpoint name suffix) -> table label.
 AITUNE_LABELS = {key: label for key, (label, _, _) in OURS.items()} | {"builtin": "AITune built-in fp32"}
 # Variants whose loaded artifact is also timed directly, without AITune: the floor for the per-call overhead.
@@ -98,6 +105,7 @@ class Row:
     load_s: float | None = None
     first_call_s: float | None = None  # the first call (batch 1) after that load, in the same fresh process
     max_abs_err: float | None = None
+    cosine: float | None = None  # of the output to eager fp32's (the 8-bit builds' self-check metric)
     note: str = ""
     ratios: dict = field(default_factory=dict)
 
@@ -118,8 +126,13 @@ def time_calls(call: Callable[[], object], warmup: int = 20, repeats: int = 100)
     return statistics.median(samples), samples[int(0.9 * (len(samples) - 1))]
 
 
-def tune_aitune(model_name: str, backend, batches: list[int], out: Path, label: str, save: bool = True):
-    """Tune a fresh copy of the model with one backend through AITune; save it; return (module, seconds)."""
+def tune_aitune(
+    model_name: str, backend, batches: list[int], out: Path, label: str, save: bool = True, recorded_calls: int = 1
+):
+    """Tune a fresh copy of the model with one backend through AITune; save it; return (module, seconds).
+
+    ``recorded_calls``: AITune's ``max_num_samples_stored`` for this tune (the calls a quantized build calibrates on).
+    """
     import aitune.torch as ait
     from aitune.torch.module_registry import MODULE_REGISTRY
 
@@ -137,8 +150,13 @@ def tune_aitune(model_name: str, backend, batches: list[int], out: Path, label: 
     def call(**batch: torch.Tensor) -> object:
         return tuned(*(batch[f"arg{i}"] for i in range(len(batch))))
 
+    stored = ait.config.max_num_samples_stored
+    ait.config.max_num_samples_stored = recorded_calls
     start = time.perf_counter()
-    ait.tune(call, data, batch_sizes=sorted({1, max(batches)}), device="cuda", ignore_failing_modules=False)
+    try:
+        ait.tune(call, data, batch_sizes=sorted({1, max(batches)}), device="cuda", ignore_failing_modules=False)
+    finally:
+        ait.config.max_num_samples_stored = stored
     seconds = time.perf_counter() - start
     if save:
         ait.save(tuned, out / f"{model_name}-{label}.ait")
@@ -206,7 +224,9 @@ def measure_model(
             row = Row(model_name, contender, b, **extra)
             try:
                 with torch.no_grad():
-                    row.max_abs_err = float((fn(*inputs[b]).float() - expected[b]).abs().max())
+                    output = fn(*inputs[b]).float()
+                row.max_abs_err = float((output - expected[b]).abs().max())
+                row.cosine = accuracy_metrics(output, expected[b])[0]
                 row.median_ms, row.p90_ms = time_calls(lambda b=b: fn(*inputs[b]))
                 row.throughput = b / (row.median_ms / 1e3)
             except Exception as error:  # a contender failing is a result, not a crash of the benchmark
@@ -240,13 +260,18 @@ def measure_model(
         if key not in contenders:
             continue
         config = TorchTensorRTAotBackendConfig(precision=precision, **fields)
+        recorded = CALIBRATION_CALLS if is_quantized(precision) else 1
         try:
-            tuned, seconds = tune_aitune(model_name, TorchTensorRTAotBackend(config), batches, out, key)
+            tuned, seconds = tune_aitune(
+                model_name, TorchTensorRTAotBackend(config), batches, out, key, recorded_calls=recorded
+            )
         except Exception as error:
             rows.append(Row(model_name, label, 0, note=f"tune failed: {type(error).__name__}: {str(error)[:160]}"))
             continue
         [backend] = list(tuned._self_wrapper.backends.values())
         size = backend.artifact_path.stat().st_size
+        if is_quantized(precision):  # which layers run in 8 bits: the benchmark note's evidence
+            print(f"{model_name} {key}: {backend.precision}; {backend.coverage.describe()}", file=sys.stderr)
         retune_s = None
         if key == "ours-default":
             # The same model again, from a fresh copy: what a second ait.tune costs with the build cache.
@@ -322,14 +347,15 @@ def add_ratios(rows: list[Row]) -> None:
 def table(rows: list[Row]) -> str:
     """The rows as a markdown table."""
     head = (
-        "| model | contender | batch | median ms | p90 ms | items/s | x eager | x built-in | tune s | MB | load s "
-        "| 1st call s | max abs err | note |"
+        "| model | contender | batch | median ms | cos vs fp32 | p90 ms | items/s | x eager | x built-in | tune s | MB "
+        "| load s | 1st call s | max abs err | note |"
     )
-    lines = [head, "|" + "---|" * 14]
+    lines = [head, "|" + "---|" * 15]
     fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
     for r in rows:
         lines.append(
-            f"| {r.model} | {r.contender} | {r.batch or ''} | {fmt(r.median_ms, '.3f')} | {fmt(r.p90_ms, '.3f')} | "
+            f"| {r.model} | {r.contender} | {r.batch or ''} | {fmt(r.median_ms, '.3f')} | {fmt(r.cosine, '.5f')} | "
+            f"{fmt(r.p90_ms, '.3f')} | "
             f"{fmt(r.throughput, '.0f')} | {fmt(r.ratios.get('vs eager'), '.2f')} | "
             f"{fmt(r.ratios.get('vs AITune'), '.2f')} | {fmt(r.tune_s, '.1f')} | "
             f"{fmt(None if r.artifact_bytes is None else r.artifact_bytes / 1e6, '.1f')} | {fmt(r.load_s, '.1f')} | "
@@ -366,29 +392,33 @@ def chart(rows: list[Row], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-STEP_COLUMNS = (
-    "cache_lookup",
-    "capture",
-    "compile",
-    "artifact_save",
-    "artifact_load",
-    "self_check",
-    "kernel_cache_save",
+# (build_seconds key, column head), in the table's order; the steps add up to the tune, the details are parts of them.
+BREAKDOWN_COLUMNS = (
+    ("cache_lookup", "cache lookup"),
+    ("quantize", "quantize"),
+    ("calibration", "of which calibration"),
+    ("capture", "capture"),
+    ("compile", "TensorRT compile"),
+    ("artifact_save", "save"),
+    ("artifact_load", "reload"),
+    ("self_check", "self-check"),
+    ("first_calls", "of which first calls"),
+    ("kernel_cache_save", "kernel cache save"),
 )
-DETAIL_COLUMNS = ("first_calls",)  # parts of a step above, not added to the sum
+DETAIL_COLUMNS = ("calibration", "first_calls")  # parts of a step, not added to the sum
+STEP_COLUMNS = tuple(key for key, _ in BREAKDOWN_COLUMNS if key not in DETAIL_COLUMNS)
 
 
 def tune_breakdown(rows: list[Row]) -> str:
     """Where each of this backend's tunes spent its time, as a markdown table (one line per model and contender).
 
+    ``quantize`` is ModelOpt's quantization of the module copy (INT8/FP8), ``calibration`` its calibration passes;
     ``compile`` is the TensorRT compile without the capture; "AITune's own" is ``ait.tune`` minus every build step
     (recording, sample handling, profiling).
     """
-    head = (
-        "| model | contender | ait.tune s | cache lookup | capture | TensorRT compile | save | reload | self-check "
-        "| of which first calls | kernel cache save | AITune's own | second ait.tune s (build cache) |"
-    )
-    lines = [head, "|" + "---|" * 13]
+    heads = " | ".join(head for _, head in BREAKDOWN_COLUMNS)
+    head = f"| model | contender | ait.tune s | {heads} | AITune's own | second ait.tune s (build cache) |"
+    lines = [head, "|" + "---|" * (len(BREAKDOWN_COLUMNS) + 5)]
     seen = set()
     for r in rows:
         if not r.tune_steps or (r.model, r.contender) in seen:
@@ -398,8 +428,7 @@ def tune_breakdown(rows: list[Row]) -> str:
         capture = steps.get("capture") or 0.0
         steps["compile"] = steps.get("compile", 0.0) - capture
         own = (r.tune_s or 0.0) - sum(steps.get(k, 0.0) for k in STEP_COLUMNS)
-        columns = (*STEP_COLUMNS[:-1], *DETAIL_COLUMNS, STEP_COLUMNS[-1])
-        cells = " | ".join(f"{steps[k]:.1f}" if k in steps else "" for k in columns)
+        cells = " | ".join(f"{steps[k]:.1f}" if k in steps else "" for k, _ in BREAKDOWN_COLUMNS)
         again = "" if r.retune_s is None else f"{r.retune_s:.1f} ({r.retune_s / r.tune_s:.2f}x)"
         lines.append(f"| {r.model} | {r.contender} | {r.tune_s or 0:.1f} | {cells} | {own:.1f} | {again} |")
     return "\n".join(lines)
