@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from examples.pt2_cases import write_cases
 from tests.support import tolerances
 from tests.support.gpu import SWEEP, inputs_for, sweep_errors, the_backend, tune_case
 from tests.support.native import crash_report
-from tests.support.processes import json_tail, subprocess_env
+from tests.support.processes import deploy_pt2
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_BATCH = 16
@@ -122,15 +121,7 @@ def test_mlp_pt2_end_to_end(tmp_path: Path) -> None:
     write_cases(str(tmp_path / "cases.pt"), cases, max_batch=MAX_BATCH)
 
     # Python, no AITune and no torch_tensorrt in the process (examples/deploy_pt2.py reports what it imported).
-    script = str(REPO_ROOT / "examples" / "deploy_pt2.py")
-    result = subprocess.run(
-        [sys.executable, script, str(package), "--check-cases", str(tmp_path / "cases.pt")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=subprocess_env(),
-    )
-    deployed = json_tail(result, "examples/deploy_pt2.py")
+    deployed = deploy_pt2(package, tmp_path / "cases.pt")
     print(f"[mlp .pt2 standalone Python, fresh process] {deployed}")
     assert deployed["imported"] == []
     assert set(deployed["errors"]) == {str(b) for b in CASE_BATCHES}

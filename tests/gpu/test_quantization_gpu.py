@@ -9,8 +9,6 @@ counted by precision and which backend served the calls.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +31,9 @@ from tests.support.gpu import (
     the_backend,
     tune_case,
 )
-from tests.support.processes import json_tail, subprocess_env
+from tests.support.processes import deploy_pt2
 
 OURS = "aitune_trt_aot.backend.TorchTensorRTAotBackend"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RECORDED_CALLS = 16  # AITune keeps ait.config.max_num_samples_stored calls per graph (1 by default): calibrate on more
 
 
@@ -118,15 +115,7 @@ def _pt2_in_fresh_process(tuned: Any, reference: torch.nn.Module, case: str, tmp
         print(f"[{case} .pt2 load_pt2 batch {batch}] cosine {cosine:.6f}, relative error {relative:.4f} vs eager")
         cases.append(([x], output))
     write_cases(str(tmp_path / "cases.pt"), cases, max_batch=16)
-    script = str(REPO_ROOT / "examples" / "deploy_pt2.py")
-    result = subprocess.run(
-        [sys.executable, script, str(package), "--check-cases", str(tmp_path / "cases.pt")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=subprocess_env(),
-    )
-    return json_tail(result, "examples/deploy_pt2.py")
+    return deploy_pt2(package, tmp_path / "cases.pt")
 
 
 @pytest.mark.parametrize("output_format", ["exported_program", "aot_inductor"])

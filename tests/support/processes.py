@@ -127,3 +127,20 @@ def start_python(*args: str, env: dict[str, str] | None = None) -> subprocess.Po
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def deploy_pt2(package: Path, cases: Path) -> dict:
+    """``examples/deploy_pt2.py --check-cases`` on ``package`` in a fresh process (no AITune, no torch_tensorrt).
+
+    Returns its JSON report: what it imported, load seconds, and the largest error per batch size against the outputs
+    stored in ``cases`` (``examples/pt2_cases.write_cases``).
+    """
+    script = str(REPO_ROOT / "examples" / "deploy_pt2.py")
+    result = subprocess.run(
+        [sys.executable, script, str(package), "--check-cases", str(cases)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(),
+    )
+    return json_tail(result, "examples/deploy_pt2.py")
