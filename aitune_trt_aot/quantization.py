@@ -13,6 +13,7 @@ built where is ruled in ``aitune_trt_aot.plan``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import math
 from collections.abc import Iterator
@@ -169,7 +170,9 @@ class QuantizationConfig:
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ConfigError(f"Unknown quantization fields {unknown}; known: {known}.")
+            close = {name: difflib.get_close_matches(name, known, n=1) for name in unknown}
+            hints = "".join(f" Did you mean {c[0]!r} for {name!r}?" for name, c in close.items() if c)
+            raise ConfigError(f"Unknown quantization fields {unknown}; known: {known}.{hints}")
         return cls(**data)
 
     def describe(self) -> str:

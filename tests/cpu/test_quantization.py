@@ -76,6 +76,7 @@ def test_int8_and_fp8_are_precisions_with_a_default_quantization() -> None:
         ({"max_relative_error": -0.1}, "max_relative_error must lie in [0, inf]"),
         ({"max_relative_error": float("nan")}, "max_relative_error must be a number"),
         ({"calibration": 8}, "Unknown quantization fields ['calibration']"),
+        ({"min_cosinus": 0.9}, "Did you mean 'min_cosine' for 'min_cosinus'?"),
     ],
 )
 def test_bad_quantization_values_are_refused(fields: dict, message: str) -> None:
