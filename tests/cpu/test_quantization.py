@@ -236,7 +236,21 @@ def test_excluded_modules_get_their_quantizers_disabled_in_a_copy_of_the_recipe(
         {"quantizer_name": "encoder.layers.0.*.*", "enable": False},
     ]
     assert mtq.INT8_DEFAULT_CFG == stock
-    assert recipe_config(mtq, "fp8", QuantizationConfig()) == mtq.FP8_DEFAULT_CFG
+    assert recipe_config(mtq, "int8", QuantizationConfig()) == mtq.INT8_DEFAULT_CFG
+
+
+def test_fp8_leaves_convolutions_unquantized() -> None:
+    """TensorRT-RTX runs FP8 only for matrix multiplications: an fp8 recipe disables every convolution's quantizers."""
+    recipe = recipe_config(mtq, "fp8", QuantizationConfig())
+    assert recipe["quant_cfg"][: len(mtq.FP8_DEFAULT_CFG["quant_cfg"])] == mtq.FP8_DEFAULT_CFG["quant_cfg"]
+    added = recipe["quant_cfg"][len(mtq.FP8_DEFAULT_CFG["quant_cfg"]) :]
+    assert {"quantizer_name": "*", "parent_class": "nn.Conv2d", "enable": False} in added
+    assert len(added) == 6
+    torch.manual_seed(0)
+    model, x = SmallCNN().eval(), torch.randn(2, 3, 32, 32)
+    mtq.quantize(model, recipe, lambda m: m(x))
+    assert not model.features[0].input_quantizer.is_enabled and not model.features[3].weight_quantizer.is_enabled
+    assert model.head.input_quantizer.is_enabled and model.head.weight_quantizer.is_enabled
 
 
 def test_exclude_patterns_that_match_no_module_are_refused() -> None:
@@ -262,10 +276,11 @@ def _fp8_program(model: nn.Module, x: torch.Tensor, exclude: tuple[str, ...] = (
 
 @pytest.mark.parametrize(("cls", "shape"), [(MLP, (2, 64)), (SmallCNN, (2, 3, 32, 32))])
 def test_layers_are_counted_by_precision_from_the_exported_graph(cls: type[nn.Module], shape: tuple) -> None:
-    """FP8-quantized linears and convolutions count as fp8; the plain export's as unquantized."""
+    """FP8-quantized linears count as fp8, the convolutions fp8 leaves alone and the plain export's as unquantized."""
     torch.manual_seed(0)
     model, x = cls().eval(), torch.randn(*shape)
-    assert layer_precisions(_fp8_program(model, x).graph_module) == {"fp8": 3, UNQUANTIZED: 0}
+    linears = sum(isinstance(m, nn.Linear) for m in model.modules())
+    assert layer_precisions(_fp8_program(model, x).graph_module) == {"fp8": linears, UNQUANTIZED: 3 - linears}
     assert layer_precisions(torch.export.export(model, (x,)).graph_module) == {UNQUANTIZED: 3}
 
 
