@@ -101,6 +101,7 @@ def _compile_and_check(
     refuse_without_engines(plan, coverage, settings)
 
     compiled.constants = dict(capture.guard.constants)
+    compiled.kernel_specialization = job.config.kernel_specialization
     with track(Step.ARTIFACT_SAVE) as result:
         artifact = save_artifact(compiled, plan, job)
         result["compiled_model_size_bytes"] = artifact.path.stat().st_size
