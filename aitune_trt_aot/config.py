@@ -23,6 +23,7 @@ from aitune_trt_aot.settings import (
     settings_from_dict,
     settings_to_dict,
 )
+from aitune_trt_aot.warm_up import check_warm_up
 
 PRECISIONS = tuple(PRECISION_DTYPES)
 PRECISION_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
@@ -87,6 +88,12 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             combined with CUDA graphs. Applies to ``exported_program`` and ``aot_inductor`` artifacts on
             TensorRT-RTX (a ``.pt2`` records it for ``load_pt2``); ``torchscript`` artifacts and standard TensorRT
             keep their defaults (``aitune_trt_aot.engine_runtime``).
+        warm_up: At each activation (``ait.load`` included), call the engines once at each input shape the build's
+            self-check called, with zero-filled inputs, so that TensorRT-RTX's kernels are compiled and the CUDA
+            graphs captured before the first user call (``aitune_trt_aot.warm_up``; the shapes warmed are the
+            backend's ``warmed_shapes``). ``True``: every such shape. ``False``: none. ``"auto"`` (default): those
+            whose first calls during the build took, together, at most 0.5 s, so that loads stay within their goals.
+            This field does not change what is built.
         check_shapes: Check every call's tensor shapes and dtypes against the ranges the engines were built
             for and raise a clear error outside them (default True).
         build_cache: Reuse the artifact of an identical earlier build instead of exporting and compiling again
@@ -107,6 +114,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
     output_format: str = "auto"
     cuda_graphs: bool | str = "auto"
     kernel_specialization: str = "auto"
+    warm_up: bool | str = "auto"
     check_shapes: bool = True
     build_cache: bool = True
     pickle_protocol: int = 5
@@ -122,6 +130,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
         _check_choice("output_format", self.output_format, output_formats())
         check_cuda_graphs(self.cuda_graphs)
         _check_choice("kernel_specialization", self.kernel_specialization, KERNEL_SPECIALIZATIONS)
+        check_warm_up(self.warm_up)
         for flag in ("check_shapes", "build_cache"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
@@ -154,6 +163,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             "output_format": self.output_format,
             "cuda_graphs": self.cuda_graphs,
             "kernel_specialization": self.kernel_specialization,
+            "warm_up": self.warm_up,
             "check_shapes": self.check_shapes,
             "build_cache": self.build_cache,
             "pickle_protocol": self.pickle_protocol,

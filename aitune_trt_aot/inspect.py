@@ -75,6 +75,9 @@ def _describe_ours(entry: dict[str, Any], archive: zipfile.ZipFile) -> list[str]
             lines.append(f"    input {r.name}: {r.describe()}")
         if parsed.shape_guard.constants:
             lines.append(f"    built-in values: {parsed.shape_guard.constants}")
+    if parsed.warm_calls:
+        shapes = "; ".join(f"{call.shapes()} ({call.seconds} s at build)" for call in parsed.warm_calls)
+        lines.append(f"    warm-up shapes: {shapes}; warm_up={parsed.config.warm_up!r}")
     lines.append(f"    {_compatibility(parsed.built_for)}")
     return lines
 

@@ -122,6 +122,7 @@ def _compile_and_check(
                 result["built_ranges"] = describe_all(narrower)
                 return narrower
         refuse_mismatch(report.mismatch, plan, coverage)
+        entry.warm_calls = report.warm_calls
     with track(Step.KERNEL_CACHE_SAVE):
         keep_kernel_cache(entry, activation.engine_setup, job.cache_dir)
     logger.info(
