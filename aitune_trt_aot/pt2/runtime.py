@@ -48,7 +48,7 @@ from aitune_trt_aot.engine_errors import CheckedEngines
 from aitune_trt_aot.engine_runtime import KERNEL_SPECIALIZATIONS, kernel_strategy
 from aitune_trt_aot.errors import ConfigError, Pt2InputError, Pt2LoadError
 from aitune_trt_aot.files import archive_damage
-from aitune_trt_aot.placement import current_device, resolve_device
+from aitune_trt_aot.placement import PinnedRunner, current_device, needs_pinning, resolve_device
 from aitune_trt_aot.pt2.engines import give_settings, package_engines
 from aitune_trt_aot.ranges import InputRange
 
@@ -256,7 +256,9 @@ class Pt2Model:
         # TensorRT failures inside the package's engines are only logged: the call raises EngineCallError instead.
         checked = CheckedEngines(self._run_package, f"{path} (.pt2)")
         self.graphs = None if not cuda_graphs else CudaGraphRunner(checked, device, fall_back=cuda_graphs == "auto")
-        self._run = checked if self.graphs is None else self.graphs
+        self._run: Any = checked if self.graphs is None else self.graphs
+        if self.graphs is not None and needs_pinning(device):  # a capture runs on the current device's streams
+            self._run = PinnedRunner(self.graphs, device, f"{path} (.pt2)")
         self.path = path
         self.device = device
         in_spec, out_spec = loader.get_call_spec()
