@@ -143,8 +143,8 @@ def warm_up(engines: Callable[..., Any], calls: Sequence[WarmCall], device: torc
     start = time.perf_counter()
     warmed = []
     for call in calls:
-        args, kwargs = call.call(device)
         try:
+            args, kwargs = call.call(device)
             with torch.no_grad():
                 engines(*args, **kwargs)
         except Exception as error:  # the load goes on: the first user call at these shapes pays as without warm-up
