@@ -40,6 +40,14 @@ OURS = {
     "ours-fp32-nographs": ("aitune_trt_aot fp32 cuda_graphs=False", "fp32", {"cuda_graphs": False}),
     "ours-fp16": ("aitune_trt_aot fp16 (CUDA graphs auto)", "fp16", {}),
     "ours-pt2-fp32": ("aitune_trt_aot fp32 .pt2 (aot_inductor)", "fp32", {"output_format": "aot_inductor"}),
+    # The load-time / first-call trade-off (README, "First call after a load"): the same builds, served by the build
+    # cache (warm_up does not change what is built), loaded with every recorded shape warmed.
+    "ours-warm": ("aitune_trt_aot default, warm_up=True", "fp32", {"warm_up": True}),
+    "ours-pt2-warm": (
+        "aitune_trt_aot fp32 .pt2 (aot_inductor), warm_up=True",
+        "fp32",
+        {"output_format": "aot_inductor", "warm_up": True},
+    ),
 }
 # Contenders tuned through AITune and saved as .ait: key (checkpoint name suffix) -> table label.
 AITUNE_LABELS = {key: label for key, (label, _, _) in OURS.items()} | {"builtin": "AITune built-in fp32"}
