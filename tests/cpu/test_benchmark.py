@@ -35,3 +35,13 @@ def test_runs_written_before_the_column_still_merge(tmp_path: Path) -> None:
     (run / "results.json").write_text(json.dumps([old]))
     assert merge([run], tmp_path / "out") == 0
     assert "| mlp | eager fp32 | 1 | 0.200 |" in (tmp_path / "out" / "table.md").read_text()
+
+
+def test_every_variant_of_ours_is_a_valid_config() -> None:
+    """The benchmark's configs of this backend are made when it runs on the GPU host: each must be accepted here."""
+    from aitune_trt_aot import TorchTensorRTAotBackendConfig
+    from benchmarks.run import AITUNE_LABELS, OURS
+
+    for key, (label, precision, fields) in OURS.items():
+        config = TorchTensorRTAotBackendConfig(precision=precision, **fields)
+        assert AITUNE_LABELS[key] == label and config.precision == precision
