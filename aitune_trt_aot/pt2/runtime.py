@@ -387,8 +387,8 @@ def recorded_environment(metadata: dict[str, str]) -> dict[str, Any] | None:
     return recorded if isinstance(recorded, dict) else None
 
 
-def _check_built_for(path: Path, model_name: str, device: torch.device) -> None:
-    recorded = recorded_environment(package_metadata(path, model_name))
+def _check_built_for(path: Path, metadata: dict[str, str], device: torch.device) -> None:
+    recorded = recorded_environment(metadata)
     if not recorded:
         return
     here = installed_environment(device if device.type == "cuda" and torch.cuda.is_available() else None)
@@ -446,8 +446,9 @@ def load_pt2(
         )
     _check_intact(path)
     device = resolve_device(device, error=Pt2LoadError)  # refuses a device this machine does not have
-    _check_built_for(path, model_name, device)
-    choice = recorded_kernel_specialization(package_metadata(path, model_name), path)
+    metadata = package_metadata(path, model_name)
+    _check_built_for(path, metadata, device)
+    choice = recorded_kernel_specialization(metadata, path)
     cuda_graphs = graphs_for(choice, cuda_graphs, path)
     if not torch.cuda.is_available():
         raise Pt2LoadError(f"{path} holds TensorRT engines, which need an NVIDIA GPU; CUDA is not available here.")
@@ -494,7 +495,8 @@ def graphs_for(choice: str, cuda_graphs: bool | str, path: Path) -> bool | str:
         return cuda_graphs
     if cuda_graphs is True:
         raise ConfigError(
-            f"{path} was built with {hints.LAZY_KERNELS_UNDER_GRAPHS} Load it with cuda_graphs=False (or 'auto')."
+            f"{path} was built with kernel_specialization='lazy', and {hints.LAZY_KERNELS_UNDER_GRAPHS} Load it with "
+            "cuda_graphs=False (or 'auto', which then captures nothing)."
         )
     logger.info("%s was built with kernel_specialization='lazy': its calls run without CUDA graphs.", path)
     return False
