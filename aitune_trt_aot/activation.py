@@ -42,12 +42,14 @@ class Activation:
         guard: The input ranges and built-in values calls are checked against (None: unknown, as in checkpoints of
             AITune's built-in backend).
         engine_setup: The runtime settings the engines got (None where none could be set).
+        device: The device the artifact was loaded on and runs on.
 
     """
 
     runner: Callable[..., Any]
     guard: ShapeGuard | None
     engine_setup: engine_runtime.EngineSetup | None
+    device: torch.device
 
 
 def call_engines(
@@ -124,7 +126,7 @@ def load_runner(entry: CheckpointEntry, device: torch.device, stack: Stack) -> A
         runner = CudaGraphRunner(runner, device, fall_back=config.cuda_graphs == "auto")
     if placement.needs_pinning(device):
         runner = placement.PinnedRunner(runner, device, name)
-    return Activation(runner=runner, guard=entry.shape_guard, engine_setup=setup)
+    return Activation(runner=runner, guard=entry.shape_guard, engine_setup=setup, device=device)
 
 
 def _configure_engines(runner: Any, entry: CheckpointEntry, captured: bool) -> engine_runtime.EngineSetup | None:

@@ -31,8 +31,10 @@ from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
 from aitune_trt_aot.errors import ArtifactError
 from aitune_trt_aot.pipeline import BuildJob, TorchTensorRTAotBuildStep, run_build
+from aitune_trt_aot.pipeline.self_check import engines_of
 from aitune_trt_aot.shapes import ShapeGuard
 from aitune_trt_aot.toolkit import GPU_TOOLKIT, Toolkit
+from aitune_trt_aot.warm_up import NO_WARM_UP, WarmUpReport, chosen, warm_up
 
 __all__ = ["TorchTensorRTAotBackend", "TorchTensorRTAotBuildStep"]
 
@@ -72,6 +74,7 @@ class TorchTensorRTAotBackend(Backend):
         self._description: str | None = None
         self._from_cache = False
         self._engine_setup: engine_runtime.EngineSetup | None = None  # runtime settings of the active engines
+        self._warmed: WarmUpReport = NO_WARM_UP  # the warm-up of the last activation from disk
 
     @contextlib.contextmanager
     def _track_build_step(self, step: BackendBuildStep) -> Iterator[dict[str, Any]]:
@@ -172,6 +175,15 @@ class TorchTensorRTAotBackend(Backend):
         return self._engine_setup.report()
 
     @property
+    def warmed_shapes(self) -> list[list[tuple[int, ...]]]:
+        """The input shapes (every tensor of the call) the last activation warmed up (``warm_up``), in order.
+
+        Empty right after a build (its self-check called those shapes already), without recorded calls (older
+        checkpoints), or where the config's ``warm_up`` chose none.
+        """
+        return list(self._warmed.shapes)
+
+    @property
     def runner(self) -> Any:
         """What ``infer`` calls: the loaded artifact, wrapped in a CUDA-graph runner when ``cuda_graphs``."""
         return self._runner
@@ -188,7 +200,8 @@ class TorchTensorRTAotBackend(Backend):
         """
         if self._description is None:
             coverage = "" if self.coverage is None else f"; {self.coverage.describe()}"
-            self._description = f"{self.__class__.__name__}({self._config.describe()}{coverage})"
+            warmed = f"; warmed {len(self._warmed.shapes)} shapes" if self._warmed.shapes else ""
+            self._description = f"{self.__class__.__name__}({self._config.describe()}{coverage}{warmed})"
         return self._description
 
     def _build(self, module: nn.Module, graph_spec: GraphSpec, samples: SampleStore, cache_dir: Path) -> Backend:
@@ -202,16 +215,20 @@ class TorchTensorRTAotBackend(Backend):
         return self
 
     def _activate(self) -> None:
-        """Check the artifact (present, intact, built for this machine), load it, make it what ``infer`` runs."""
+        """Check the artifact (present, intact, built for this machine), load it, warm it up, make it what runs."""
         if self._entry is None:
             raise RuntimeError(f"{self.name} has nothing to activate: build it or load it from a checkpoint first.")
-        self._use(activate(self._entry, self._device, self._toolkit))
+        activation = activate(self._entry, self._device, self._toolkit)
+        calls = chosen(self._entry.warm_calls, self._config.warm_up)
+        warmed = warm_up(engines_of(activation, self._config.check_shapes), calls, activation.device)
+        self._use(activation, warmed)
 
-    def _use(self, activation: Activation) -> None:
+    def _use(self, activation: Activation, warmed: WarmUpReport = NO_WARM_UP) -> None:
         self._runner = activation.runner
         self._guard = activation.guard
         self._engine_setup = activation.engine_setup
-        self._description = None  # the coverage may be new
+        self._warmed = warmed
+        self._description = None  # the coverage and the warm-up may be new
 
     def _infer(self, *args: Any, **kwargs: Any) -> Any:
         """Check the call against the built shape ranges, then run the engines."""
@@ -224,6 +241,7 @@ class TorchTensorRTAotBackend(Backend):
         self._runner = None
         self._guard = None
         self._engine_setup = None
+        self._warmed = NO_WARM_UP
 
     def _deploy(self) -> None:
         """Load the artifact after ``ait.load`` (no recompilation)."""

@@ -10,7 +10,7 @@ installed, instead of handing the entry to the built-in class.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -20,8 +20,10 @@ from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.config import TorchTensorRTAotBackendConfig
 from aitune_trt_aot.errors import ArtifactError
 from aitune_trt_aot.shapes import ShapeGuard
+from aitune_trt_aot.warm_up import WarmCall
 
-# 5: INT8/FP8 builds: config.quantization and coverage.layers (older readers refuse the new fields); 4 still read.
+# 5: INT8/FP8 builds (config.quantization, coverage.layers), config.warm_up and the self-check's calls to warm up
+#    at load (older readers would refuse the new fields); 4 still read.
 # 4: exported_program engines stored raw for formats.raw_engines.rebuild_engine (older readers cannot import it).
 # 3: the kernel cache and config.kernel_specialization (older readers would refuse the new config field).
 # 2: Torch-TensorRT 2.14 formats, coverage, checksum and build facts; still read (no kernel cache).
@@ -54,6 +56,8 @@ class CheckpointEntry:
         built_for: GPU, TensorRT flavour and versions the engines were built with (``compat.build_environment``).
         kernel_cache: TensorRT-RTX's compiled kernels for the engines (``engine_runtime``), None when not kept.
         kernel_cache_checksum: ``sha256:<hex>`` of that file.
+        warm_calls: The self-check's calls, without their data, that activations warm the engines with
+            (``warm_up``); empty when none were recorded (older checkpoints, AITune's built-in backend).
 
     """
 
@@ -68,6 +72,7 @@ class CheckpointEntry:
     built_for: dict[str, Any] | None = None
     kernel_cache: ArtifactPath | None = None
     kernel_cache_checksum: str | None = None
+    warm_calls: list[WarmCall] = field(default_factory=list)
 
     def to_dict(self, type_name: str) -> dict[str, Any]:
         """The checkpoint entry (``type_name`` is the backend class name AITune looks up)."""
@@ -83,9 +88,9 @@ class CheckpointEntry:
         }
 
     def build_facts(self) -> dict[str, Any]:
-        """What the build found out besides the file (format, precision, coverage, checksum, built_for), JSON-safe.
+        """What the build found out besides the file (format, precision, coverage, checksum, built_for, warm calls).
 
-        Stored in the checkpoint entry and in the build cache (``aitune_trt_aot.build_cache``).
+        JSON-safe. Stored in the checkpoint entry and in the build cache (``aitune_trt_aot.build_cache``).
         """
         return {
             "artifact_format": self.artifact_format,
@@ -94,6 +99,7 @@ class CheckpointEntry:
             "checksum": self.checksum,
             "built_for": self.built_for,
             "kernel_cache_checksum": self.kernel_cache_checksum,
+            "warm_calls": [call.to_dict() for call in self.warm_calls],
         }
 
     @classmethod
@@ -121,6 +127,7 @@ class CheckpointEntry:
             built_for=facts.get("built_for"),
             kernel_cache=kernel_cache,
             kernel_cache_checksum=facts.get("kernel_cache_checksum") if kernel_cache is not None else None,
+            warm_calls=_warm_calls(facts.get("warm_calls") or []),
         )
 
     @classmethod
@@ -163,6 +170,16 @@ class CheckpointEntry:
             f"those of AITune's built-in backend (keys: {sorted(data)}). The checkpoint is damaged or was written "
             "by another tool."
         )
+
+
+def _warm_calls(data: list[Any]) -> list[WarmCall]:
+    try:
+        return [WarmCall.from_dict(call) for call in data]
+    except (KeyError, TypeError, ValueError) as error:
+        raise ArtifactError(
+            f"This checkpoint entry's warm-up calls are unreadable ({type(error).__name__}: {error}): the checkpoint "
+            "is damaged. Restore it from a good copy, or re-run ait.tune and save again."
+        ) from error
 
 
 def _artifact(data: dict[str, Any], key: str) -> ArtifactPath:

@@ -195,6 +195,8 @@ class CompiledModel:
         coverage: Engines built and operations in TensorRT vs PyTorch.
         dynamic_shapes: The ``torch.export`` dynamic shapes used for capture, when there were any.
         constants: Plain-valued arguments built into the engines, by name (recorded in some formats).
+        kernel_specialization: The config's ``kernel_specialization``, for formats whose file records it (``.pt2``
+            packages, so that ``load_pt2`` applies it).
         capture_seconds: Wall time of capturing the graph (``torch.export``, tracing) before the TensorRT
             compile, where the frontend measures it.
         ranges: The input ranges the engines were built for, where the frontend narrowed the requested ones
@@ -207,6 +209,7 @@ class CompiledModel:
     coverage: Coverage
     dynamic_shapes: Any = None
     constants: dict[str, Any] = field(default_factory=dict)
+    kernel_specialization: str = "auto"
     capture_seconds: float | None = None
     ranges: list[InputRange] | None = None
 

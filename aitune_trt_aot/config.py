@@ -9,6 +9,7 @@ from typing import Any
 
 from aitune.torch.backend.backend import BackendConfig
 
+from aitune_trt_aot.cuda_graphs import check_cuda_graphs
 from aitune_trt_aot.engine_runtime import KERNEL_SPECIALIZATIONS
 from aitune_trt_aot.errors import ConfigError
 from aitune_trt_aot.formats import FORMATS
@@ -23,12 +24,12 @@ from aitune_trt_aot.settings import (
     settings_from_dict,
     settings_to_dict,
 )
+from aitune_trt_aot.warm_up import check_warm_up
 
 PRECISIONS = (*PRECISION_DTYPES, *QUANTIZED_PRECISIONS)
 PRECISION_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 PRECISION_ROUTES = ("auto", "autocast", "cast_module")
 TS_CAPTURES = ("trace", "script")
-CUDA_GRAPHS = (True, False, "auto")
 
 
 def normalize_ir(ir: Any) -> str:
@@ -81,14 +82,22 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             the host time per call, which dominates for small models; costs one graph's memory per distinct
             shape (at most 32 graphs; further shapes run without one). Outputs are copied out of the graph,
             so a result stays valid after the next call. ``"auto"`` (default): where the artifact format
-            allows it (not ``"aot_inductor"``), and a shape whose capture fails runs without a graph, with a
-            warning. ``True``: always; a failed capture is an error. ``False``: never. See docs/benchmark.md.
+            allows it (every format does now, ``"aot_inductor"`` included), and a shape whose capture fails runs
+            without a graph, with a warning. ``True``: always; a failed capture is an error. ``False``: never. See
+            docs/benchmark.md.
         kernel_specialization: When TensorRT-RTX compiles kernels specialised for an input shape:
             ``"eager"`` (on the first call at the shape, blocking), ``"lazy"`` (in the background; generic kernels
             run meanwhile), ``"none"`` (never; generic kernels only). ``"auto"`` (default): ``"eager"`` where calls
             run through CUDA graphs (a graph keeps the kernels it captured), else ``"lazy"``. ``"lazy"`` cannot be
-            combined with CUDA graphs. Applies to ``exported_program`` artifacts on TensorRT-RTX; other formats
-            and standard TensorRT keep their defaults (``aitune_trt_aot.engine_runtime``).
+            combined with CUDA graphs. Applies to ``exported_program`` and ``aot_inductor`` artifacts on
+            TensorRT-RTX (a ``.pt2`` records it for ``load_pt2``); ``torchscript`` artifacts and standard TensorRT
+            keep their defaults (``aitune_trt_aot.engine_runtime``).
+        warm_up: At each activation (``ait.load`` included), call the engines once at each input shape the build's
+            self-check called, with zero-filled inputs, so that TensorRT-RTX's kernels are compiled and the CUDA
+            graphs captured before the first user call (``aitune_trt_aot.warm_up``; the shapes warmed are the
+            backend's ``warmed_shapes``). ``True``: every such shape. ``False``: none. ``"auto"`` (default): those
+            whose first calls during the build took, together, at most 0.5 s, so that loads stay within their goals.
+            This field does not change what is built.
         check_shapes: Check every call's tensor shapes and dtypes against the ranges the engines were built
             for and raise a clear error outside them (default True).
         build_cache: Reuse the artifact of an identical earlier build instead of exporting and compiling again
@@ -113,6 +122,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
     output_format: str = "auto"
     cuda_graphs: bool | str = "auto"
     kernel_specialization: str = "auto"
+    warm_up: bool | str = "auto"
     check_shapes: bool = True
     build_cache: bool = True
     pickle_protocol: int = 5
@@ -127,9 +137,9 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
         _check_choice("precision_route", self.precision_route, PRECISION_ROUTES)
         _check_choice("ts_capture", self.ts_capture, TS_CAPTURES)
         _check_choice("output_format", self.output_format, output_formats())
-        if self.cuda_graphs not in CUDA_GRAPHS or type(self.cuda_graphs) not in (bool, str):
-            raise ConfigError(f"cuda_graphs must be True, False or 'auto', got {self.cuda_graphs!r}.")
+        check_cuda_graphs(self.cuda_graphs)
         _check_choice("kernel_specialization", self.kernel_specialization, KERNEL_SPECIALIZATIONS)
+        check_warm_up(self.warm_up)
         for flag in ("check_shapes", "build_cache"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
@@ -169,6 +179,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             "output_format": self.output_format,
             "cuda_graphs": self.cuda_graphs,
             "kernel_specialization": self.kernel_specialization,
+            "warm_up": self.warm_up,
             "check_shapes": self.check_shapes,
             "build_cache": self.build_cache,
             "pickle_protocol": self.pickle_protocol,

@@ -25,11 +25,18 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-from aitune_trt_aot.errors import EngineCallError
+from aitune_trt_aot.errors import ConfigError, EngineCallError
 
 logger = logging.getLogger(__name__)
 
 WARMUP_CALLS = 2  # eager calls on a side stream before capture (lazy initialisation must not be captured)
+CUDA_GRAPHS = (True, False, "auto")  # the choices of the config's cuda_graphs and of load_pt2's
+
+
+def check_cuda_graphs(value: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of :data:`CUDA_GRAPHS`."""
+    if value not in CUDA_GRAPHS or type(value) not in (bool, str):
+        raise ConfigError(f"cuda_graphs must be True, False or 'auto', got {value!r}.")
 
 
 @dataclass

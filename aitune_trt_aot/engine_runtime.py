@@ -16,10 +16,11 @@ dynamic inputs under ``"lazy"`` as unsafe. Where calls are captured the backend 
 (specialise on the first call at a shape, then capture): a dynamic-batch MLP's graph replay took 0.085 ms
 instead of 0.149 ms.
 
-Only engines the backend can reach in a loaded module get these settings: those of ``exported_program``
-artifacts (Torch-TensorRT engine objects held by the graph) and ``TorchTensorRTModule`` submodules. Engines
-inside TorchScript modules and AOTInductor packages keep TensorRT-RTX's defaults. Standard TensorRT has no
-runtime cache or specialization strategies: the plan does not apply them there (``plan.uses_runtime_settings``).
+Only engines the backend can reach in a loaded artifact get these settings: those of ``exported_program``
+artifacts (Torch-TensorRT engine objects held by the graph), ``TorchTensorRTModule`` submodules, and the engines
+inside a loaded ``.pt2`` package (``aot_inductor``: the package hands them out, ``pt2.engines``). Engines inside
+TorchScript modules keep TensorRT-RTX's defaults. Standard TensorRT has no runtime cache or specialization
+strategies: the plan does not apply them there (``plan.uses_runtime_settings``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from typing import Any
 
 import torch
 
+from aitune_trt_aot.errors import Pt2LoadError
 from aitune_trt_aot.files import bytes_digest, file_digest, write_atomically
+from aitune_trt_aot.pt2.engines import EngineHolder, give_settings, is_tensorrt_engine
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +56,12 @@ def kernel_strategy(choice: str, captured: bool) -> str:
 def reachable_engines(loaded: Any) -> list[Any]:
     """The engines of ``loaded`` whose runtime settings can be set (empty for anything else).
 
-    Those are ``TorchTensorRTModule`` submodules and the engine objects a graph holds as attributes
-    (``exported_program`` artifacts).
+    Those are ``TorchTensorRTModule`` submodules, the engine objects a graph holds as attributes
+    (``exported_program`` artifacts), and those a loaded ``.pt2`` package hands out (which raises
+    ``Pt2LoadError`` where this torch cannot reach them).
     """
+    if isinstance(loaded, EngineHolder):
+        return loaded.tensorrt_engines()
     from torch_tensorrt.dynamo.runtime import TorchTensorRTModule
 
     if not isinstance(loaded, torch.nn.Module):
@@ -69,7 +75,7 @@ def reachable_engines(loaded: Any) -> list[Any]:
                 if node.op != "get_attr":
                     continue
                 value = functools.reduce(getattr, node.target.split("."), module)
-                if isinstance(value, torch.ScriptObject) and value._type().qualified_name().endswith("tensorrt.Engine"):
+                if is_tensorrt_engine(value):
                     engines.append(value)
     return engines
 
@@ -90,8 +96,12 @@ def engine_device(engine: Any) -> int | None:
 
 
 def engine_devices(loaded: Any) -> list[int | None]:
-    """:func:`engine_device` of each reachable engine of ``loaded``."""
-    return [engine_device(engine) for engine in reachable_engines(loaded)]
+    """:func:`engine_device` of each reachable engine of ``loaded`` (none where a package's cannot be reached)."""
+    try:
+        engines = reachable_engines(loaded)
+    except Pt2LoadError:  # the activation's runtime settings warn about it
+        return []
+    return [engine_device(engine) for engine in engines]
 
 
 def _new_kernel_cache(path: Path | None, checksum: str | None) -> tuple[Any, int]:
@@ -134,18 +144,13 @@ def _configure(loaded: Any, strategy: str, cache: Any) -> int:
     """Give every reachable engine of ``loaded`` the kernel ``strategy`` and the shared ``cache``; count them."""
     from torch_tensorrt.runtime import RuntimeSettings
     from torch_tensorrt.runtime._runtime_cache import _to_torchbind_handle
-    from torch_tensorrt.runtime._runtime_config import _CUDA_GRAPH_STRATEGY_MAP, _DYNAMIC_SHAPES_KERNEL_STRATEGY_MAP
 
     engines = reachable_engines(loaded)
     settings = RuntimeSettings(dynamic_shapes_kernel_specialization_strategy=strategy, runtime_cache=cache)
     for engine in engines:
         if isinstance(engine, torch.ScriptObject):
             # The C++ engine class takes the settings as TensorRT's enum values and a handle to the cache.
-            engine.update_runtime_settings(
-                _DYNAMIC_SHAPES_KERNEL_STRATEGY_MAP[strategy],
-                _CUDA_GRAPH_STRATEGY_MAP[settings.cuda_graph_strategy],
-                _to_torchbind_handle(cache),
-            )
+            give_settings(engine, strategy, _to_torchbind_handle(cache))
         else:
             engine.runtime_settings = settings
     return len(engines)

@@ -117,3 +117,10 @@ def for_mismatch(recorded: bool, ir: str, coverage: Coverage) -> str:
     return for_split_graph(coverage) or (
         "Try another output_format, or keep this model eager; docs/known-issues.md lists what was measured."
     )
+
+
+# Why lazy kernels and CUDA graphs exclude each other: the config's rule and load_pt2's, worded once.
+LAZY_KERNELS_UNDER_GRAPHS = (
+    "kernel_specialization='lazy' cannot be combined with CUDA graphs: TensorRT-RTX swaps in specialised kernels "
+    "after a graph has captured the generic ones, and Torch-TensorRT refuses that capture as unsafe."
+)

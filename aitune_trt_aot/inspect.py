@@ -75,6 +75,9 @@ def _describe_ours(entry: dict[str, Any], archive: zipfile.ZipFile) -> list[str]
             lines.append(f"    input {r.name}: {r.describe()}")
         if parsed.shape_guard.constants:
             lines.append(f"    built-in values: {parsed.shape_guard.constants}")
+    if parsed.warm_calls:
+        shapes = "; ".join(f"{call.shapes()} ({call.seconds} s at build)" for call in parsed.warm_calls)
+        lines.append(f"    warm-up shapes: {shapes}; warm_up={parsed.config.warm_up!r}")
     lines.append(f"    {_compatibility(parsed.built_for)}")
     return lines
 
@@ -109,6 +112,7 @@ def inspect_pt2(path: Path) -> list[str]:
         CONSTANTS_METADATA_KEY,
         COVERAGE_METADATA_KEY,
         INPUTS_METADATA_KEY,
+        KERNELS_METADATA_KEY,
         input_ranges_from_metadata,
         package_metadata,
         recorded_environment,
@@ -130,6 +134,8 @@ def inspect_pt2(path: Path) -> list[str]:
     constants = json.loads(metadata.get(CONSTANTS_METADATA_KEY, "{}"))
     if constants:
         lines.append(f"  built-in values: {constants}")
+    if KERNELS_METADATA_KEY in metadata:
+        lines.append(f"  kernel specialization: {metadata[KERNELS_METADATA_KEY]} (load_pt2 applies it)")
     capability = metadata.get("AOTI_COMPUTE_CAPABILITY") or "?"
     lines.append(f"  compiled for compute capability {capability}, device {metadata.get('AOTI_DEVICE_KEY', '?')}")
     lines.append(f"  {_compatibility(recorded_environment(metadata))}")

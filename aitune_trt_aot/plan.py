@@ -112,23 +112,22 @@ def check_config(config: PlanConfig) -> None:
     """The rules that need no stack: run when the config is made, so a bad config fails at once."""
     name = resolve_format(config.ir, config.output_format)
     if config.cuda_graphs is True and not FORMATS[name].cuda_graphs:
+        able = sorted(format_name for format_name, f in FORMATS.items() if f.cuda_graphs)
         raise ConfigError(
-            f"cuda_graphs=True does not work with output_format={name!r}: calling an AOTInductor package cannot be "
-            "captured in a CUDA graph. Use output_format='exported_program' (or 'auto') with cuda_graphs, or "
-            "cuda_graphs=False."
+            f"cuda_graphs=True does not work with output_format={name!r}: its calls cannot be captured in a CUDA "
+            f"graph. Use output_format={' or '.join(map(repr, able))} with cuda_graphs, or cuda_graphs=False."
         )
     if config.kernel_specialization != "auto" and not FORMATS[name].runtime_settings:
+        able = sorted(format_name for format_name, f in FORMATS.items() if f.runtime_settings)
         raise ConfigError(
             f"kernel_specialization={config.kernel_specialization!r} cannot be applied to output_format={name!r}: "
-            "the backend sets it on the engines of 'exported_program' artifacts only; TorchScript and AOTInductor "
-            "artifacts keep TensorRT-RTX's default. Leave kernel_specialization='auto', or use "
-            "output_format='exported_program'."
+            f"the backend sets it on the engines of {' and '.join(map(repr, able))} artifacts only; the others keep "
+            "TensorRT-RTX's default. Leave kernel_specialization='auto', or use one of those formats."
         )
     if config.kernel_specialization == "lazy" and uses_cuda_graphs(config, name):
         raise ConfigError(
-            "kernel_specialization='lazy' cannot be combined with CUDA graphs: TensorRT-RTX swaps in specialised "
-            "kernels after a graph has captured the generic ones, and Torch-TensorRT refuses that capture as "
-            "unsafe. Use kernel_specialization='eager' or 'none' with CUDA graphs, or cuda_graphs=False."
+            f"{hints.LAZY_KERNELS_UNDER_GRAPHS} Use kernel_specialization='eager' or 'none' with CUDA graphs, or "
+            "cuda_graphs=False."
         )
     _check_quantization(config, name)
     _check_reduced_precision(config)
@@ -194,8 +193,8 @@ def uses_cuda_graphs(config: PlanConfig, artifact_format: str) -> bool:
 def uses_runtime_settings(config: PlanConfig, artifact_format: str, stack: Stack) -> bool:
     """Whether the loaded engines of an ``artifact_format`` artifact get runtime settings on ``stack``.
 
-    They do for formats whose engines the backend reaches (``exported_program``) on TensorRT-RTX; elsewhere an
-    explicit ``kernel_specialization`` is not applied, and a warning says so.
+    They do for formats whose engines the backend reaches (``exported_program``, ``aot_inductor``) on TensorRT-RTX;
+    elsewhere an explicit ``kernel_specialization`` is not applied, and a warning says so.
     """
     if FORMATS[artifact_format].runtime_settings and stack.tensorrt_rtx:
         return True

@@ -46,7 +46,23 @@ Release workarounds:
   ``wrapper.so`` no longer exports its static libstdc++), and ``load_pt2`` creates
   ``torch._C._aoti.AOTIModelPackageLoader`` itself because ``torch._inductor.aoti_load_package`` loads a package a
   second time after any error (delete when it no longer does). That module must not import this one's
-  Torch-TensorRT parts.
+  Torch-TensorRT parts. The loader is created single-threaded (``run_single_threaded=True``) so that its calls can be
+  captured in CUDA graphs: the thread-safe runner queries and synchronises a CUDA event on every call, which
+  invalidates a capture (pytorch#148601); ``Pt2Model`` serialises calls with a lock instead. Go back to the
+  thread-safe runner (and drop the lock) when AOTInductor's thread-safe run can be captured or AOTInductor captures
+  CUDA graphs itself (the "AOTI cuda graph" pull requests, not in torch 2.14).
+* The ``.pt2`` engines' runtime settings (``pt2/engines.py``): reached through the loader's
+  ``get_custom_objs`` (in torch 2.14's extension module, not in its ``_aoti.pyi`` stubs) and the engine class's
+  TorchBind method ``update_runtime_settings``, which takes TensorRT-RTX's enum values: ``KERNEL_STRATEGY_CODES``
+  copies Torch-TensorRT's private ``runtime._runtime_config`` map because ``load_pt2`` does not import
+  ``torch_tensorrt``. Delete the copy when Torch-TensorRT's runtime library takes the strategy by name, or a
+  package can record its engines' runtime settings.
+* The package compile's Inductor settings (``formats/aot_inductor.PACKAGE_COMPILE_CONFIGS``, passed for that call
+  only): ``compile_threads=1`` because AOTInductor wakes Inductor's compile-worker pool (up to 32 processes, each
+  importing torch) whenever the example inputs are on the GPU, although a graph of TensorRT engines has few or no
+  Triton kernels for it; delete when AOTInductor starts the pool only for Triton kernels.
+  ``aot_inductor.compile_wrapper_opt_level="O0"``: the wrapper only passes handles; keep it only while the GPU
+  benchmark shows it shortens tunes without slowing ``cuda_graphs=False`` calls.
 * The engine-error watch (``engine_errors``): Torch-TensorRT 2.14's runtimes ignore what ``enqueueV3`` returns and
   set no TensorRT error recorder, so a failed engine call is visible only as a line its C++ logger writes to
   standard error; the package reads its own standard error for those lines. Delete when Torch-TensorRT raises on a
@@ -68,14 +84,14 @@ Release workarounds:
 
 Private names reached into (each where no public API gives the same):
 
-* Torch-TensorRT ``runtime._runtime_cache._to_torchbind_handle`` and ``runtime._runtime_config``'s
-  ``_CUDA_GRAPH_STRATEGY_MAP`` and ``_DYNAMIC_SHAPES_KERNEL_STRATEGY_MAP`` (``engine_runtime``): a loaded C++ engine
-  takes runtime settings only as TensorRT's enum values and a handle to the cache. Delete when Torch-TensorRT can
-  give a loaded module's engines a ``RuntimeSettings`` (with its runtime cache) publicly.
+* Torch-TensorRT ``runtime._runtime_cache._to_torchbind_handle`` (``engine_runtime``): a loaded C++ engine takes
+  its runtime cache only as a TorchBind handle (and its strategies as TensorRT's enum values: ``pt2.engines``).
+  Delete when Torch-TensorRT can give a loaded module's engines a ``RuntimeSettings`` (with its runtime cache)
+  publicly.
 * Torch-TensorRT ``dynamo.runtime._serialized_engine_layout.ENGINE_IDX`` and ``dynamo.runtime._TRTEngine``'s
   ``EngineSerializer`` and ``TRTEngine`` (``formats/raw_engines``): go with the raw-engine workaround above.
-* torch ``ScriptObject._type()`` (``engine_runtime.reachable_engines``): tells Torch-TensorRT's engine objects
-  from other TorchBind objects a graph holds. Delete when ``isinstance`` against the engine class works.
+* torch ``ScriptObject._type()`` (``pt2.engines.is_tensorrt_engine``): tells Torch-TensorRT's engine objects
+  from other TorchBind objects a graph or a package holds. Delete when ``isinstance`` against the engine class works.
 * torch ``torch._C._aoti`` (the loader above) and ``torch._inductor`` (``aoti_compile_and_package``, and
   ``runtime.cache_dir_utils.cache_dir`` for the packaging lock): AOTInductor has no other entry points in torch
   2.14. Delete when torch offers them outside ``_inductor`` / ``_C``.

@@ -7,8 +7,9 @@ Prints a markdown table (latency with the cosine similarity of each contender's 
 then this backend's tune time by build step (quantization and calibration included), and writes ``table.md``,
 ``results.json`` and ``chart.png`` (if matplotlib is installed) to ``--out``. Every contender is called the way users
 call it (AITune contenders through the tuned ``ait.Module``); the "raw" rows call this backend's loaded artifact
-directly, as the floor. Load seconds are measured by ``ait.load`` in one fresh process per model. Ratios are
-what to compare: absolute times vary between machines.
+directly, as the floor, and the "load_pt2" row the ``.pt2`` package as a deployment loads it. Load seconds are
+measured by ``ait.load`` in one fresh process per model, followed by the first call at each batch size (worst and
+median in the table). Ratios are what to compare: absolute times vary between machines.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ OURS = {
     "ours-pt2-fp32": ("aitune_trt_aot fp32 .pt2 (aot_inductor)", "fp32", {"output_format": "aot_inductor"}),
     "ours-int8": ("aitune_trt_aot int8 (rest fp16, CUDA graphs auto)", "int8", {}),
     "ours-fp8": ("aitune_trt_aot fp8 (rest fp16, CUDA graphs auto)", "fp8", {}),
+    # The load-time / first-call trade-off (README, "First call after a load"): the same builds, served by the build
+    # cache (warm_up does not change what is built), loaded with every recorded shape warmed.
+    "ours-warm": ("aitune_trt_aot default, warm_up=True", "fp32", {"warm_up": True}),
+    "ours-pt2-warm": (
+        "aitune_trt_aot fp32 .pt2 (aot_inductor), warm_up=True",
+        "fp32",
+        {"output_format": "aot_inductor", "warm_up": True},
+    ),
 }
 # Recorded calls AITune keeps per graph while the quantized contenders tune (its default, 1, is what they calibrate on).
 CALIBRATION_CALLS = 32
@@ -104,6 +113,7 @@ class Row:
     artifact_bytes: int | None = None
     load_s: float | None = None
     first_call_s: float | None = None  # the first call (batch 1) after that load, in the same fresh process
+    first_calls_s: list = field(default_factory=list)  # after that load, the first call at each benchmarked batch
     max_abs_err: float | None = None
     cosine: float | None = None  # of the output to eager fp32's (the 8-bit builds' self-check metric)
     note: str = ""
@@ -210,7 +220,7 @@ def measure_model(
     """All contenders for one model."""
     from aitune.torch.backend import TorchTensorRTAotBackend as BuiltIn
 
-    from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig, direct_call
+    from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig, direct_call, load_pt2
 
     reference, make = build(model_name)
     reference = reference.cuda()
@@ -291,6 +301,9 @@ def measure_model(
             # The loaded artifact (in its CUDA-graph runner where the config uses one), called without AITune and
             # without this backend's shape check: what the per-call overhead is measured against.
             add(f"raw: {label.removeprefix('aitune_trt_aot ')}, no AITune", backend.runner, artifact_bytes=size)
+        if key == "ours-pt2-fp32":
+            # The package as a deployment runs it: load_pt2 (CUDA graphs "auto", the kernel strategy it records).
+            add("load_pt2: fp32 .pt2, no AITune", load_pt2(backend.artifact_path), artifact_bytes=size)
     if "builtin" in contenders:
         try:
             tuned, seconds = tune_aitune(model_name, BuiltIn(), batches, out, "builtin")
@@ -304,8 +317,12 @@ def measure_model(
     return rows
 
 
-def load_and_first_call_seconds(model_name: str, out: Path) -> dict[str, tuple[float, float]]:
-    """Per saved checkpoint of the model: ``ait.load`` seconds and the first call's (batch 1), in one fresh process."""
+def load_and_first_call_seconds(model_name: str, out: Path, batches: list[int]) -> dict[str, tuple[float, list]]:
+    """Per saved checkpoint of the model, in one fresh process: ``ait.load`` seconds, then each first call's.
+
+    The first calls are made at each batch size of ``batches``, in that order (all inside the built range 1..max):
+    the seconds of the first call at each built shape after the load.
+    """
     code = f"""
 import json, time, sys
 import aitune_trt_aot, aitune.torch as ait, torch
@@ -318,13 +335,16 @@ for path in sorted(Path({str(out)!r}).glob("{model_name}-*.ait")):
     loaded = ait.load(ait.Module(model, path.stem), path)
     torch.cuda.synchronize()
     load = time.perf_counter() - start
-    inputs = make(1)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    with torch.no_grad():
-        loaded(*inputs)
-    torch.cuda.synchronize()
-    result[path.stem.split("-", 1)[1]] = (load, time.perf_counter() - start)
+    first_calls = []
+    for batch in {list(batches)!r}:
+        inputs = make(batch)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.no_grad():
+            loaded(*inputs)
+        torch.cuda.synchronize()
+        first_calls.append(time.perf_counter() - start)
+    result[path.stem.split("-", 1)[1]] = (load, first_calls)
 print(json.dumps(result))
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
@@ -332,6 +352,13 @@ print(json.dumps(result))
         print(f"load timing for {model_name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
         return {}
     return {key: tuple(value) for key, value in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+
+
+def first_call_summary(seconds: list[float]) -> tuple[float, float] | None:
+    """Worst and median of the first calls at each built shape after a load; None when none were measured."""
+    if not seconds:
+        return None
+    return max(seconds), statistics.median(seconds)
 
 
 def add_ratios(rows: list[Row]) -> None:
@@ -348,18 +375,20 @@ def table(rows: list[Row]) -> str:
     """The rows as a markdown table."""
     head = (
         "| model | contender | batch | median ms | cos vs fp32 | p90 ms | items/s | x eager | x built-in | tune s | MB "
-        "| load s | 1st call s | max abs err | note |"
+        "| load s | 1st call s | 1st call at each shape s (worst / median) | max abs err | note |"
     )
-    lines = [head, "|" + "---|" * 15]
+    lines = [head, "|" + "---|" * 16]
     fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
     for r in rows:
+        summary = first_call_summary(r.first_calls_s)
+        per_shape = "" if summary is None else f"{summary[0]:.2f} / {summary[1]:.2f}"
         lines.append(
             f"| {r.model} | {r.contender} | {r.batch or ''} | {fmt(r.median_ms, '.3f')} | {fmt(r.cosine, '.5f')} | "
             f"{fmt(r.p90_ms, '.3f')} | "
             f"{fmt(r.throughput, '.0f')} | {fmt(r.ratios.get('vs eager'), '.2f')} | "
             f"{fmt(r.ratios.get('vs AITune'), '.2f')} | {fmt(r.tune_s, '.1f')} | "
             f"{fmt(None if r.artifact_bytes is None else r.artifact_bytes / 1e6, '.1f')} | {fmt(r.load_s, '.1f')} | "
-            f"{fmt(r.first_call_s, '.2f')} | {fmt(r.max_abs_err, '.1e')} | {r.note} |"
+            f"{fmt(r.first_call_s, '.2f')} | {per_shape} | {fmt(r.max_abs_err, '.1e')} | {r.note} |"
         )
     return "\n".join(lines)
 
@@ -476,11 +505,12 @@ def main() -> int:
     rows: list[Row] = []
     for model_name in args.models:
         model_rows = measure_model(model_name, args.batches, args.out, args.contenders, args.profile)
-        loads = load_and_first_call_seconds(model_name, args.out)
+        loads = load_and_first_call_seconds(model_name, args.out, args.batches)
         for row in model_rows:
-            for key, (seconds, first_call) in loads.items():
+            for key, (seconds, first_calls) in loads.items():
                 if AITUNE_LABELS.get(key) == row.contender:
-                    row.load_s, row.first_call_s = seconds, first_call
+                    row.load_s, row.first_calls_s = seconds, first_calls
+                    row.first_call_s = first_calls[0] if first_calls else None
         rows += model_rows
         print(f"done {model_name}", file=sys.stderr)
         add_ratios(rows)

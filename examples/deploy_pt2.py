@@ -3,8 +3,10 @@
     python examples/deploy_pt2.py model.pt2 --batches 1 5
     python examples/deploy_pt2.py model.pt2 --write-cases cases.pt   # inputs + outputs for examples/cpp
     python examples/deploy_pt2.py model.pt2 --check-cases cases.pt   # compare with stored outputs
+    python examples/deploy_pt2.py model.pt2 --cuda-graphs false      # each call without a CUDA graph
 
-Prints the package's input ranges, the load time and, per batch size, the output shapes and call times.
+Prints the package's input ranges, the load time and, per batch size, the output shapes and call times (the first
+call at a shape compiles TensorRT-RTX kernels and, under CUDA graphs, captures).
 The package needs PyTorch, a GPU, the TensorRT(-RTX) library and Torch-TensorRT's runtime library (see
 docs/pt2.md); ``AITUNE_TRT_AOT_RUNTIME_ONLY=1`` keeps ``aitune_trt_aot`` from importing AITune.
 """
@@ -49,10 +51,12 @@ def main() -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--write-cases", metavar="FILE")
     parser.add_argument("--check-cases", metavar="FILE")
+    parser.add_argument("--cuda-graphs", choices=("auto", "true", "false"), default="auto")
     options = parser.parse_args()
 
+    cuda_graphs = {"auto": "auto", "true": True, "false": False}[options.cuda_graphs]
     start = time.perf_counter()
-    model = load_pt2(options.package, device=options.device)
+    model = load_pt2(options.package, device=options.device, cuda_graphs=cuda_graphs)
     load_seconds = time.perf_counter() - start
     print(f"loaded {options.package} in {load_seconds:.2f}s on {model.device}")
     print(f"inputs: {[s.describe() for s in model.inputs or []]}; built-in values: {model.constants}")
@@ -82,6 +86,7 @@ def main() -> int:
         max_batch = max((s.dims[0][1] or 0) for s in model.inputs or [] if s.dims and s.dims[0])
         write_cases(options.write_cases, written, max_batch)
         print(f"wrote {len(written)} cases to {options.write_cases}")
+    summary["graphs"] = 0 if model.graphs is None else model.graphs.graph_count
     summary["imported"] = sorted(name for name in ("aitune", "torch_tensorrt") if name in sys.modules)
     print(json.dumps(summary))
     return 0

@@ -26,11 +26,20 @@ from aitune_trt_aot.pt2.runtime import (
     CONSTANTS_METADATA_KEY,
     COVERAGE_METADATA_KEY,
     INPUTS_METADATA_KEY,
+    KERNELS_METADATA_KEY,
     load_pt2,
 )
 from aitune_trt_aot.ranges import program_ranges
 
 logger = logging.getLogger(__name__)
+
+# Inductor settings for the package compile only (passed as its inductor_configs, so nothing changes for the rest of
+# the process). compile_threads=1: no compile-worker pool. AOTInductor wakes Inductor's pool of up to 32 worker
+# processes (each importing torch, with a health thread polling every 2 s) whenever the example inputs are on the GPU,
+# although a graph of TensorRT engines has few or no Triton kernels for it; its workers compete with the C++ compiles
+# for the CPU. compile_wrapper_opt_level="O0": the generated wrapper only passes tensor handles between the engines and
+# any PyTorch-run operations (Inductor's default is O1; its kernels keep O3). docs/benchmark.md, "Tune time".
+PACKAGE_COMPILE_CONFIGS: dict[str, Any] = {"compile_threads": 1, "aot_inductor.compile_wrapper_opt_level": "O0"}
 
 
 @contextmanager
@@ -53,12 +62,13 @@ def _package_configs(program: ExportedProgram, compiled: CompiledModel) -> dict[
         CONSTANTS_METADATA_KEY: json.dumps(compiled.constants, default=repr),
         COVERAGE_METADATA_KEY: json.dumps(compiled.coverage.to_dict()),
         BUILT_FOR_METADATA_KEY: json.dumps(build_environment(), default=str),
+        KERNELS_METADATA_KEY: compiled.kernel_specialization,
     }
     for position, tensor_range in enumerate(ranges):
         lows, highs = tensor_range.size_bounds()
         metadata[f"aitune_trt_aot.input_{position}.min"] = lows
         metadata[f"aitune_trt_aot.input_{position}.max"] = highs
-    return {"aot_inductor.metadata": metadata}
+    return {**PACKAGE_COMPILE_CONFIGS, "aot_inductor.metadata": metadata}
 
 
 def packaging_lock() -> FileLock:
@@ -80,8 +90,8 @@ class AotInductorFormat(ArtifactFormat):
 
     name = "aot_inductor"
     suffix = ".pt2"
-    cuda_graphs = False  # capturing a package's call invalidated the capture (cudaErrorStreamCaptureInvalidated)
     quantized = True  # the 8-bit layers are inside the engines the package embeds
+    runtime_settings = True  # the loaded package hands out its engine objects (pt2.engines)
 
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
         """Export the compiled graph with its dynamic shapes and compile it into a package at ``path``."""
@@ -100,5 +110,5 @@ class AotInductorFormat(ArtifactFormat):
                 torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
 
     def load(self, path: Path, device: torch.device) -> Callable[..., Any]:
-        """Load the package through the AOTInductor runtime."""
-        return load_pt2(path, device=device)
+        """Load the package through the AOTInductor runtime; graphs and engine settings are the activation's."""
+        return load_pt2(path, device=device, cuda_graphs=False, runtime_settings=False)

@@ -122,6 +122,7 @@ def _compile_and_check(
     refuse_without_quantized_layers(plan, coverage)
 
     compiled.constants = dict(capture.guard.constants)
+    compiled.kernel_specialization = job.config.kernel_specialization
     with track(Step.ARTIFACT_SAVE) as result:
         artifact = save_artifact(compiled, plan, job)
         result["compiled_model_size_bytes"] = artifact.path.stat().st_size
@@ -142,6 +143,7 @@ def _compile_and_check(
                 result["built_ranges"] = describe_all(narrower)
                 return narrower
         refuse_mismatch(report.mismatch, plan, coverage)
+        entry.warm_calls = report.warm_calls
     with track(Step.KERNEL_CACHE_SAVE):
         keep_kernel_cache(entry, activation.engine_setup, job.cache_dir)
     logger.info(

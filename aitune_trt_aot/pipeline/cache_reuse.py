@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def fingerprint(job: BuildJob, module: nn.Module, plan: BuildPlan, guard: ShapeGuard) -> str | None:
     """The cache key of this build: model, config, plan, input ranges, machine; None where the model cannot be read."""
     config = job.config.to_dict()
-    del config["build_cache"]  # whether to use the cache does not change what is built
+    del config["build_cache"], config["warm_up"]  # neither changes what is built
     try:
         facts = {
             "config": config,

@@ -12,7 +12,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,6 +28,7 @@ from aitune_trt_aot.plan import BuildPlan
 from aitune_trt_aot.ranges import InputRange
 from aitune_trt_aot.shapes import ShapeGuard
 from aitune_trt_aot.validation import Tolerance, output_mismatch, self_check_calls, tensor_shapes
+from aitune_trt_aot.warm_up import WarmCall
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +54,15 @@ class SelfCheckReport:
         first_call_seconds: The time of the first call at each of those shapes, together (TensorRT-RTX compiles
             kernels there, the CUDA-graph runner captures).
         mismatch: The first call that did not match, None when every call matched.
+        warm_calls: The structure and shapes of the matching calls, with each one's first-call seconds, for the
+            warm-up at later activations (``warm_up``; calls whose structure cannot be stored are left out).
 
     """
 
     checked_shapes: list[list[tuple[int, ...]]]
     first_call_seconds: float
     mismatch: Mismatch | None
+    warm_calls: list[WarmCall] = field(default_factory=list)
 
 
 def engines_of(activation: Activation, check_shapes: bool) -> Callable[..., Any]:
@@ -85,13 +89,17 @@ def compare_with_eager(
     """
     first_calls: list[float] = []
     checked: list[list[tuple[int, ...]]] = []
+    warm_calls: list[WarmCall] = []
     for is_recorded, sample in self_check_calls(samples, shapes_to_check, range_ends):
         outcome = _compare_one(engines, module, sample, device, tolerance, is_recorded, repeats, first_calls)
         if isinstance(outcome, Mismatch):
-            return SelfCheckReport(checked, round(sum(first_calls), 3), outcome)
+            return SelfCheckReport(checked, round(sum(first_calls), 3), outcome, warm_calls)
         if outcome:
             checked.append(list(tensor_shapes(sample)))
-    return SelfCheckReport(checked, round(sum(first_calls), 3), None)
+            warm = WarmCall.of(sample, first_calls[-1])
+            if warm is not None:
+                warm_calls.append(warm)
+    return SelfCheckReport(checked, round(sum(first_calls), 3), None, warm_calls)
 
 
 def _compare_one(

@@ -68,7 +68,11 @@ int main(int argc, char** argv) {
   }
   try {
     torch::NoGradGuard no_grad;
-    torch::inductor::AOTIModelPackageLoader loader(argv[1], "model", false, 1, 0);
+    // run_single_threaded=true, one runner, device 0: the single-threaded runner does no CUDA-event query or sync
+    // per call (the thread-safe one does), so a call can be captured in a CUDA graph; it is not thread-safe: a server
+    // calling from several threads takes one loader per thread, or a mutex around run (aitune_trt_aot's Python
+    // load_pt2 locks). Pass false for the thread-safe runner (slower per call, cannot be captured).
+    torch::inductor::AOTIModelPackageLoader loader(argv[1], "model", /*run_single_threaded=*/true, 1, 0);
     const std::unordered_map<std::string, std::string> metadata = loader.get_metadata();
     torch::jit::Module cases = torch::jit::load(argv[2]);
     const auto count = cases.attr("count").toInt();

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.files import bytes_digest, file_digest
 from aitune_trt_aot.safe_save import leftovers
 from aitune_trt_aot.stack import torch_tensorrt_or_none
+from aitune_trt_aot.warm_up import WarmCall
 from tests.support.entries import BUILT_FOR, mlp_guard
 
 NAME = "TorchTensorRTAotBackend"
@@ -91,15 +93,27 @@ def test_new_entry_fields_are_optional_and_always_stored(tmp_path: Path) -> None
     assert {"coverage", "checksum", "built_for"} <= set(stored)
     assert stored["writer"] == CheckpointWriter(package="aitune_trt_aot", version=FORMAT_VERSION)
     assert FORMAT_VERSION == 5
-    assert stored["kernel_cache"] is None and stored["kernel_cache_checksum"] is None
+    assert stored["kernel_cache"] is None and stored["kernel_cache_checksum"] is None and stored["warm_calls"] == []
     restored = CheckpointEntry.from_dict(stored)
     assert (restored.coverage, restored.checksum, restored.built_for) == (None, None, None)
-    for key in ("coverage", "checksum", "built_for", "precision", "kernel_cache", "kernel_cache_checksum"):
+    optional = ("coverage", "checksum", "built_for", "precision", "kernel_cache", "kernel_cache_checksum", "warm_calls")
+    for key in optional:
         del stored[key]  # an entry that lacks the optional keys
     restored = CheckpointEntry.from_dict(stored)
     assert (restored.coverage, restored.checksum, restored.built_for) == (None, None, None)
     assert (restored.kernel_cache, restored.kernel_cache_checksum) == (None, None)
-    assert restored.precision == "unknown"
+    assert restored.precision == "unknown" and restored.warm_calls == []
+
+
+def test_warm_calls_round_trip_and_a_damaged_one_is_named(tmp_path: Path) -> None:
+    """The self-check's calls to warm up with are stored as plain data; one that cannot be read is an ArtifactError."""
+    warm = WarmCall.of(((torch.zeros(4, 64),), {"scale": 0.5}), 0.0123)
+    stored = _entry(tmp_path, warm_calls=[warm]).to_dict(NAME)
+    assert json.loads(json.dumps(stored["warm_calls"])) == stored["warm_calls"], "JSON-safe, for the build cache"
+    assert CheckpointEntry.from_dict(stored).warm_calls == [warm]
+    stored["warm_calls"] = [{"leaves": []}]
+    with pytest.raises(ArtifactError, match="warm-up calls are unreadable.*re-run ait.tune and save again"):
+        CheckpointEntry.from_dict(stored)
 
 
 def test_kernel_cache_is_an_artifact_of_the_entry(tmp_path: Path) -> None:
@@ -116,15 +130,15 @@ def test_kernel_cache_is_an_artifact_of_the_entry(tmp_path: Path) -> None:
 
 
 def test_entries_of_format_2_are_still_read(tmp_path: Path) -> None:
-    """Format 2 (no kernel cache, no kernel_specialization) loads; format 1 (torch 2.11 stack) is refused."""
+    """Format 2 (no kernel cache, no kernel_specialization, no warm-up) loads; format 1 (torch 2.11) is refused."""
     stored = _entry(tmp_path).to_dict(NAME)
-    for key in ("kernel_cache", "kernel_cache_checksum"):
+    for key in ("kernel_cache", "kernel_cache_checksum", "warm_calls"):
         del stored[key]
-    del stored["config"]["kernel_specialization"]
+    del stored["config"]["kernel_specialization"], stored["config"]["warm_up"]
     stored["writer"] = CheckpointWriter(version=2)
     restored = CheckpointEntry.from_dict(stored)
-    assert restored.kernel_cache is None
-    assert restored.config.kernel_specialization == "auto"
+    assert restored.kernel_cache is None and restored.warm_calls == []
+    assert (restored.config.kernel_specialization, restored.config.warm_up) == ("auto", "auto")
 
 
 def test_entries_of_format_4_are_still_read(tmp_path: Path) -> None:

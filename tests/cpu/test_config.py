@@ -433,10 +433,17 @@ def test_kernel_specialization_rules() -> None:
     assert TorchTensorRTAotBackendConfig(kernel_specialization="lazy", cuda_graphs=False).describe() == (
         "cuda_graphs=False,kernel_specialization=lazy"
     )
-    for graphs in (True, "auto"):  # "auto" captures exported_program calls
-        with pytest.raises(ConfigError, match="'lazy' cannot be combined with CUDA graphs"):
-            TorchTensorRTAotBackendConfig(kernel_specialization="lazy", cuda_graphs=graphs)
-    for output_format in ("aot_inductor", "torchscript"):
-        with pytest.raises(ConfigError, match=f"cannot be applied to output_format='{output_format}'"):
-            TorchTensorRTAotBackendConfig(kernel_specialization="eager", output_format=output_format)
-    TorchTensorRTAotBackendConfig(output_format="aot_inductor")  # "auto" is fine everywhere
+    for graphs in (True, "auto"):  # "auto" captures exported_program and aot_inductor calls
+        for output_format in ("exported_program", "aot_inductor"):
+            with pytest.raises(ConfigError, match="'lazy' cannot be combined with CUDA graphs"):
+                TorchTensorRTAotBackendConfig(
+                    kernel_specialization="lazy", cuda_graphs=graphs, output_format=output_format
+                )
+    with pytest.raises(ConfigError, match="cannot be applied to output_format='torchscript'") as refused:
+        TorchTensorRTAotBackendConfig(kernel_specialization="eager", output_format="torchscript")
+    assert "engines of 'aot_inductor' and 'exported_program' artifacts only" in str(refused.value)
+    # the engines inside a .pt2 take it too (pt2.engines), and the package records it for load_pt2
+    assert TorchTensorRTAotBackendConfig(kernel_specialization="none", output_format="aot_inductor").describe() == (
+        "output_format=aot_inductor,kernel_specialization=none"
+    )
+    TorchTensorRTAotBackendConfig(output_format="torchscript")  # "auto" is fine everywhere

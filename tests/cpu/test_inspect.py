@@ -16,6 +16,7 @@ import aitune_trt_aot
 from aitune_trt_aot import TorchTensorRTAotBackendConfig
 from aitune_trt_aot.compiled import Coverage
 from aitune_trt_aot.inspect import main
+from aitune_trt_aot.warm_up import WarmCall
 from tests.support.entries import BUILT_FOR, fp16_mlp_entry
 from tests.support.processes import run_python
 from tests.support.tuning import tuned_eager_module
@@ -29,7 +30,10 @@ def _report(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, s
 
 def _our_checkpoint(path: Path, **fields: Any) -> Path:
     """An .ait laid out as AITune writes one (state_dict.pt + artifacts), holding one entry of ours."""
-    fields = {"coverage": Coverage(engines=2, tensorrt_ops=40, pytorch_ops=3)} | fields
+    fields = {
+        "coverage": Coverage(engines=2, tensorrt_ops=40, pytorch_ops=3),
+        "warm_calls": [WarmCall.of(((torch.zeros(batch, 64),), {}), 0.25) for batch in (1, 16)],
+    } | fields
     entry = fp16_mlp_entry(ArtifactPath(Path("."), "1/1/model.pt2"), **fields).to_dict("TorchTensorRTAotBackend")
     state = {"": {"type": "Module", "name": "mlp", "tuned_module": {"backends": [({}, entry)]}}}
     buffer = io.BytesIO()
@@ -52,6 +56,7 @@ def test_checkpoint_of_ours_lists_format_coverage_inputs_precision_and_build(
     assert "TensorRT: 2 TensorRT engines, 40 ops in TensorRT, 3 in PyTorch" in out
     assert "input x: [1..16, 64] float32" in out
     assert "built for: NVIDIA H200 (sm 9.0), TensorRT-RTX 1.6.1.120, Torch-TensorRT 2.14.0" in out
+    assert "warm-up shapes: [(1, 64)] (0.25 s at build); [(16, 64)] (0.25 s at build); warm_up='auto'" in out
 
 
 def test_a_quantized_checkpoint_shows_its_layers_by_precision(
@@ -91,6 +96,7 @@ def test_package_metadata(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         "aitune_trt_aot.constants": json.dumps({"scale": 0.5}),
         "aitune_trt_aot.coverage": json.dumps({"engines": 1, "tensorrt_ops": 5, "pytorch_ops": 0}),
         "aitune_trt_aot.built_for": json.dumps(BUILT_FOR),
+        "aitune_trt_aot.kernel_specialization": "auto",
         "AOTI_DEVICE_KEY": "cuda",
         "AOTI_COMPUTE_CAPABILITY": "90",
     }
@@ -106,6 +112,7 @@ def test_package_metadata(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "built-in values: {'scale': 0.5}" in out
     assert "compiled for compute capability 90, device cuda" in out
     assert "built for: NVIDIA H200 (sm 9.0)" in out
+    assert "kernel specialization: auto (load_pt2 applies it)" in out
 
 
 @pytest.mark.parametrize("suffix", [".ait", ".pt2"])

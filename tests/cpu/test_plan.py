@@ -184,9 +184,11 @@ def test_refusals_come_before_the_graph_spec_is_read() -> None:
 
 def test_make_plan_applies_the_config_rules_again() -> None:
     """A config changed after it was made (it is a mutable dataclass) is checked again when the build is planned."""
-    config = TorchTensorRTAotBackendConfig(output_format="aot_inductor")
-    config.cuda_graphs = True
-    with pytest.raises(ConfigError, match="cuda_graphs=True does not work with output_format='aot_inductor'"):
+    config = TorchTensorRTAotBackendConfig(
+        output_format="aot_inductor", kernel_specialization="lazy", cuda_graphs=False
+    )
+    config.cuda_graphs = "auto"  # .pt2 calls are captured now: lazy kernels must not be
+    with pytest.raises(ConfigError, match="kernel_specialization='lazy' cannot be combined with CUDA graphs"):
         make_plan(config, _stack(), None, ((torch.zeros(2, 64),), {}), config.compile_config)
 
 

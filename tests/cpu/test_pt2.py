@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -31,6 +33,7 @@ from aitune_trt_aot.ranges import InputRange, program_ranges
 from aitune_trt_aot.stack import version_tuple
 from tests.support.archives import flip_a_byte_inside
 from tests.support.entries import BUILT_FOR
+from tests.support.fake_pt2 import FakeEngine, FakeLoader, recognise_fake_engines
 from tests.support.processes import run_python, subprocess_env
 from tests.support.tuning import one_and_two_graph_modules
 
@@ -364,3 +367,134 @@ def test_package_builds_take_turns_across_processes(tmp_path: Path, monkeypatch:
         holder.communicate("\n", timeout=60)
     with packaging_lock().acquire(timeout=5):  # free again once the other process is done
         pass
+
+
+class _RecordingGraphs:
+    """Stands in for ``CudaGraphRunner`` (which needs CUDA): records how it was made, calls straight through."""
+
+    def __init__(self, runner: Any, device: torch.device, fall_back: bool = False) -> None:
+        self.runner, self.device, self.fall_back = runner, device, fall_back
+
+    def __call__(self, *args: Any) -> Any:
+        return self.runner(*args)
+
+
+@pytest.fixture
+def loads_without_cuda(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """``load_pt2`` gets as far as making the loader on this machine: CUDA, libraries and the loader are stand-ins.
+
+    Returns the list each loader's constructor arguments are appended to. The TensorRT-RTX flavour is installed.
+    """
+    made: list[tuple] = []
+    engines = {"custom_obj_0": FakeEngine()}
+
+    def loader(*args: Any) -> FakeLoader:
+        made.append(args)
+        return FakeLoader({}, custom_objects=engines)
+
+    recognise_fake_engines(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "init", lambda: None)
+    monkeypatch.setattr(torch._C._aoti, "AOTIModelPackageLoader", loader)
+    monkeypatch.setattr(pt2_runtime, "resolve_device", lambda device, error: torch.device("cuda", 0))
+    monkeypatch.setattr(pt2_runtime, "current_device", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(pt2_runtime, "load_tensorrt_runtime", lambda: None)
+    monkeypatch.setattr(pt2_runtime, "share_cxx_runtime", lambda: None)
+    monkeypatch.setattr(pt2_runtime, "CudaGraphRunner", _RecordingGraphs)
+    monkeypatch.setattr(pt2_runtime, "_installed_torch_tensorrt", lambda: ("TensorRT-RTX", "2.14.0"))
+    made.append(engines["custom_obj_0"])  # the first item: the package's one engine
+    return made
+
+
+def _kernels_package(path: Path, kernel_specialization: str | None) -> Path:
+    """A package (:func:`_write_package`) whose metadata records ``kernel_specialization`` (None: nothing)."""
+    package = _write_package(path)
+    if kernel_specialization is None:
+        return package
+    with zipfile.ZipFile(package) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    name = next(n for n in entries if n.endswith(pt2_runtime.METADATA_SUFFIX))
+    metadata = json.loads(entries[name]) | {pt2_runtime.KERNELS_METADATA_KEY: kernel_specialization}
+    entries[name] = json.dumps(metadata).encode()
+    with zipfile.ZipFile(package, "w") as archive:
+        for entry, data in entries.items():
+            archive.writestr(entry, data)
+    return package
+
+
+@pytest.mark.parametrize(
+    ("recorded", "cuda_graphs", "captured", "strategy"),
+    [
+        (None, "auto", True, 1),  # eager kernels before capture
+        ("none", True, True, 2),
+        (None, False, False, 0),  # lazy: TensorRT-RTX's default
+        ("lazy", "auto", False, 0),  # lazy kernels are never captured
+    ],
+)
+def test_load_pt2_makes_a_single_threaded_runner_captures_and_sets_the_kernel_strategy(
+    tmp_path: Path, loads_without_cuda: list, recorded: str | None, cuda_graphs: Any, captured: bool, strategy: int
+) -> None:
+    """The loader is single-threaded (capturable); graphs as ``cuda_graphs`` says; the engines get the strategy."""
+    engine, *_ = loads_without_cuda
+    model = load_pt2(_kernels_package(tmp_path / "model.pt2", recorded), cuda_graphs=cuda_graphs)
+    [arguments] = loads_without_cuda[1:]
+    assert arguments == (str(tmp_path / "model.pt2"), "model", True, 1, 0)  # run_single_threaded=True, one runner
+    assert (model.graphs is not None) == captured
+    if captured:
+        assert model.graphs.fall_back == (cuda_graphs == "auto") and model.graphs.device == torch.device("cuda", 0)
+    assert engine.settings == [(strategy, 0, None)], "the package's kernel specialization, no TensorRT-RTX graphs"
+
+
+def test_load_pt2_leaves_the_engines_alone_where_asked_or_on_standard_tensorrt(
+    tmp_path: Path, loads_without_cuda: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The .ait activation sets the engines itself (with the kernel cache); standard TensorRT has no such settings."""
+    engine, *_ = loads_without_cuda
+    package = _kernels_package(tmp_path / "model.pt2", "eager")
+    load_pt2(package, cuda_graphs=False, runtime_settings=False)
+    monkeypatch.setattr(pt2_runtime, "_installed_torch_tensorrt", lambda: ("TensorRT", "2.14.0"))
+    load_pt2(package)
+    assert engine.settings == []
+    with pytest.raises(ConfigError, match="cuda_graphs must be True, False or 'auto', got 'always'"):
+        load_pt2(package, cuda_graphs="always")
+    with pytest.raises(ConfigError, match="lazy.pt2 was built with kernel_specialization='lazy', and .* cannot"):
+        load_pt2(_kernels_package(tmp_path / "lazy.pt2", "lazy"), cuda_graphs=True)
+
+
+def test_the_package_compile_runs_without_the_worker_pool_and_records_the_kernel_strategy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AOTInductor's compile gets compile_threads=1 and an -O0 wrapper, for that call only.
+
+    The metadata records the config's kernel_specialization for load_pt2.
+    """
+    from torch._inductor import config as inductor_config
+
+    from aitune_trt_aot.compiled import CompiledModel, Coverage
+    from aitune_trt_aot.formats.aot_inductor import PACKAGE_COMPILE_CONFIGS, AotInductorFormat
+
+    seen: dict[str, Any] = {}
+
+    def compile_and_package(program: Any, package_path: str, inductor_configs: dict[str, Any]) -> str:
+        seen.update(inductor_configs)
+        return package_path
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", compile_and_package)
+    threads, wrapper_level = inductor_config.compile_threads, inductor_config.aot_inductor.compile_wrapper_opt_level
+    environment = dict(os.environ)
+    compiled = CompiledModel(
+        module=torch.nn.Linear(8, 4),
+        sample=((torch.randn(3, 8),), {}),
+        coverage=Coverage(engines=1, tensorrt_ops=1, pytorch_ops=0),
+        dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=16)},),
+        kernel_specialization="none",
+    )
+    AotInductorFormat().save(compiled, tmp_path / "model.pt2", pickle_protocol=5)
+    assert PACKAGE_COMPILE_CONFIGS == {"compile_threads": 1, "aot_inductor.compile_wrapper_opt_level": "O0"}
+    assert {key: seen[key] for key in PACKAGE_COMPILE_CONFIGS} == PACKAGE_COMPILE_CONFIGS
+    assert seen["aot_inductor.metadata"][pt2_runtime.KERNELS_METADATA_KEY] == "none"
+    assert dict(os.environ) == environment
+    assert (inductor_config.compile_threads, inductor_config.aot_inductor.compile_wrapper_opt_level) == (
+        threads,
+        wrapper_level,
+    ), "nothing changed for the rest of the process"

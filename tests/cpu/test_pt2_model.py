@@ -1,53 +1,36 @@
-"""CPU: ``Pt2Model`` around a stand-in AOTInductor loader: metadata, call flattening and input checks."""
+"""CPU: ``Pt2Model`` around a stand-in AOTInductor loader: metadata, calls, input checks, engines and their settings."""
 
 from __future__ import annotations
 
 import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from torch.utils import _pytree as pytree
 
-from aitune_trt_aot import InputShapeError, Pt2InputError, Pt2LoadError
+from aitune_trt_aot import ConfigError, InputShapeError, Pt2InputError, Pt2LoadError, engine_runtime
+from aitune_trt_aot.pt2.engines import KERNEL_STRATEGY_CODES, give_settings
 from aitune_trt_aot.pt2.runtime import (
     CONSTANTS_METADATA_KEY,
     COVERAGE_METADATA_KEY,
     INPUTS_METADATA_KEY,
+    KERNELS_METADATA_KEY,
     Pt2Model,
+    graphs_for,
     load_pt2,
+    recorded_kernel_specialization,
+    set_kernel_strategy,
 )
 from aitune_trt_aot.ranges import InputRange
+from tests.support.fake_pt2 import FakeEngine, FakeLoader, recognise_fake_engines
 
 RANGES = [
     InputRange(None, "tensor 0", (1, 32), None, (16, 32), torch.float32),  # x
     InputRange(None, "tensor 1", (1, 64), None, (16, 64), torch.float32),  # bias
 ]
-
-
-class FakeLoader:
-    """Answers like ``torch._C._aoti.AOTIModelPackageLoader`` for a package traced as ``f(x, *, bias)``.
-
-    ``boxed_run`` records the flat tensors it got and returns ``(x.sum(), bias.sum())`` as a flat list.
-    """
-
-    def __init__(self, metadata: dict[str, str]) -> None:
-        self.metadata = metadata
-        self.calls: list[list[torch.Tensor]] = []
-        tensor = torch.zeros(1)
-        _, self.in_spec = pytree.tree_flatten(((tensor,), {"bias": tensor}))
-        _, self.out_spec = pytree.tree_flatten({"x": tensor, "bias": tensor})
-
-    def get_call_spec(self) -> list[str]:
-        return [pytree.treespec_dumps(self.in_spec), pytree.treespec_dumps(self.out_spec)]
-
-    def get_metadata(self) -> dict[str, str]:
-        return dict(self.metadata)
-
-    def boxed_run(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        self.calls.append(list(tensors))
-        return [t.sum() for t in tensors]
 
 
 def _metadata(**overrides: Any) -> dict[str, str]:
@@ -161,3 +144,87 @@ def test_the_deploy_example_makes_inputs_from_the_recorded_ranges(monkeypatch: p
     tensors = deploy.random_inputs(model, 5)
     assert [(tuple(t.shape), t.dtype) for t in tensors] == [((5, 32), torch.float32), ((5, 64), torch.float32)]
     assert [spec.dims for spec in model.inputs] == [((1, 16), (32, 32)), ((1, 16), (64, 64))]
+
+
+def test_calls_into_the_single_threaded_runner_take_turns() -> None:
+    """The package's runner is created single-threaded: calls from 4 threads at once reach it one at a time."""
+    loader = FakeLoader(_metadata(), delay=0.01)
+    model = Pt2Model(loader, Path("two_inputs.pt2"), torch.device("cpu"))
+    x, bias = torch.ones(4, 32), torch.ones(4, 64)
+    with ThreadPoolExecutor(4) as pool:
+        outputs = list(pool.map(lambda _: model(x, bias=bias), range(16)))
+    assert len(loader.calls) == 16 and loader.most_at_once == 1
+    assert all(float(output["x"]) == 4 * 32 for output in outputs)
+    assert model.graphs is None, "no CUDA graphs unless asked for"
+
+
+def test_the_package_hands_out_its_engines_and_they_get_the_kernel_strategy(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """get_custom_objs' engine objects, in name order, each get the strategy's TensorRT-RTX value and no cache."""
+    recognise_fake_engines(monkeypatch)
+    engines = {"custom_obj_1": FakeEngine(), "custom_obj_0": FakeEngine()}
+    loader = FakeLoader(_metadata(), custom_objects={**engines, "custom_obj_2": object()})
+    model = Pt2Model(loader, Path("two_inputs.pt2"), torch.device("cpu"))
+    assert model.tensorrt_engines() == [engines["custom_obj_0"], engines["custom_obj_1"]]
+    with caplog.at_level(logging.WARNING):
+        set_kernel_strategy(model, "eager")
+    assert [engine.settings for engine in engines.values()] == [[(1, 0, None)], [(1, 0, None)]]
+    assert caplog.records == []
+    give_settings(engines["custom_obj_0"], "none", runtime_cache="cache")
+    assert engines["custom_obj_0"].settings[-1] == (2, 0, "cache")
+    assert KERNEL_STRATEGY_CODES == {"lazy": 0, "eager": 1, "none": 2}
+
+
+def test_engines_that_cannot_be_reached_keep_their_defaults_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A torch whose loader has no get_custom_objs: Pt2LoadError naming why; loading goes on, warned once."""
+    model, _ = _model()
+    with pytest.raises(Pt2LoadError, match="cannot be reached .*get_custom_objs.*TensorRT-RTX's default runtime"):
+        model.tensorrt_engines()
+    with caplog.at_level(logging.WARNING):
+        set_kernel_strategy(model, "eager")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith(
+        "Could not set the kernel specialization of the engines in two_inputs.pt2 (Pt2LoadError: The TensorRT "
+        "engines inside two_inputs.pt2 cannot be reached (AttributeError: get_custom_objs)"
+    )
+    assert warning.endswith("same results.); they run with TensorRT-RTX's defaults.")
+    assert engine_runtime.engine_devices(model) == [], "the device check skips engines it cannot reach"
+
+
+def test_the_activation_reaches_a_package_s_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """engine_runtime finds a loaded package's engines (the .ait path gives them the strategy and kernel cache)."""
+    recognise_fake_engines(monkeypatch)
+    engine = FakeEngine()
+    model = Pt2Model(
+        FakeLoader(_metadata(), custom_objects={"custom_obj_0": engine}), Path("m.pt2"), torch.device("cpu")
+    )
+    assert engine_runtime.reachable_engines(model) == [engine]
+    assert engine_runtime.engine_devices(model) == [None], "a fake engine does not describe its device"
+
+
+@pytest.mark.parametrize(
+    ("recorded", "asked", "runs_under"),
+    [
+        ("auto", "auto", "auto"),
+        ("eager", True, True),
+        ("lazy", "auto", False),  # lazily specialised kernels must not be captured
+        ("lazy", False, False),
+        ("none", False, False),
+    ],
+)
+def test_a_package_s_kernel_specialization_decides_its_graphs(
+    recorded: str, asked: bool | str, runs_under: Any
+) -> None:
+    """What a package records (absent: "auto") and what load_pt2 is asked for give the graphs its calls run under."""
+    metadata = {} if recorded == "auto" else {KERNELS_METADATA_KEY: recorded}
+    choice = recorded_kernel_specialization(metadata, Path("m.pt2"))
+    assert choice == recorded
+    assert graphs_for(choice, asked, Path("m.pt2")) == runs_under
+
+
+def test_lazy_kernels_under_forced_graphs_or_an_unknown_choice() -> None:
+    """cuda_graphs=True with a lazily specialised package is refused; a choice unknown here is taken as "auto"."""
+    with pytest.raises(ConfigError, match=r"m.pt2 was built with kernel_specialization='lazy', and .* cannot be"):
+        graphs_for("lazy", True, Path("m.pt2"))
+    assert recorded_kernel_specialization({KERNELS_METADATA_KEY: "turbo"}, Path("m.pt2")) == "auto"

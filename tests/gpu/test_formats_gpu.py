@@ -85,12 +85,15 @@ def test_dynamic_batch_sweep_then_fresh_process_reload(
     with pytest.raises(InputShapeError, match="outside the built range 1..16"):
         tuned(*args, **kwargs)
 
-    # Runtime settings: exported_program engines specialise kernels before capture and keep what they compiled.
+    # Runtime settings: exported_program engines, and those inside a .pt2 (reached through the AOTInductor loader,
+    # pt2/engines.py), specialise kernels before capture and keep what they compiled.
     settings = backend.kernel_settings
     print(f"[{ir} {output_format} {case}] engine runtime settings after tuning: {settings}")
-    if output_format == "exported_program":
+    reached = output_format in ("exported_program", "aot_inductor")
+    if reached:
         assert settings["strategy"] == "eager" and settings["engines"] >= 1
         assert backend.kernel_cache_path is not None and backend.kernel_cache_path.stat().st_size > 0
+    if output_format == "exported_program":
         # the engines are in the archive as raw bytes for rebuild_engine, not as base64 text (formats/raw_engines.py)
         pickles = engine_pickles(backend.artifact_path)
         assert pickles and all(rebuild_engine.__name__.encode() in data for data in pickles)
@@ -99,7 +102,7 @@ def test_dynamic_batch_sweep_then_fresh_process_reload(
     print(f"[{ir} {output_format} {case}] ait.load in a fresh process: {report}")
     assert report["backends"] == [OURS]
     assert report["served_by_backend"] == report["calls"] > 0
-    if output_format == "exported_program":  # the checkpoint brought the kernels along
+    if reached:  # the checkpoint brought the kernels along
         [loaded_settings] = report["kernel_settings_at_load"]
         assert loaded_settings["strategy"] == "eager" and loaded_settings["kernel_cache_loaded_bytes"] > 0
     else:

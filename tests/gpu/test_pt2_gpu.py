@@ -1,4 +1,7 @@
-"""GPU: ``.pt2`` AOTInductor packages standalone: in a fresh Python process without AITune, and from C++ (full tier)."""
+"""GPU: ``.pt2`` AOTInductor packages standalone: in a fresh Python process without AITune, and from C++ (full tier).
+
+Also: ``.pt2`` calls under CUDA graphs against calls without, and the warm-up at load (issue 28).
+"""
 
 from __future__ import annotations
 
@@ -19,15 +22,26 @@ from aitune_trt_aot import (
     load_pt2,
     save_pt2,
 )
+from aitune_trt_aot.cuda_graphs import CudaGraphRunner
 from aitune_trt_aot.pt2.paths import loaded_library_dirs
 from aitune_trt_aot.pt2.runtime import runtime_library, tensorrt_library
 from examples.pt2_cases import write_cases
 from tests.support import tolerances
-from tests.support.gpu import SWEEP, inputs_for, sweep_errors, the_backend, tune_case
+from tests.support.gpu import (
+    SWEEP,
+    graph_count,
+    graph_runner,
+    inputs_for,
+    reload_in_fresh_process,
+    sweep_errors,
+    the_backend,
+    tune_case,
+)
 from tests.support.native import crash_report
 from tests.support.processes import deploy_pt2
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+OURS = "aitune_trt_aot.backend.TorchTensorRTAotBackend"
 MAX_BATCH = 16
 CASE_BATCHES = tuple(dict.fromkeys(SWEEP))  # 8 distinct batch sizes in a changing order
 
@@ -103,6 +117,16 @@ def _build_cpp_example(repo_root: Path, build_dir: Path) -> Path:
     return binary
 
 
+def _write_mlp_cases(reference: torch.nn.Module, path: Path, seed: int) -> None:
+    """Inputs of the MLP at each batch size of the sweep, with eager's outputs, for the deployment examples."""
+    cases = []
+    for position, batch in enumerate(CASE_BATCHES):
+        (x,), _ = inputs_for("mlp", batch, seed=seed + position)
+        with torch.no_grad():
+            cases.append(([x], reference(x)))
+    write_cases(str(path), cases, max_batch=MAX_BATCH)
+
+
 def test_mlp_pt2_end_to_end(tmp_path: Path) -> None:
     """Tune, save_pt2, run without AITune in a fresh Python process and from the C++ example, swept."""
     tuned, reference = tune_case("mlp", _pt2_backend())
@@ -113,12 +137,7 @@ def test_mlp_pt2_end_to_end(tmp_path: Path) -> None:
         tuned(torch.randn(MAX_BATCH + 1, 64, device="cuda"))
 
     package = save_pt2(tuned, tmp_path / "mlp.pt2")
-    cases = []
-    for position, batch in enumerate(CASE_BATCHES):
-        (x,), _ = inputs_for("mlp", batch, seed=500 + position)
-        with torch.no_grad():
-            cases.append(([x], reference(x)))
-    write_cases(str(tmp_path / "cases.pt"), cases, max_batch=MAX_BATCH)
+    _write_mlp_cases(reference, tmp_path / "cases.pt", seed=500)
 
     # Python, no AITune and no torch_tensorrt in the process (examples/deploy_pt2.py reports what it imported).
     deployed = deploy_pt2(package, tmp_path / "cases.pt")
@@ -148,3 +167,71 @@ def test_mlp_pt2_end_to_end(tmp_path: Path) -> None:
     assert f"batch {MAX_BATCH + 1}: refused: input 0: size {MAX_BATCH + 1} on axis 0, compiled for 1..{MAX_BATCH}" in (
         result.stdout
     )
+
+
+def test_pt2_under_cuda_graphs_gives_the_results_of_calls_without(tmp_path: Path, fresh_process) -> None:
+    """The default config captures a .pt2's calls per shape, and they give the results of calls without graphs.
+
+    The single-threaded AOTInductor runner is captured with the engines' kernels specialised eagerly. Across the batch
+    sweep the results match eager and the package without graphs: in the tuning process, after ait.load in a fresh
+    process, and through load_pt2 in a fresh process.
+    """
+    tuned, reference = tune_case("mlp", _pt2_backend())
+    backend = the_backend(tuned)
+    assert isinstance(graph_runner(backend), CudaGraphRunner), "cuda_graphs='auto' captures .pt2 calls"
+    settings = backend.kernel_settings
+    print(f"\n[mlp .pt2 under CUDA graphs] engine settings {settings}, kernel cache {backend.kernel_cache_path}")
+    assert settings["strategy"] == "eager" and settings["engines"] >= 1, "the engines inside the package were reached"
+    errors = sweep_errors(tuned, reference, "mlp")
+    print(f"[mlp .pt2 under CUDA graphs] {graph_count(backend)} graphs, sweep errors vs eager {errors}")
+    assert max(errors.values()) <= tolerances.FP32
+    assert graph_count(backend) >= len(CASE_BATCHES), "every batch size of the sweep was captured (none fell back)"
+
+    package = save_pt2(tuned, tmp_path / "mlp.pt2")
+    captured, plain = load_pt2(package), load_pt2(package, cuda_graphs=False)
+    differences = {}
+    with torch.no_grad():
+        for position, batch in enumerate(SWEEP):
+            for repeat in range(3):
+                (x,), _ = inputs_for("mlp", batch, seed=700 + 3 * position + repeat)
+                difference = float((captured(x) - plain(x)).abs().max())
+                differences[batch] = max(differences.get(batch, 0.0), difference)
+    print(f"[mlp load_pt2, graphs vs none] {captured.graphs.graph_count} graphs, max abs differences {differences}")
+    assert captured.graphs.graph_count == len(CASE_BATCHES) and plain.graphs is None
+    assert max(differences.values()) <= tolerances.FP32
+
+    report = reload_in_fresh_process(fresh_process, tmp_path, tuned, reference, "mlp")
+    print(f"[mlp .pt2 under CUDA graphs, ait.load in a fresh process] {report}")
+    assert report["backends"] == [OURS] and report["served_by_backend"] == report["calls"]
+    assert max(report["errors"].values()) <= tolerances.FP32
+    assert max(report["errors_vs_eager"].values()) <= tolerances.FP32
+
+    _write_mlp_cases(reference, tmp_path / "cases.pt", seed=900)
+    with_graphs = deploy_pt2(package, tmp_path / "cases.pt")
+    without = deploy_pt2(package, tmp_path / "cases.pt", "--cuda-graphs", "false")
+    print(f"[mlp load_pt2 in fresh processes] graphs: {with_graphs}\nwithout: {without}")
+    assert with_graphs["graphs"] == len(CASE_BATCHES) and without["graphs"] == 0
+    assert with_graphs["imported"] == without["imported"] == []
+    assert max(with_graphs["errors"].values()) <= tolerances.FP32 and max(without["errors"].values()) <= tolerances.FP32
+
+
+@pytest.mark.parametrize("output_format", ["exported_program", "aot_inductor"])
+def test_first_calls_after_a_fresh_load_find_the_shapes_warmed(
+    tmp_path: Path, fresh_process, output_format: str
+) -> None:
+    """warm_up=True: ait.load in a fresh process warms every shape the self-check checked, one graph captured each.
+
+    Calls at those shapes then reach the engines. No timing is asserted; the first-call seconds are printed.
+    """
+    config = TorchTensorRTAotBackendConfig(output_format=output_format, warm_up=True)
+    tuned, reference = tune_case("mlp", TorchTensorRTAotBackend(config), name=f"mlp-warm-{output_format}")
+    backend = the_backend(tuned)
+    checked = [[list(shape) for shape in call] for call in backend.checked_shapes]
+    assert [call.shapes() for call in backend._entry.warm_calls] == [[tuple(s) for s in c] for c in checked]
+    batches = sorted({call[0][0] for call in checked})
+    report = reload_in_fresh_process(fresh_process, tmp_path, tuned, reference, "mlp", batches=tuple(batches))
+    print(f"\n[mlp {output_format} warm_up=True, ait.load in a fresh process] checked {checked}; {report}")
+    assert report["warmed_shapes_at_load"] == [checked]
+    assert report["graphs_at_load"] == [len(checked)], "each warmed shape was captured at load"
+    assert report["served_by_backend"] == report["calls"] == 3 * len(batches)
+    assert max(report["errors_vs_eager"].values()) <= tolerances.FP32

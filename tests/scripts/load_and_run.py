@@ -4,10 +4,10 @@ Usage: python -m tests.scripts.load_and_run CASE CHECKPOINT EXPECTED.pt [--no-im
    or: python -m tests.scripts.load_and_run --args-from-stdin [--no-import], then CASE CHECKPOINT EXPECTED.pt as
        one JSON list on stdin (tests start it ahead: tests.support.processes.PrestartedPython)
 Prints one JSON line: load seconds, backend classes, the engines' runtime settings right after the load (kernel
-cache bytes loaded), calls and how many the backend served, first-call seconds and max abs error per batch size,
-the worst cosine similarity and relative L2 error to eager per batch size (the 8-bit builds' metric,
-``aitune_trt_aot.validation.accuracy_metrics``), and (unless ``--no-import``) the max abs error of
-``aitune_trt_aot.direct_call`` on the loaded module per batch size.
+cache bytes loaded), the shapes the load warmed up and the CUDA graphs held right after it, calls and how many the
+backend served, first-call seconds and max abs error per batch size, the worst cosine similarity and relative L2
+error to eager per batch size (the 8-bit builds' metric, ``aitune_trt_aot.validation.accuracy_metrics``), and
+(unless ``--no-import``) the max abs error of ``aitune_trt_aot.direct_call`` on the loaded module per batch size.
 ``--no-import`` skips ``import aitune_trt_aot`` (the checkpoint itself must bring the backend in).
 """
 
@@ -28,7 +28,7 @@ import aitune.torch as ait  # noqa: E402
 import torch_tensorrt  # noqa: E402
 from aitune.torch.utils.module import move_tensors_to_device  # noqa: E402
 
-from tests.support.gpu import CallCounter, selected_backends, strategy_for  # noqa: E402
+from tests.support.gpu import CallCounter, graph_count, selected_backends, strategy_for  # noqa: E402
 from tests.support.models import build_model  # noqa: E402
 from tests.support.processes import arguments  # noqa: E402
 
@@ -65,6 +65,8 @@ def main(facts: dict | None = None) -> None:
     from aitune_trt_aot.validation import accuracy_metrics  # after ait.load: --no-import lets the checkpoint import it
 
     kernel_settings = [b.kernel_settings for b in selected_backends(loaded) if hasattr(b, "kernel_settings")]
+    warmed_shapes = [b.warmed_shapes for b in selected_backends(loaded) if hasattr(b, "warmed_shapes")]
+    graphs_at_load = [graph_count(b) for b in selected_backends(loaded) if hasattr(b, "_runner")]
     counters = [CallCounter(b) for b in selected_backends(loaded) if hasattr(b, "_runner")]
     calls = 0
     errors, errors_vs_eager, accuracy_vs_eager = {}, {}, {}
@@ -98,6 +100,8 @@ def main(facts: dict | None = None) -> None:
                 "first_call_seconds": next(iter(first_call_by_batch.values()), None),
                 "first_call_seconds_by_batch": first_call_by_batch,
                 "kernel_settings_at_load": kernel_settings,
+                "warmed_shapes_at_load": warmed_shapes,
+                "graphs_at_load": graphs_at_load,
                 "backends": backends,
                 "calls": calls,
                 "served_by_backend": served_by_backend,

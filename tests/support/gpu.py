@@ -72,6 +72,22 @@ def the_backend(tuned: Any) -> Any:
     return backend
 
 
+def graph_runner(backend: Any) -> Any:
+    """The CUDA-graph runner inside ``backend``'s runner (also below ``PinnedRunner``); None where there is none."""
+    from aitune_trt_aot.cuda_graphs import CudaGraphRunner
+
+    runner = backend.runner
+    while runner is not None and not isinstance(runner, CudaGraphRunner):
+        runner = vars(runner).get("runner")  # each wrapper's own field (CheckedEngines forwards attribute reads)
+    return runner
+
+
+def graph_count(backend: Any) -> int:
+    """How many CUDA graphs ``backend``'s runner holds (0 where its calls are not captured)."""
+    runner = graph_runner(backend)
+    return 0 if runner is None else runner.graph_count
+
+
 class CallCounter:
     """Wraps a backend's runner and counts the calls that reach it."""
 

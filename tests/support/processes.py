@@ -129,18 +129,20 @@ def start_python(*args: str, env: dict[str, str] | None = None) -> subprocess.Po
     )
 
 
-def deploy_pt2(package: Path, cases: Path) -> dict:
+def deploy_pt2(package: Path, cases: Path, *flags: str) -> dict:
     """``examples/deploy_pt2.py --check-cases`` on ``package`` in a fresh process (no AITune, no torch_tensorrt).
+
+    ``flags`` are passed on (e.g. ``--cuda-graphs false``).
 
     Returns its JSON report: what it imported, load seconds, and the largest error per batch size against the outputs
     stored in ``cases`` (``examples/pt2_cases.write_cases``).
     """
     script = str(REPO_ROOT / "examples" / "deploy_pt2.py")
     result = subprocess.run(
-        [sys.executable, script, str(package), "--check-cases", str(cases)],
+        [sys.executable, script, str(package), "--check-cases", str(cases), *flags],
         capture_output=True,
         text=True,
         timeout=300,
         env=subprocess_env(),
     )
-    return json_tail(result, "examples/deploy_pt2.py")
+    return json_tail(result, " ".join(["examples/deploy_pt2.py", *flags]))

@@ -1,0 +1,47 @@
+"""CPU: the benchmark's tables (``benchmarks/run.py``), from rows made by hand: no GPU, nothing timed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from benchmarks.run import Row, first_call_summary, merge, table
+
+
+def test_first_call_at_each_shape_is_given_as_worst_and_median() -> None:
+    """The column the issue asks for: worst and median over the first calls at each built shape after a load."""
+    assert first_call_summary([0.86, 0.05, 0.2]) == (0.86, 0.2)
+    assert first_call_summary([0.3, 0.1]) == (0.3, 0.2)
+    assert first_call_summary([]) is None
+    rows = [
+        Row("resnet50", "aitune_trt_aot default", 1, median_ms=1.5, load_s=1.3, first_call_s=0.86,
+            first_calls_s=[0.86, 0.05, 0.2]),
+        Row("resnet50", "eager fp32", 1, median_ms=3.0),
+    ]  # fmt: skip
+    lines = table(rows).splitlines()
+    assert "| 1st call s | 1st call at each shape s (worst / median) | max abs err |" in lines[0]
+    assert lines[1].count("---|") == lines[0].count("|") - 1
+    assert "| 1.3 | 0.86 | 0.86 / 0.20 |" in lines[2]
+    assert "|  |  |  |" in lines[3], "no load, no first calls: empty cells"
+
+
+def test_runs_written_before_the_column_still_merge(tmp_path: Path) -> None:
+    """A results.json without the per-shape first calls (earlier runs) merges, with that cell empty."""
+    run = tmp_path / "old-run"
+    run.mkdir()
+    old = asdict(Row("mlp", "eager fp32", 1, median_ms=0.2))
+    del old["first_calls_s"]
+    (run / "results.json").write_text(json.dumps([old]))
+    assert merge([run], tmp_path / "out") == 0
+    assert "| mlp | eager fp32 | 1 | 0.200 |" in (tmp_path / "out" / "table.md").read_text()
+
+
+def test_every_variant_of_ours_is_a_valid_config() -> None:
+    """The benchmark's configs of this backend are made when it runs on the GPU host: each must be accepted here."""
+    from aitune_trt_aot import TorchTensorRTAotBackendConfig
+    from benchmarks.run import AITUNE_LABELS, OURS
+
+    for key, (label, precision, fields) in OURS.items():
+        config = TorchTensorRTAotBackendConfig(precision=precision, **fields)
+        assert AITUNE_LABELS[key] == label and config.precision == precision
