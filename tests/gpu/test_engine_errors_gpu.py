@@ -87,3 +87,39 @@ def test_calls_on_a_starved_gpu_raise_or_match_eager(cuda_graphs) -> None:
     for batch, outcome in seen.items():
         if isinstance(batch, int) and isinstance(outcome, float):
             assert outcome <= tolerances.FP32, f"batch {batch}: a wrong result without an error ({outcome})"
+
+
+def test_kernel_compile_without_memory_raises_engine_call_error(tmp_path) -> None:
+    """Forced failure: a fresh process whose address space is capped calls at new shapes; calls raise, never lie.
+
+    TensorRT-RTX compiles kernels on the first call at each shape (kernel_specialization="eager", no CUDA graphs,
+    no warm-up): with the process's address space capped just above its current size (``RLIMIT_AS``), that compile
+    cannot get host memory and TensorRT fails the call (``tests/scripts/call_under_rlimit.py``). Tried with growing
+    margins until a call raises ``EngineCallError``; every call that returned must match eager.
+    """
+    from aitune_trt_aot import save
+    from tests.support.gpu import save_expected
+    from tests.support.processes import json_tail, run_python
+
+    case = "encoder"
+    config = TorchTensorRTAotBackendConfig(cuda_graphs=False, kernel_specialization="eager", warm_up=False)
+    tuned, reference = tune_case(case, TorchTensorRTAotBackend(config))
+    save_expected(tuned, reference, case, tmp_path / "expected.pt", batches=(11, 13, 14, 15))
+    save(tuned, tmp_path / "model.ait")
+    reports = []
+    for margin_mb in (8, 64, 512):
+        result = run_python(
+            "-m", "tests.scripts.call_under_rlimit", case, str(tmp_path / "model.ait"), str(tmp_path / "expected.pt"),
+            str(margin_mb), timeout=300,
+        )  # fmt: skip
+        report = json_tail(result, f"calls under a {margin_mb} MB address-space margin")
+        reports.append(report)
+        print(f"\n[address space +{margin_mb} MB] {report['outcomes']}")
+        for batch, outcome in report["outcomes"].items():
+            if isinstance(outcome, float):
+                assert outcome <= tolerances.FP32, f"batch {batch}: a wrong result without an error ({outcome})"
+        raised = [o for o in report["outcomes"].values() if isinstance(o, str) and o.startswith("EngineCallError")]
+        if raised:
+            assert "TensorRT failed while running the engines" in raised[0] and "input shapes [(" in raised[0]
+            return
+    pytest.fail(f"no margin made an engine call fail: {reports}")

@@ -1,0 +1,71 @@
+"""Fresh-process check: engine calls whose kernel compile cannot get host memory end in ``EngineCallError``.
+
+Usage: python -m tests.scripts.call_under_rlimit CASE CHECKPOINT EXPECTED.pt MARGIN_MB
+
+Loads the checkpoint (built with warm-up off and no CUDA graphs, so that each new batch size makes TensorRT-RTX
+compile kernels at the call), makes one call at batch size 1, then caps the process's address space
+(``RLIMIT_AS``) at its current size plus ``MARGIN_MB`` and calls at each batch size stored in ``EXPECTED.pt`` (none
+called before in this process). Prints one JSON line: per batch size, ``"EngineCallError: ..."``, another
+exception's type and message, or the largest difference from eager (a number: the call returned).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+
+import aitune.torch as ait
+import torch
+from aitune.torch.backend import TorchEagerBackend
+from aitune.torch.utils.module import move_tensors_to_device
+
+import aitune_trt_aot  # noqa: F401  (registers the backend before AITune loads the checkpoint)
+from aitune_trt_aot.errors import EngineCallError
+from tests.support.gpu import inputs_for, strategy_for
+from tests.support.models import build_model
+from tests.support.processes import arguments
+
+
+def _address_space_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize in /proc/self/status")
+
+
+def main() -> None:
+    """Load, call once, cap the address space, call at each stored batch size; print the outcomes."""
+    case, checkpoint, expected_path, margin_mb = arguments(sys.argv)[:4]
+    expected = torch.load(expected_path)
+    loaded = ait.load(ait.Module(build_model(case), case, strategy=strategy_for(TorchEagerBackend())), checkpoint)
+    device = torch.device("cuda")
+    inputs = {batch: move_tensors_to_device((args, kwargs), device) for batch, (args, kwargs, _, _) in expected.items()}
+    eager = {batch: entry[3].to(device) for batch, entry in expected.items()}
+    first_args, first_kwargs = inputs_for(case, 1)
+    with torch.no_grad():
+        loaded(*first_args, **first_kwargs)  # the first call's one-time set-up happens before the cap
+    torch.cuda.synchronize()
+    outcomes: dict[str, object] = {}
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = _address_space_bytes() + int(margin_mb) * (1 << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        for batch, (args, kwargs) in inputs.items():
+            try:
+                with torch.no_grad():
+                    actual = loaded(*args, **kwargs)
+                torch.cuda.synchronize()
+                outcomes[str(batch)] = float((actual.float() - eager[batch].float()).abs().max())
+            except EngineCallError as error:
+                outcomes[str(batch)] = f"EngineCallError: {error}"
+            except BaseException as error:  # what else a capped process gave: reported, the parent decides
+                outcomes[str(batch)] = f"{type(error).__name__}: {str(error)[:300]}"
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    print(json.dumps({"margin_mb": int(margin_mb), "cap_bytes": cap, "outcomes": outcomes}))
+
+
+if __name__ == "__main__":
+    main()
