@@ -94,9 +94,8 @@ def for_no_quantized_layers() -> str:
     """After the refusal of an INT8/FP8 build in which no layer takes 8-bit inputs."""
     return (
         "Check quantization exclude and recipe (ModelOpt's recipes quantize Linear and Conv layers and leave some by "
-        "name, such as *lm_head* and *output_layer*; fp8 leaves convolutions unquantized, as TensorRT-RTX runs FP8 "
-        "only for matrix multiplications: use precision='int8' for a convolutional model), or build with "
-        "precision='fp16'."
+        "name, such as *lm_head* and *output_layer*; int8 and fp8 leave convolutions unquantized, as TensorRT-RTX "
+        "builds 8-bit engines only for matrix multiplications), or build with precision='fp16'."
     )
 
 

@@ -67,21 +67,23 @@ def calibration_indexes(recorded: int, wanted: int | None, cap: int = CALIBRATIO
     return [i * (recorded - 1) // (count - 1) for i in range(count)]
 
 
-# TensorRT-RTX runs FP8 only for matrix multiplications: quantized convolutions gave NaN outputs for ResNet-50 on an
-# H200 (2026-12-07), so an fp8 build leaves them in the unquantized precision.
-FP8_UNSUPPORTED_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+# Layers an 8-bit build leaves in the unquantized precision, whatever the recipe. TensorRT-RTX runs FP8 only for
+# matrix multiplications (quantized convolutions gave NaN outputs for ResNet-50 on an H200, 2026-12-07), and with
+# INT8-quantized convolutions TensorRT-RTX 1.6 built no engine at all (a two-conv CNN and ResNet-50, on an H100 and
+# an H200, 2026-12-07: "build_serialized_network returned None"; matrix multiplications build).
+UNQUANTIZED_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 def recipe_config(mtq: Any, precision: str, quantization: QuantizationConfig) -> dict[str, Any]:
     """ModelOpt's config for the recipe (a copy), with quantizers disabled where they must not run.
 
-    Those are the quantizers of ``quantization.exclude``'s modules and, for fp8, of the layers TensorRT-RTX cannot run
-    in FP8 (:data:`FP8_UNSUPPORTED_LAYERS`).
+    Those are the quantizers of ``quantization.exclude``'s modules and of the layers TensorRT-RTX builds no 8-bit
+    engine for (:data:`UNQUANTIZED_LAYERS`).
     """
     recipe = copy.deepcopy(getattr(mtq, quantization.recipe_name(precision)))
     entries = recipe.get("quant_cfg")
-    if precision == "fp8" and isinstance(entries, list):  # older ModelOpt releases have no parent_class entries
-        for layer in FP8_UNSUPPORTED_LAYERS:
+    if isinstance(entries, list):  # older ModelOpt releases have no parent_class entries
+        for layer in UNQUANTIZED_LAYERS:
             parent = mtq.QuantModuleRegistry.get_key(layer)
             if parent is not None:
                 entries.append({"quantizer_name": "*", "parent_class": parent, "enable": False})

@@ -236,14 +236,17 @@ def test_excluded_modules_get_their_quantizers_disabled_in_a_copy_of_the_recipe(
         {"quantizer_name": "encoder.layers.0.*.*", "enable": False},
     ]
     assert mtq.INT8_DEFAULT_CFG == stock
-    assert recipe_config(mtq, "int8", QuantizationConfig()) == mtq.INT8_DEFAULT_CFG
+    stock_entries = recipe_config(mtq, "int8", QuantizationConfig())["quant_cfg"][: len(stock["quant_cfg"])]
+    assert stock_entries == stock["quant_cfg"], "ModelOpt's own entries first, unchanged"
 
 
-def test_fp8_leaves_convolutions_unquantized() -> None:
-    """TensorRT-RTX runs FP8 only for matrix multiplications: an fp8 recipe disables every convolution's quantizers."""
-    recipe = recipe_config(mtq, "fp8", QuantizationConfig())
-    assert recipe["quant_cfg"][: len(mtq.FP8_DEFAULT_CFG["quant_cfg"])] == mtq.FP8_DEFAULT_CFG["quant_cfg"]
-    added = recipe["quant_cfg"][len(mtq.FP8_DEFAULT_CFG["quant_cfg"]) :]
+@pytest.mark.parametrize("precision", ["int8", "fp8"])
+def test_8_bit_recipes_leave_convolutions_unquantized(precision: str) -> None:
+    """TensorRT-RTX builds 8-bit engines for matrix multiplications only: convolutions' quantizers are off."""
+    stock = getattr(mtq, QuantizationConfig().recipe_name(precision))["quant_cfg"]
+    recipe = recipe_config(mtq, precision, QuantizationConfig())
+    assert recipe["quant_cfg"][: len(stock)] == stock
+    added = recipe["quant_cfg"][len(stock) :]
     assert {"quantizer_name": "*", "parent_class": "nn.Conv2d", "enable": False} in added
     assert len(added) == 6
     torch.manual_seed(0)

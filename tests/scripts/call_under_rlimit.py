@@ -15,12 +15,17 @@ import json
 import resource
 import sys
 
-import aitune.torch as ait
 import torch
+
+# Before AITune: the package makes TensorRT-RTX importable as `tensorrt` (this checkout is not pip-installed here).
+import aitune_trt_aot  # noqa: F401
+
+# isort: split
+
+import aitune.torch as ait
 from aitune.torch.backend import TorchEagerBackend
 from aitune.torch.utils.module import move_tensors_to_device
 
-import aitune_trt_aot  # noqa: F401  (registers the backend before AITune loads the checkpoint)
 from aitune_trt_aot.errors import EngineCallError
 from tests.support.gpu import inputs_for, strategy_for
 from tests.support.models import build_model
