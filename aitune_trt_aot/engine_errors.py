@@ -23,6 +23,12 @@ Limits, by construction:
 - ``AITUNE_TRT_AOT_WATCH_ENGINE_ERRORS=0`` leaves standard error alone (nothing is checked; a warning says so).
 If the process's file descriptor 2 is replaced after the watch started (``pytest``'s output capture does that per
 test), the next check wraps the new one.
+
+A process that dies abruptly (a native library calling ``exit``, ``os._exit``, a fatal signal) would take with it
+what was written to standard error but not yet passed on: often the very message that says why it died. So a small
+guardian process (``sh`` and ``cat``) holds the pipe's read end too and reads nothing while this process lives; when
+this process is gone it passes on whatever is left in the pipe, then what later writers (child processes that
+inherited standard error) write, until the last of them closes it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import logging
 import os
 import re
 import select
+import subprocess
 import threading
 from collections import deque
 from typing import Any
@@ -96,6 +103,9 @@ class ErrorLogWatch:
         self._messages: deque[tuple[int, str]] = deque(maxlen=_KEPT_MESSAGES)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._guardian: subprocess.Popen | None = None
+        self._retired: list[subprocess.Popen] = []
+        self._alive_fd: int | None = None  # the guardian's lifeline: it goes on when this process closes it or dies
 
     @property
     def active(self) -> bool:
@@ -134,7 +144,10 @@ class ErrorLogWatch:
                 os.dup2(self._forward_fd, self._fd)  # type: ignore[arg-type]
             os.close(self._read_fd)
             os.close(self._forward_fd)  # type: ignore[arg-type]
-        self._read_fd = self._forward_fd = self._pipe_id = self._poll = None
+        if self._alive_fd is not None:
+            os.close(self._alive_fd)  # the guardian waits for the parent's copy only
+        self._guardian, self._retired = None, []  # the parent's
+        self._read_fd = self._forward_fd = self._pipe_id = self._poll = self._alive_fd = None
         self._partial = b""
 
     def _fd_id(self) -> tuple[int, int] | None:
@@ -155,6 +168,8 @@ class ErrorLogWatch:
         self._pipe_id = self._fd_id()
         self._poll = select.poll()
         self._poll.register(read_fd, select.POLLIN)
+        guarded = _start_guardian(read_fd, forward_fd)
+        self._guardian, self._alive_fd = guarded if guarded is not None else (None, None)
         self._stop = threading.Event()
         drain_poll = select.poll()  # a poll object must not be used by two threads at once
         drain_poll.register(read_fd, select.POLLIN)
@@ -176,7 +191,11 @@ class ErrorLogWatch:
         # The drain thread may be inside poll(): closing its descriptor under it is safe (poll returns POLLNVAL).
         os.close(self._read_fd)
         os.close(self._forward_fd)  # type: ignore[arg-type]
-        self._read_fd = self._forward_fd = self._pipe_id = self._poll = None
+        if self._alive_fd is not None:
+            os.close(self._alive_fd)  # the guardian passes on what writers still holding the pipe write, then ends
+            # Kept until it ended (it may still copy children's output), so that it is reaped, never left a zombie.
+            self._retired = [g for g in (*self._retired, self._guardian) if g is not None and g.poll() is None]
+        self._read_fd = self._forward_fd = self._pipe_id = self._poll = self._alive_fd = None
 
     def _drain(self, poll: Any, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -212,6 +231,33 @@ class ErrorLogWatch:
             if message is not None:
                 self._count += 1
                 self._messages.append((self._count, message))
+
+
+def _start_guardian(read_fd: int, forward_fd: int) -> tuple[subprocess.Popen, int] | None:
+    """Start the process that passes on what is left in the pipe once this one is gone.
+
+    Returns it with the write end of its lifeline (closing that lets it go on), or None where no ``sh`` can be
+    started: nothing then guards the pipe, and an abrupt exit may lose its last output.
+    """
+    alive_read, alive_write = os.pipe()  # not inheritable: only this process holds the write end
+    # Waits for end-of-file on the lifeline (this process closed it, or died), then copies the pipe to its stdout.
+    script = f"cat <&{alive_read} >/dev/null; exec cat <&{read_fd}"
+    try:
+        guardian = subprocess.Popen(
+            ["/bin/sh", "-c", script],
+            stdin=subprocess.DEVNULL,
+            stdout=forward_fd,
+            stderr=subprocess.DEVNULL,  # never the pipe's write end: the guardian would wait for itself
+            pass_fds=(alive_read, read_fd),
+            start_new_session=True,  # a Ctrl-C to this process's group must not end it first
+        )
+    except OSError as error:
+        logger.debug("No guardian for standard error (%s): an abrupt exit may lose its last output.", error)
+        os.close(alive_write)
+        return None
+    finally:
+        os.close(alive_read)
+    return guardian, alive_write
 
 
 _WATCH: ErrorLogWatch | None = None

@@ -230,3 +230,28 @@ def test_real_standard_error_in_a_fresh_process(tmp_path: Path) -> None:
     assert result.stdout.strip() == "raised"
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines[lines.index("before") :] == ["before", ENQUEUE_ERROR.decode().strip(), "after"], result.stderr
+
+
+@pytest.mark.parametrize("ending", ["os._exit(3)", "os.kill(os.getpid(), 9)"])
+def test_a_process_that_dies_abruptly_keeps_its_last_words(tmp_path: Path, ending: str) -> None:
+    """What was written to the watched standard error just before ``os._exit`` or SIGKILL still reaches it.
+
+    Native libraries that end the process (``exit()`` from C, a fatal signal) give the drain thread no chance to pass
+    on the last output: the guardian process does.
+    """
+    script = tmp_path / "dies.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os
+            from aitune_trt_aot.engine_errors import process_watch
+
+            process_watch().mark()
+            os.write(2, b"FATAL: the reason this process ends\\n")
+            {ending}
+            """
+        )
+    )
+    result = run_python(str(script), timeout=60)
+    assert result.returncode != 0
+    assert "FATAL: the reason this process ends" in result.stderr
