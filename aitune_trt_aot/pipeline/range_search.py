@@ -13,7 +13,11 @@ built for it can be wrong, or fail, near its top while right everywhere below. R
   naming the range) and a ``.pt2`` package's recorded ranges all agree, and checked again in full.
 
 Only axes whose top lies above every recorded call's size are searched ("raised" axes): the recorded sizes were
-checked already, and are never cut.
+checked already, and are never cut. Nor is any axis cut below 2: ``torch.export`` gives a dynamic axis the range
+[2, ...] (it specialises sizes 0 and 1), and Torch-TensorRT refuses an input range whose top lies below the exported
+one. AITune keeps one recorded call per graph by default, often the batch-1 call: a floor of 1 made the first try
+(the recorded sizes alone) fail for that reason, and the whole search with it (the fp32 token encoder on an H100,
+2026-12-07).
 """
 
 from __future__ import annotations
@@ -31,10 +35,14 @@ logger = logging.getLogger(__name__)
 
 REFINE_STEPS = 3  # bisection steps after halving: the range found is within 1/8 of the largest that passes
 RECORDED_CALLS_READ = 16  # recorded calls read to find the sizes already checked
+SMALLEST_DYNAMIC_TOP = 2  # torch.export's smallest upper bound for a dynamic axis
 
 
 def raised_axes(guard: ShapeGuard, recorded: Iterable[Sample]) -> dict[tuple[int, int], int]:
-    """The axes whose top lies above every recorded call's size: (range index, axis) -> the largest recorded size."""
+    """The axes whose top lies above every recorded call's size: (range index, axis) -> the smallest top to cut to.
+
+    That is the largest recorded size, and at least :data:`SMALLEST_DYNAMIC_TOP`.
+    """
     largest: dict[tuple[int, int], int] = {}
     for number, (args, kwargs) in enumerate(recorded):
         if number == RECORDED_CALLS_READ:
@@ -43,7 +51,7 @@ def raised_axes(guard: ShapeGuard, recorded: Iterable[Sample]) -> dict[tuple[int
         for index, spec in enumerate(guard.ranges):
             tensor = spec.locator.get_value(arguments)
             for axis, size in enumerate(getattr(tensor, "shape", ())):
-                largest[index, axis] = max(largest.get((index, axis), 0), int(size))
+                largest[index, axis] = max(largest.get((index, axis), SMALLEST_DYNAMIC_TOP), int(size))
     return {
         (index, axis): size
         for (index, axis), size in largest.items()

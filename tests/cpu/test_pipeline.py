@@ -497,6 +497,27 @@ def test_a_raised_range_tensorrt_cannot_build_is_halved_until_it_builds(
         backend.infer(torch.randn(26, 64))
 
 
+def test_a_raised_range_recorded_at_batch_1_alone_is_searched_from_batch_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AITune keeps one recorded call by default, often batch 1: the first try is 1..2, never 1..1.
+
+    torch.export gives a dynamic axis the range [2, ...] and Torch-TensorRT refuses an input range below it, so a
+    first try at 1..1 failed on the GPU and ended the search (the fp32 token encoder on an H100, 2026-12-07).
+    """
+    frontend = TracedFrontend(fails_above=40)
+    register_fakes(monkeypatch, frontend)
+    module = _model()
+    spec = record(module, _calls(1, 4))  # the graph saw batch 1 and 4; only the first call is stored
+    spec.update_max_batch_size(_calls(1)[0], 100)
+    out = tmp_path / "from-2"
+    out.mkdir()
+    backend = TorchTensorRTAotBackend(_config())
+    backend.build(module, spec, sample_store(_calls(1), out / "recorded"), CPU, out)
+    assert [r.ranges[0].max_shape[0] for r in frontend.requests] == [100, 2, 50, 25]
+    assert backend.checked_shapes[-1] == [(25, 64)]
+
+
 def test_a_build_failure_the_recorded_sizes_share_is_raised_after_one_more_compile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -48,9 +48,13 @@ def calibration_data(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _weights(module: torch.nn.Module) -> dict[str, bytes]:
-    """Every parameter and buffer as raw bytes (on the CPU), to compare byte for byte."""
+    """Every parameter and buffer as raw bytes (on the CPU), to compare byte for byte.
+
+    Flattened first: a 0-dim buffer (BatchNorm's ``num_batches_tracked``) cannot be viewed as bytes.
+    """
     return {
-        n: t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() for n, t in module.state_dict().items()
+        n: t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes()
+        for n, t in module.state_dict().items()
     }
 
 

@@ -1,12 +1,14 @@
 """Fresh-process check: engine calls whose kernel compile cannot get host memory end in ``EngineCallError``.
 
-Usage: python -m tests.scripts.call_under_rlimit CASE CHECKPOINT EXPECTED.pt MARGIN_MB
+Usage: python -m tests.scripts.call_under_rlimit CASE CHECKPOINT EXPECTED.pt LIMIT MARGIN_MB
 
 Loads the checkpoint (built with warm-up off and no CUDA graphs, so that each new batch size makes TensorRT-RTX
-compile kernels at the call), makes one call at batch size 1, then caps the process's address space
-(``RLIMIT_AS``) at its current size plus ``MARGIN_MB`` and calls at each batch size stored in ``EXPECTED.pt`` (none
-called before in this process). Prints one JSON line: per batch size, ``"EngineCallError: ..."``, another
-exception's type and message, or the largest difference from eager (a number: the call returned).
+compile kernels at the call), makes one call at batch size 1, then caps the process at its current use plus
+``MARGIN_MB``: ``LIMIT`` ``data`` caps its heap (``RLIMIT_DATA``: host allocations, not the GPU's), ``as`` its
+whole address space (``RLIMIT_AS``: on an H100 that made CUDA's own allocations fail first, 2026-12-07). Then calls
+at each batch size stored in ``EXPECTED.pt`` (none called before in this process). Prints one JSON line: per batch
+size, ``"EngineCallError: ..."``, another exception's type and message, or the largest difference from eager (a
+number: the call returned).
 """
 
 from __future__ import annotations
@@ -31,18 +33,21 @@ from tests.support.gpu import inputs_for, strategy_for
 from tests.support.models import build_model
 from tests.support.processes import arguments
 
+LIMITS = {"data": (resource.RLIMIT_DATA, "VmData:"), "as": (resource.RLIMIT_AS, "VmSize:")}
 
-def _address_space_bytes() -> int:
+
+def _in_use_bytes(field: str) -> int:
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmSize:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmSize in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def main() -> None:
     """Load, call once, cap the address space, call at each stored batch size; print the outcomes."""
-    case, checkpoint, expected_path, margin_mb = arguments(sys.argv)[:4]
+    case, checkpoint, expected_path, limit, margin_mb = arguments(sys.argv)[:5]
+    which, field = LIMITS[limit]
     expected = torch.load(expected_path)
     loaded = ait.load(ait.Module(build_model(case), case, strategy=strategy_for(TorchEagerBackend())), checkpoint)
     device = torch.device("cuda")
@@ -53,9 +58,9 @@ def main() -> None:
         loaded(*first_args, **first_kwargs)  # the first call's one-time set-up happens before the cap
     torch.cuda.synchronize()
     outcomes: dict[str, object] = {}
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    cap = _address_space_bytes() + int(margin_mb) * (1 << 20)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    soft, hard = resource.getrlimit(which)
+    cap = _in_use_bytes(field) + int(margin_mb) * (1 << 20)
+    resource.setrlimit(which, (cap, hard))
     try:
         for batch, (args, kwargs) in inputs.items():
             try:
@@ -68,8 +73,8 @@ def main() -> None:
             except BaseException as error:  # what else a capped process gave: reported, the parent decides
                 outcomes[str(batch)] = f"{type(error).__name__}: {str(error)[:300]}"
     finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-    print(json.dumps({"margin_mb": int(margin_mb), "cap_bytes": cap, "outcomes": outcomes}))
+        resource.setrlimit(which, (soft, hard))
+    print(json.dumps({"limit": limit, "margin_mb": int(margin_mb), "cap_bytes": cap, "outcomes": outcomes}))
 
 
 if __name__ == "__main__":
