@@ -64,6 +64,7 @@ class TorchTensorRTAotBackendConfig(BackendConfig):
             backend turns it into settings the installed Torch-TensorRT accepts (see ``precision_route``).
             ``"int8"`` or ``"fp8"``: NVIDIA ModelOpt quantizes a copy of the module, calibrated on the calls AITune
             recorded, and the layers it quantizes run in 8 bits (``quantization`` says how; ``ir="dynamo"`` only;
+            convolutions stay unquantized, as TensorRT-RTX builds 8-bit engines for matrix multiplications only;
             FP8 needs compute capability 8.9 or newer; ``pip install "aitune-trt-aot[quant]"``; docs/precision.md).
         compile_config: Torch-TensorRT ``CompilationSettings`` (or a dict of its fields). Values are checked
             against the fields' types when the config is made.

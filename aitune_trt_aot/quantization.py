@@ -86,7 +86,8 @@ class QuantizationConfig:
         unquantized_precision: What the layers ModelOpt leaves unquantized compute in: ``"fp16"`` (default),
             ``"bf16"`` or ``"fp32"``. ModelOpt quantizes a copy of the module cast to it.
         exclude: Module names left unquantized, as ``fnmatch`` patterns over ``module.named_modules()`` names
-            (``"head"``, ``"encoder.layers.0.*"``, ``"*.downsample.*"``); each must match a module.
+            (``"head"``, ``"encoder.layers.0.*"``, ``"*.downsample.*"``); each must match a module. Convolutions
+            are left unquantized whatever this says (``pipeline.quantize.UNQUANTIZED_LAYERS``).
         min_cosine: The self-check's smallest cosine similarity per output to eager PyTorch (None: the precision's
             default, ``DEFAULT_THRESHOLDS``).
         max_relative_error: The self-check's largest relative L2 error per output (None: the precision's default).

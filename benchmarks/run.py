@@ -271,6 +271,8 @@ def measure_model(
             continue
         config = TorchTensorRTAotBackendConfig(precision=precision, **fields)
         recorded = CALIBRATION_CALLS if is_quantized(precision) else 1
+        # Where a run ended, if it ends without a message (an 8-bit contender after others did, docs/known-issues.md).
+        print(f"{model_name}: tuning {key}", file=sys.stderr, flush=True)
         try:
             tuned, seconds = tune_aitune(
                 model_name, TorchTensorRTAotBackend(config), batches, out, key, recorded_calls=recorded
