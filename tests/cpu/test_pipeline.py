@@ -528,6 +528,7 @@ def test_a_build_failure_the_recorded_sizes_share_is_raised_after_one_more_compi
         _build_raised(tmp_path, _model(), _calls(1, 4), top=100)
     assert [r.ranges[0].max_shape[0] for r in frontend.requests] == [100, 4]
     assert str(raised.value).startswith("Torch-TensorRT could not build ir=cpu_trace")
+    assert "TensorRT reported: IBuilder::buildSerializedNetwork: Error Code 10" in str(raised.value), "the why"
 
 
 def test_a_range_torch_export_proves_smaller_is_built_and_guarded(

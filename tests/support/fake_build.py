@@ -10,6 +10,7 @@ only the path of the call it saw, like ``torch.jit.trace``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -115,6 +116,10 @@ class TracedFrontend(Frontend):
             raise self.error
         top = request.ranges[0].max_shape[0]
         if self.fails_above is not None and (top is None or top > self.fails_above):
+            # As Torch-TensorRT does: TensorRT's builder reports why through its logger, then the build returns None.
+            logging.getLogger("torch_tensorrt [TensorRT Conversion Context]").error(
+                "IBuilder::buildSerializedNetwork: Error Code 10: Internal Error (no implementation for this size)"
+            )
             raise RuntimeError("TensorRT build_serialized_network returned None; engine build failed.")
         if self.fail_autocast and request.settings.enable_autocast:
             raise AttributeError("'SymInt' object has no attribute 'to'")
