@@ -9,7 +9,8 @@ then this backend's tune time by build step (quantization and calibration includ
 call it (AITune contenders through the tuned ``ait.Module``); the "raw" rows call this backend's loaded artifact
 directly, as the floor, and the "load_pt2" row the ``.pt2`` package as a deployment loads it. Load seconds are
 measured by ``ait.load`` in one fresh process per model, followed by the first call at each batch size (worst and
-median in the table). Ratios are what to compare: absolute times vary between machines.
+median in the table). Ratios are what to compare: absolute times vary between machines. 8-bit contenders of this
+backend run each in a benchmark process of their own when others share the run (``own_process_contenders``).
 """
 
 from __future__ import annotations
@@ -482,6 +483,30 @@ def merge(run_dirs: list[Path], out: Path) -> int:
     return 0
 
 
+def own_process_contenders(contenders: list[str]) -> list[str]:
+    """The 8-bit contenders of ours to run each in a benchmark process of its own, when others share the run.
+
+    On the H100 (2026-12-07) runs that tuned an 8-bit contender after other contenders of ours ended with status 1 and
+    no message, losing every row of that model; alone in a process the same contender ran (docs/known-issues.md).
+    """
+    quantized = [c for c in contenders if c in OURS and is_quantized(OURS[c][1])]
+    return quantized if len(contenders) > 1 else []
+
+
+def run_in_own_process(model_name: str, contender: str, batches: list[int], out: Path) -> list[Row]:
+    """``contender`` for ``model_name`` in a fresh benchmark process; its rows, or one row saying how it ended."""
+    run_dir = out / f"{model_name}-{contender}-run"
+    command = [sys.executable, "-m", "benchmarks.run", "--models", model_name, "--contenders", contender]
+    command += ["--batches", *map(str, batches), "--out", str(run_dir)]
+    print(f"{model_name}: {contender} in a process of its own", file=sys.stderr, flush=True)
+    done = subprocess.run(command, check=False, cwd=Path(__file__).resolve().parents[1])
+    results = run_dir / "results.json"
+    if done.returncode != 0 or not results.exists():
+        label = OURS[contender][0] if contender in OURS else contender
+        return [Row(model_name, label, 0, note=f"its own benchmark process ended with status {done.returncode}")]
+    return [Row(**row) for row in json.loads(results.read_text())]
+
+
 def main() -> int:
     """Run the benchmark and write its outputs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -505,14 +530,18 @@ def main() -> int:
     # An empty build cache: every tune row is a real build; only the explicit second tune may reuse one.
     os.environ["AITUNE_TRT_AOT_CACHE_DIR"] = tempfile.mkdtemp(prefix="aitune_trt_aot-bench-cache-")
     rows: list[Row] = []
+    apart = own_process_contenders(args.contenders)
+    shared = [c for c in args.contenders if c not in apart]
     for model_name in args.models:
-        model_rows = measure_model(model_name, args.batches, args.out, args.contenders, args.profile)
+        model_rows = measure_model(model_name, args.batches, args.out, shared, args.profile)
         loads = load_and_first_call_seconds(model_name, args.out, args.batches)
         for row in model_rows:
             for key, (seconds, first_calls) in loads.items():
                 if AITUNE_LABELS.get(key) == row.contender:
                     row.load_s, row.first_calls_s = seconds, first_calls
                     row.first_call_s = first_calls[0] if first_calls else None
+        for contender in apart:  # after the shared rows: their processes start once this one's GPU work is done
+            model_rows += run_in_own_process(model_name, contender, args.batches, args.out)
         rows += model_rows
         print(f"done {model_name}", file=sys.stderr)
         add_ratios(rows)

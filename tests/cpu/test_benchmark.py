@@ -45,3 +45,22 @@ def test_every_variant_of_ours_is_a_valid_config() -> None:
     for key, (label, precision, fields) in OURS.items():
         config = TorchTensorRTAotBackendConfig(precision=precision, **fields)
         assert AITUNE_LABELS[key] == label and config.precision == precision
+
+
+def test_8_bit_contenders_run_in_processes_of_their_own_when_others_share_the_run() -> None:
+    """An 8-bit contender after others ended runs silently on the H100: each gets a process, unless it is alone."""
+    from benchmarks.run import own_process_contenders
+
+    assert own_process_contenders(["eager", "ours-fp16", "ours-int8", "ours-fp8"]) == ["ours-int8", "ours-fp8"]
+    assert own_process_contenders(["ours-int8"]) == [], "alone: its own run already"
+    assert own_process_contenders(["eager", "ours-default"]) == []
+
+
+def test_a_contender_whose_process_ends_badly_leaves_a_row_saying_so(tmp_path: Path) -> None:
+    """The child benchmark process really runs; without a GPU it exits 2, and the row names that status."""
+    from benchmarks.run import run_in_own_process
+
+    [row] = run_in_own_process("encoder", "ours-int8", [1, 32], tmp_path)
+    assert (row.model, row.batch, row.median_ms) == ("encoder", 0, None)
+    assert row.contender.startswith("aitune_trt_aot int8")
+    assert row.note == "its own benchmark process ended with status 2"
