@@ -195,6 +195,7 @@ class ErrorLogWatch:
             os.close(self._alive_fd)  # the guardian passes on what writers still holding the pipe write, then ends
             # Kept until it ended (it may still copy children's output), so that it is reaped, never left a zombie.
             self._retired = [g for g in (*self._retired, self._guardian) if g is not None and g.poll() is None]
+        self._guardian = None
         self._read_fd = self._forward_fd = self._pipe_id = self._poll = self._alive_fd = None
 
     def _drain(self, poll: Any, stop: threading.Event) -> None:

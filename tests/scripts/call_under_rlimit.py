@@ -45,7 +45,7 @@ def _in_use_bytes(field: str) -> int:
 
 
 def main() -> None:
-    """Load, call once, cap the address space, call at each stored batch size; print the outcomes."""
+    """Load, call once, apply the cap ``LIMIT`` names, call at each stored batch size; print the outcomes."""
     case, checkpoint, expected_path, limit, margin_mb = arguments(sys.argv)[:5]
     which, field = LIMITS[limit]
     expected = torch.load(expected_path)
