@@ -16,6 +16,7 @@ backend run each in a benchmark process of their own when others share the run (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,10 +43,20 @@ FEATURES, SEQ, D_MODEL = 512, 64, 512
 OURS = {
     "ours-default": ("aitune_trt_aot default (fp32, CUDA graphs auto)", "fp32", {}),
     "ours-fp32-nographs": ("aitune_trt_aot fp32 cuda_graphs=False", "fp32", {"cuda_graphs": False}),
+    # The same two builds with the check for failed engine calls switched off (AITUNE_TRT_AOT_WATCH_ENGINE_ERRORS=0
+    # while they tune and load): what that check costs per call, side by side (issue 29).
+    "ours-default-unchecked": ("aitune_trt_aot default, engine-error check off", "fp32", {}),
+    "ours-fp32-nographs-unchecked": (
+        "aitune_trt_aot fp32 cuda_graphs=False, engine-error check off",
+        "fp32",
+        {"cuda_graphs": False},
+    ),
     "ours-fp16": ("aitune_trt_aot fp16 (CUDA graphs auto)", "fp16", {}),
     "ours-pt2-fp32": ("aitune_trt_aot fp32 .pt2 (aot_inductor)", "fp32", {"output_format": "aot_inductor"}),
     "ours-int8": ("aitune_trt_aot int8 (rest fp16, CUDA graphs auto)", "int8", {}),
     "ours-fp8": ("aitune_trt_aot fp8 (rest fp16, CUDA graphs auto)", "fp8", {}),
+    # The first-call trade-off (issue 28): TensorRT-RTX's shape-generic kernels only, no kernel compile per new shape.
+    "ours-nospec": ("aitune_trt_aot fp32, kernel_specialization='none'", "fp32", {"kernel_specialization": "none"}),
     # The load-time / first-call trade-off (README, "First call after a load"): the same builds, served by the build
     # cache (warm_up does not change what is built), loaded with every recorded shape warmed.
     "ours-warm": ("aitune_trt_aot default, warm_up=True", "fp32", {"warm_up": True}),
@@ -61,6 +72,25 @@ CALIBRATION_CALLS = 32
 AITUNE_LABELS = {key: label for key, (label, _, _) in OURS.items()} | {"builtin": "AITune built-in fp32"}
 # Variants whose loaded artifact is also timed directly, without AITune: the floor for the per-call overhead.
 RAW_FLOORS = ("ours-default", "ours-fp32-nographs", "ours-pt2-fp32")
+
+
+@contextlib.contextmanager
+def engine_error_check(contender: str) -> Iterator[None]:
+    """Switch the engine-error check off while an ``-unchecked`` contender tunes (its runner is wrapped then)."""
+    from aitune_trt_aot.engine_errors import WATCH_ENV
+
+    if not contender.endswith("-unchecked"):
+        yield
+        return
+    before = os.environ.get(WATCH_ENV)
+    os.environ[WATCH_ENV] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[WATCH_ENV]
+        else:
+            os.environ[WATCH_ENV] = before
 
 
 class TwoInputs(nn.Module):
@@ -275,9 +305,10 @@ def measure_model(
         # Where a run ended, if it ends without a message (an 8-bit contender after others did, docs/known-issues.md).
         print(f"{model_name}: tuning {key}", file=sys.stderr, flush=True)
         try:
-            tuned, seconds = tune_aitune(
-                model_name, TorchTensorRTAotBackend(config), batches, out, key, recorded_calls=recorded
-            )
+            with engine_error_check(key):
+                tuned, seconds = tune_aitune(
+                    model_name, TorchTensorRTAotBackend(config), batches, out, key, recorded_calls=recorded
+                )
         except Exception as error:
             rows.append(Row(model_name, label, 0, note=f"tune failed: {type(error).__name__}: {str(error)[:160]}"))
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -64,3 +65,32 @@ def test_a_contender_whose_process_ends_badly_leaves_a_row_saying_so(tmp_path: P
     assert (row.model, row.batch, row.median_ms) == ("encoder", 0, None)
     assert row.contender.startswith("aitune_trt_aot int8")
     assert row.note == "its own benchmark process ended with status 2"
+
+
+def test_unchecked_contenders_switch_the_engine_error_check_off_while_they_tune_only(monkeypatch) -> None:
+    """The ``-unchecked`` rows measure the check's cost: the switch is on while they tune, restored after."""
+    from aitune_trt_aot.engine_errors import WATCH_ENV, process_watch
+    from benchmarks.run import engine_error_check
+
+    monkeypatch.delenv(WATCH_ENV, raising=False)
+    with engine_error_check("ours-fp32-nographs-unchecked"):
+        assert process_watch() is None
+    assert WATCH_ENV not in os.environ
+    monkeypatch.setenv(WATCH_ENV, "1")
+    with engine_error_check("ours-fp32-nographs"):
+        assert os.environ[WATCH_ENV] == "1"
+
+
+def test_the_pt2_tune_profile_splits_the_package_compile_into_its_parts() -> None:
+    """The profile's timer: export = save minus the package call, codegen = aot_compile minus the C++ commands."""
+    from benchmarks.pt2_tune_profile import PackageTimer
+
+    timer = PackageTimer()
+    timer.seconds = {"save": 5.0, "aoti_compile_and_package": 4.5, "aot_compile": 4.0, "package": 0.25}
+    timer.commands = [("wrapper.o", 2.0), ("model.so", 1.0)]
+    assert timer.parts() == {"c++ commands": 3.0, "package": 0.25, "export": 0.5, "codegen": 1.0}
+    with timer.active():  # wraps and restores
+        from aitune_trt_aot.formats.aot_inductor import AotInductorFormat
+
+        assert AotInductorFormat.save.__name__ == "timed"
+    assert AotInductorFormat.save.__name__ == "save"

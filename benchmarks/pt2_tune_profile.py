@@ -1,0 +1,184 @@
+"""Where an ``aot_inductor`` (``.pt2``) tune spends its time, next to an ``exported_program`` tune (issue 28).
+
+    python -m benchmarks.pt2_tune_profile [--models mlp resnet50] [--rounds 2] [--cprofile]
+
+For each model and round: an ``exported_program`` tune and an ``aot_inductor`` tune of the same model, each a real
+build (an empty build-cache folder per tune), then the ``aot_inductor`` tune once more on the same cache folder (what
+a second tune of an unchanged model costs). Round 1 also pays what a process and a machine pay once (Inductor's
+first import, its precompiled header); the later rounds show the steady cost. Inside the package compile (the
+``artifact_save`` step) it times:
+
+- ``export``: ``torch.export`` of the engines' graph (the save step minus ``aoti_compile_and_package``);
+- ``codegen``: Inductor's lowering and code generation (``aot_compile`` minus the C++ commands);
+- one column per C++ command (compile or link, named by what it writes), from ``cpp_builder``;
+- ``package``: zipping the files into the ``.pt2``.
+
+Prints a markdown table (seconds); ``--cprofile`` adds a cProfile (cumulative) of the last ``aot_inductor`` tune.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import aitune_trt_aot  # noqa: F401  (registers the backend, makes `tensorrt` importable)
+from benchmarks.run import tune_aitune
+
+BATCHES = [1, 8, 32]
+
+
+class PackageTimer:
+    """Times the parts of AOTInductor's package compile by wrapping the functions that do them, while active."""
+
+    def __init__(self) -> None:
+        """Nothing recorded yet."""
+        self.seconds: dict[str, float] = {}
+        self.commands: list[tuple[str, float]] = []
+
+    def _add(self, key: str, seconds: float) -> None:
+        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+
+    def _timed(self, key: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._add(key, time.perf_counter() - start)
+
+        return timed
+
+    def _timed_command(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(cmd_line: str, cwd: str) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(cmd_line, cwd)
+            finally:
+                words = shlex.split(cmd_line)
+                target = words[words.index("-o") + 1] if "-o" in words else words[-1]
+                self.commands.append((Path(target).name, time.perf_counter() - start))
+
+        return timed
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Wrap the save step, ``aoti_compile_and_package``, ``aot_compile``, the C++ commands and the packaging."""
+        import torch._inductor as inductor
+        import torch._inductor.package as package
+        from torch._inductor import cpp_builder
+
+        from aitune_trt_aot.formats import aot_inductor
+
+        originals = [
+            (aot_inductor.AotInductorFormat, "save"),
+            (inductor, "aoti_compile_and_package"),
+            (inductor, "aot_compile"),
+            (package, "package_aoti"),
+            (cpp_builder, "_run_compile_cmd"),
+        ]
+        saved = [getattr(owner, name) for owner, name in originals]
+        aot_inductor.AotInductorFormat.save = self._timed("save", saved[0])
+        inductor.aoti_compile_and_package = self._timed("aoti_compile_and_package", saved[1])
+        inductor.aot_compile = self._timed("aot_compile", saved[2])
+        package.package_aoti = self._timed("package", saved[3])
+        cpp_builder._run_compile_cmd = self._timed_command(saved[4])
+        try:
+            yield
+        finally:
+            for (owner, name), original in zip(originals, saved, strict=True):
+                setattr(owner, name, original)
+
+    def parts(self) -> dict[str, float]:
+        """``export``, ``codegen``, ``c++ commands`` and ``package`` seconds (what was not measured is left out)."""
+        s = self.seconds
+        commands = sum(seconds for _, seconds in self.commands)
+        parts = {"c++ commands": commands, "package": s.get("package", 0.0)}
+        if "save" in s and "aoti_compile_and_package" in s:
+            parts["export"] = s["save"] - s["aoti_compile_and_package"]
+        if "aot_compile" in s:
+            parts["codegen"] = s["aot_compile"] - commands
+        return parts
+
+
+def one_tune(model_name: str, output_format: str, cache: str, out: Path, timer: PackageTimer | None) -> dict:
+    """Tune ``model_name`` once with ``output_format`` on the build-cache folder ``cache``; its seconds by step."""
+    from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
+
+    os.environ["AITUNE_TRT_AOT_CACHE_DIR"] = cache
+    backend = TorchTensorRTAotBackend(TorchTensorRTAotBackendConfig(output_format=output_format))
+    if timer is None:
+        tuned, seconds = tune_aitune(model_name, backend, BATCHES, out, output_format, save=False)
+    else:
+        with timer.active():
+            tuned, seconds = tune_aitune(model_name, backend, BATCHES, out, output_format, save=False)
+    [built] = list(tuned._self_wrapper.backends.values())
+    result = {"tune": seconds, "steps": built.build_seconds, "from_cache": built.built_from_cache}
+    if timer is not None:
+        result["package"] = timer.parts()
+        result["commands"] = list(timer.commands)
+    del tuned, built
+    torch.cuda.empty_cache()
+    return result
+
+
+def main() -> int:
+    """Run the rounds and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["mlp", "resnet50"])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--cprofile", action="store_true")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("ERROR: the profile needs an NVIDIA GPU (torch.cuda.is_available() is False).", file=sys.stderr)
+        return 2
+    out = Path(tempfile.mkdtemp(prefix="pt2-profile-"))
+    lines = [
+        "| model | round | exported_program tune s | aot_inductor tune s | ratio | package compile (save) s "
+        "| export | codegen | C++ commands (each) | package | self-check | second aot_inductor tune s (cache) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model_name in args.models:
+        for round_number in range(1, args.rounds + 1):
+            exported = one_tune(model_name, "exported_program", tempfile.mkdtemp(dir=out), out, None)
+            cache = tempfile.mkdtemp(dir=out)
+            profiler = cProfile.Profile() if args.cprofile and round_number == args.rounds else None
+            if profiler is not None:
+                profiler.enable()
+            packaged = one_tune(model_name, "aot_inductor", cache, out, PackageTimer())
+            if profiler is not None:
+                profiler.disable()
+                text = io.StringIO()
+                pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+                print(f"\n### cProfile: {model_name} aot_inductor tune, round {round_number}\n{text.getvalue()}")
+            again = one_tune(model_name, "aot_inductor", cache, out, None)
+            parts = packaged["package"]
+            each = ", ".join(f"{name} {seconds:.2f}" for name, seconds in packaged["commands"])
+            reuse = f"{again['tune']:.1f}" + ("" if again["from_cache"] else " (not from the cache)")
+            lines.append(
+                f"| {model_name} | {round_number} | {exported['tune']:.1f} | {packaged['tune']:.1f} "
+                f"| {packaged['tune'] / exported['tune']:.1f}x | {packaged['steps'].get('artifact_save', 0):.2f} "
+                f"| {parts.get('export', 0):.2f} | {parts.get('codegen', 0):.2f} "
+                f"| {parts['c++ commands']:.2f} ({each}) | {parts['package']:.2f} "
+                f"| {packaged['steps'].get('self_check', 0):.2f} | {reuse} |"
+            )
+            print(lines[-1], file=sys.stderr, flush=True)
+    print(f"\n{torch.cuda.get_device_name()}\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
