@@ -346,6 +346,7 @@ def engine_call_error(what: str, args: tuple, kwargs: dict, messages: list[str])
     return EngineCallError(
         f"TensorRT failed while running the engines of {what} on input shapes {_shapes(args, kwargs)}: {shown}. "
         "The outputs of this call were not computed, so none are returned. On TensorRT-RTX this usually means the "
-        "kernel compile at a new input shape failed, most often because other processes hold the GPU's memory: "
-        "call again (a later call at this shape compiles again), or free GPU memory first."
+        "kernel compile at a new input shape failed: because the GPU's memory is held (by other processes, or cached "
+        "by PyTorch: torch.cuda.empty_cache() frees that), or because the shape is larger than its kernels handle "
+        "(tune a smaller batch range). Free memory and call again; if later calls fail too, load the model again."
     )

@@ -571,6 +571,9 @@ def main() -> int:
                 if AITUNE_LABELS.get(key) == row.contender:
                     row.load_s, row.first_calls_s = seconds, first_calls
                     row.first_call_s = first_calls[0] if first_calls else None
+        if apart:  # written first: a run cut short while the children run keeps the shared rows (lost once, H100)
+            add_ratios(rows + model_rows)
+            write_outputs(rows + model_rows, args.out)
         for contender in apart:  # after the shared rows: their processes start once this one's GPU work is done
             model_rows += run_in_own_process(model_name, contender, args.batches, args.out)
         rows += model_rows

@@ -9,6 +9,7 @@ and format.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aitune.torch.utils.module import move_module_to_device
@@ -28,7 +29,13 @@ from aitune_trt_aot.pipeline.kernels import keep_kernel_cache
 from aitune_trt_aot.pipeline.quantize import quantize_capture
 from aitune_trt_aot.pipeline.range_search import largest_building, largest_passing, narrow_graph_spec, raised_axes
 from aitune_trt_aot.pipeline.save import built_entry, save_artifact
-from aitune_trt_aot.pipeline.self_check import Mismatch, check_against_eager, passes_at_top, refuse_mismatch
+from aitune_trt_aot.pipeline.self_check import (
+    Mismatch,
+    RangeSearchChecks,
+    check_against_eager,
+    engines_of,
+    refuse_mismatch,
+)
 from aitune_trt_aot.pipeline.shared_build import building, reuse_or_claim
 from aitune_trt_aot.plan import (
     BuildPlan,
@@ -137,12 +144,18 @@ def _compile_and_check(
         )
         result["first_call_seconds"] = report.first_call_seconds
         result["checked_shapes"] = report.checked_shapes
-        if search and _at_range_top(report.mismatch, capture.guard):
-            narrower = _search_range(activation, capture.guard, plan, module, job)
+        searched: list[str] = []
+        if search and report.mismatch is not None and _at_range_top(report.mismatch, capture.guard):
+            checks = _range_search_checks(activation, entry, capture.guard, plan, module, job, toolkit, report.mismatch)
+            narrower = largest_passing(
+                list(capture.guard.ranges), raised_axes(capture.guard, job.samples), checks.passes
+            )
+            result["range_search"] = {"top": report.mismatch.problem, "tried": list(checks.tried)}
             if narrower is not None:
                 result["built_ranges"] = describe_all(narrower)
                 return narrower
-        refuse_mismatch(report.mismatch, plan, coverage)
+            searched = checks.tried
+        refuse_mismatch(report.mismatch, plan, coverage, searched)
         entry.warm_calls = report.warm_calls
     with track(Step.KERNEL_CACHE_SAVE):
         keep_kernel_cache(entry, activation.engine_setup, job.cache_dir)
@@ -191,13 +204,27 @@ def _at_range_top(mismatch: Mismatch | None, guard: ShapeGuard) -> bool:
     return mismatch is not None and not mismatch.recorded and mismatch.shapes == top
 
 
-def _search_range(
-    activation: Activation, guard: ShapeGuard, plan: BuildPlan, module: nn.Module, job: BuildJob
-) -> list[InputRange] | None:
-    """The largest ranges below the failing top that the loaded engines reproduce eager PyTorch at, or None."""
-    sample = job.samples[0]
-    passes = passes_at_top(activation, guard, module, sample, job.device, plan.tolerance)
-    return largest_passing(list(guard.ranges), raised_axes(guard, job.samples), passes)
+def _range_search_checks(
+    activation: Activation,
+    entry: CheckpointEntry,
+    guard: ShapeGuard,
+    plan: BuildPlan,
+    module: nn.Module,
+    job: BuildJob,
+    toolkit: Toolkit,
+    mismatch: Mismatch,
+) -> RangeSearchChecks:
+    """The range search's test: the loaded engines at each candidate's top, reloaded after a call they raised on.
+
+    Where the failed call at the top raised (TensorRT failed it), the search starts on engines loaded afresh.
+    """
+
+    def reload() -> Callable[..., Any]:
+        fresh = activate(entry, job.device, toolkit, checksum_verified=True)  # built_entry hashed it at save
+        return engines_of(fresh, check_shapes=False)
+
+    engines = None if mismatch.raised else engines_of(activation, check_shapes=False)
+    return RangeSearchChecks(engines, reload, guard, module, job.samples[0], job.device, plan.tolerance)
 
 
 def _load_back(

@@ -25,7 +25,7 @@ from aitune_trt_aot.activation import Activation, call_engines
 from aitune_trt_aot.compiled import Coverage, Sample
 from aitune_trt_aot.errors import BuildError
 from aitune_trt_aot.plan import BuildPlan
-from aitune_trt_aot.ranges import InputRange
+from aitune_trt_aot.ranges import InputRange, describe_all
 from aitune_trt_aot.shapes import ShapeGuard
 from aitune_trt_aot.validation import Tolerance, output_mismatch, self_check_calls, tensor_shapes
 from aitune_trt_aot.warm_up import WarmCall
@@ -43,6 +43,7 @@ class Mismatch:
     recorded: bool  # a recorded call (else a call at a range end)
     problem: str
     shapes: tuple[tuple[int, ...], ...] = ()  # the shapes of every tensor of that call
+    raised: bool = False  # the engines raised (e.g. EngineCallError) rather than returned other numbers
 
 
 @dataclass(frozen=True)
@@ -132,13 +133,18 @@ def _compare_one(
                 error,
             )
             return False
+        if not is_recorded and device.type == "cuda":
+            # Eager's activations at a range end can be large, and PyTorch's allocator keeps them cached. TensorRT-RTX
+            # compiles kernels for the new shape at the engines' first call there, with memory of its own: hand the
+            # cached blocks back first, so that the engines are judged with the memory a caller would give them.
+            torch.cuda.empty_cache()
         for attempt in range(1, repeats + 1):
             start = time.perf_counter()
             try:
                 actual = engines(*args, **kwargs)
             except Exception as error:  # the saved artifact does not run on this input
                 problem = f"shapes {list(shapes)}, call {attempt}: it raised {type(error).__name__}: {error}"
-                return Mismatch(is_recorded, problem, shapes)
+                return Mismatch(is_recorded, problem, shapes, raised=True)
             problem = output_mismatch(actual, expected, tolerance)  # reads the outputs: waits for the GPU
             if attempt == 1:
                 first_calls.append(time.perf_counter() - start)
@@ -166,8 +172,14 @@ def check_against_eager(
     return compare_with_eager(engines, module, samples, device, plan.tolerance, range_ends=range_ends)
 
 
-def refuse_mismatch(mismatch: Mismatch | None, plan: BuildPlan, coverage: Coverage) -> None:
-    """Raise the :class:`BuildError` for a self-check mismatch (nothing when there was none)."""
+def refuse_mismatch(
+    mismatch: Mismatch | None, plan: BuildPlan, coverage: Coverage, searched: Sequence[str] = ()
+) -> None:
+    """Raise the :class:`BuildError` for a self-check mismatch (nothing when there was none).
+
+    ``searched``: what a search for a smaller range tried, one line per candidate (``RangeSearchChecks.tried``), when
+    one ran and found nothing.
+    """
     if mismatch is None:
         return
     where = "a recorded input" if mismatch.recorded else "an input at the end of the built shape range"
@@ -177,9 +189,15 @@ def refuse_mismatch(mismatch: Mismatch | None, plan: BuildPlan, coverage: Covera
         if quantized is not None
         else hints.for_mismatch(mismatch.recorded, plan.frontend.name, coverage)
     )
+    search = (
+        f" A search for a smaller range found none the engines reproduce eager PyTorch at; it tried: "
+        f"{'; '.join(searched)}."
+        if searched
+        else ""
+    )
     raise BuildError(
-        f"The engines built with {plan.describe()} do not reproduce eager PyTorch on {where} ({mismatch.problem}). "
-        f"{hint}"
+        f"The engines built with {plan.describe()} do not reproduce eager PyTorch on {where} "
+        f"({mismatch.problem}).{search} {hint}"
     )
 
 
@@ -214,32 +232,44 @@ def resized_call(guard: ShapeGuard, sample: Sample, shapes: Sequence[tuple[int, 
     return bound.args, bound.kwargs
 
 
-def passes_at_top(
-    activation: Activation,
-    guard: ShapeGuard,
-    module: nn.Module,
-    sample: Sample,
-    device: torch.device,
-    tolerance: Tolerance,
-) -> Callable[[list[InputRange]], bool]:
-    """A test for the range search: whether the engines reproduce eager PyTorch on ``sample`` tiled to a range's top.
+@dataclass
+class RangeSearchChecks:
+    """The range search's test (``passes``): the engines at a candidate range's top against eager PyTorch.
 
     The engines run without the guard (they were built for more than the candidate range). A call eager PyTorch
     cannot run there, or that cannot be tiled, counts as not reproduced: the range must be one that was verified.
+    After a call the engines raised on (TensorRT failed it), the next candidate is judged on engines loaded afresh
+    by ``reload``: a TensorRT-RTX engine whose call failed may fail later calls too, which would make every smaller
+    candidate look wrong. ``tried`` says what each candidate gave, for the refusal when none passes.
     """
-    engines = engines_of(activation, check_shapes=False)
 
-    def passes(candidate: list[InputRange]) -> bool:
-        call = resized_call(guard, sample, [spec.max_shape for spec in candidate])
+    engines: Callable[..., Any] | None  # None: load with ``reload`` before the first candidate
+    reload: Callable[[], Callable[..., Any]]
+    guard: ShapeGuard
+    module: nn.Module
+    sample: Sample
+    device: torch.device
+    tolerance: Tolerance
+    tried: list[str] = field(default_factory=list)
+
+    def passes(self, candidate: list[InputRange]) -> bool:
+        """Whether the engines reproduce eager PyTorch on the sample tiled to ``candidate``'s top."""
+        call = resized_call(self.guard, self.sample, [spec.max_shape for spec in candidate])
         if call is None:
+            self.tried.append(f"{describe_all(candidate)}: the recorded call cannot be resized to it")
             return False
-        outcome = _compare_one(engines, module, call, device, tolerance, False, 1, [])
-        logger.info(
-            "Range search: shapes %s %s.", list(tensor_shapes(call)), "pass" if outcome is True else f"fail ({outcome})"
-        )
+        if self.engines is None:
+            self.engines = self.reload()
+        outcome = _compare_one(self.engines, self.module, call, self.device, self.tolerance, False, 1, [])
+        if isinstance(outcome, Mismatch) and outcome.raised:
+            self.engines = None  # judged on fresh engines from here on
+        verdict = "pass" if outcome is True else "not compared" if outcome is False else "fail"
+        # The problem starts with the shapes and call number, said once here already.
+        why = outcome.problem.split(": ", 1)[-1][:240] if isinstance(outcome, Mismatch) else ""
+        detail = f"{verdict} ({why})" if why else verdict
+        self.tried.append(f"shapes {list(tensor_shapes(call))}: {detail}")
+        logger.info("Range search: %s", self.tried[-1])
         return outcome is True
-
-    return passes
 
 
 def _tile_to(tensor: Any, shape: tuple[int, ...]) -> torch.Tensor | None:

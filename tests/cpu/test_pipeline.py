@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aitune.torch as ait
@@ -436,6 +437,40 @@ def test_engines_wrong_only_near_the_range_top_are_built_for_the_largest_range_t
         backend.infer(torch.randn(41, 64))
     saved = backend.to_dict()
     assert "40" in json.dumps(saved["shape_guard"], default=str), "the checkpoint records the narrowed range"
+
+
+def test_engines_that_raise_near_the_range_top_are_searched_on_fresh_engines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Engines raising EngineCallError above batch 40, and at every call after one that raised: built for 1..40.
+
+    On an H100 (2026-12-07) the fp32 token encoder's engines failed at the top of a range AITune raised to 262144
+    (TensorRT-RTX: "cuDNN graph compilation failed"), and the search below it found no passing size. Each candidate
+    after a failed call is judged on engines loaded afresh: here, without that, every candidate below 100 would raise.
+    """
+    frontend = TracedFrontend(raises_above=40)
+    register_fakes(monkeypatch, frontend)
+    backend = _build_raised(tmp_path, _model(), _calls(1, 4), top=100)
+    assert [r.ranges[0].max_shape[0] for r in frontend.requests] == [100, 40], "built, searched, built again"
+    assert backend.checked_shapes[-1] == [(40, 64)]
+    with pytest.raises(InputShapeError, match="outside the built range 1..40"):
+        backend.infer(torch.randn(41, 64))
+
+
+def test_a_search_that_finds_nothing_says_what_it_tried() -> None:
+    """The refusal after a fruitless search lists each candidate and what it gave."""
+    from aitune_trt_aot.pipeline.self_check import Mismatch, refuse_mismatch
+
+    plan = SimpleNamespace(precision=SimpleNamespace(quantized=None), frontend=SimpleNamespace(name="dynamo"),
+                           describe=lambda: "ir=dynamo")  # fmt: skip
+    mismatch = Mismatch(False, "shapes [(100, 64)], call 1: it raised EngineCallError: ...", ((100, 64),), raised=True)
+    tried = ["shapes [(50, 64)]: fail (it raised EngineCallError)", "shapes [(4, 64)]: fail (differs by 1.0)"]
+    with pytest.raises(BuildError) as refused:
+        refuse_mismatch(mismatch, plan, Coverage(1, 3, 0), tried)
+    assert (
+        "A search for a smaller range found none the engines reproduce eager PyTorch at; it tried: shapes "
+        "[(50, 64)]: fail (it raised EngineCallError); shapes [(4, 64)]: fail (differs by 1.0)." in str(refused.value)
+    )
 
 
 def test_aitune_is_told_the_built_batch_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._pytree import tree_map
 
 from aitune_trt_aot.compiled import CompiledModel, Coverage, count_ops, layer_precisions
+from aitune_trt_aot.errors import EngineCallError
 from aitune_trt_aot.formats import FORMATS
 from aitune_trt_aot.formats.base import ArtifactFormat
 from aitune_trt_aot.frontends import FRONTENDS, CompileRequest, Frontend
@@ -41,18 +42,35 @@ class TracedEngines(nn.Module):
 
     ``offset`` is added to every floating output: a deliberately wrong build for the mismatch paths; with
     ``wrong_above``, only to calls whose first tensor has more rows than that (engines wrong near a range's top).
+    ``raises_above``: calls of more rows than that raise :class:`EngineCallError`, as TensorRT-RTX failing its kernel
+    compile at a shape does (seen on an H100 at batch 262144 of the token encoder, issue 29); after one such call
+    every later call of the same loaded engines raises too (the engines a failed call may leave behind).
     """
 
     def __init__(
-        self, graph: nn.Module, keywords: list[str], offset: float = 0.0, wrong_above: int | None = None
+        self,
+        graph: nn.Module,
+        keywords: list[str],
+        offset: float = 0.0,
+        wrong_above: int | None = None,
+        raises_above: int | None = None,
     ) -> None:
         super().__init__()
         self.graph = graph
         self.keywords = keywords
         self.offset = offset
         self.wrong_above = wrong_above
+        self.raises_above = raises_above
+        self.failed = False
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.raises_above is not None and (self.failed or args[0].shape[0] > self.raises_above):
+            self.failed = True
+            raise EngineCallError(
+                f"TensorRT failed while running the engines on input shapes [{tuple(args[0].shape)}]: "
+                "IExecutionContext::enqueueV3: Error Code 1: Myelin (cuDNN graph compilation failed: No valid engine "
+                "configs for Matmul_MUL_)"
+            )
         outputs = self.graph(*args, *[kwargs[k] for k in self.keywords])
         if not self.offset or (self.wrong_above is not None and args[0].shape[0] <= self.wrong_above):
             return outputs
@@ -78,6 +96,8 @@ class TracedFrontend(Frontend):
         error: Raised by every compile, after ``delay`` (a build that fails).
         fails_above: Raise TensorRT's engine-build failure for requests whose first input's first axis goes above
             this (engines TensorRT cannot build that large; None: every size builds).
+        raises_above: What it builds raises ``EngineCallError`` at calls of more rows than this, and at every call
+            after that (``TracedEngines``; None: no call raises).
         requests: The compile requests it got, in order.
 
     """
@@ -98,6 +118,7 @@ class TracedFrontend(Frontend):
         delay: float = 0.0,
         error: Exception | None = None,
         fails_above: int | None = None,
+        raises_above: int | None = None,
     ) -> None:
         self.coverage = coverage
         self.offset = offset
@@ -107,6 +128,7 @@ class TracedFrontend(Frontend):
         self.delay = delay
         self.error = error
         self.fails_above = fails_above
+        self.raises_above = raises_above
         self.requests: list[CompileRequest] = []
 
     def compile(self, request: CompileRequest) -> CompiledModel:
@@ -139,7 +161,7 @@ class TracedFrontend(Frontend):
             proof = [with_max_shape(r, (self.proven_max, *r.max_shape[1:])) for r in request.ranges]
             ranges = clamped_to_proof(request.ranges, proof)
         return CompiledModel(
-            module=TracedEngines(graph, keywords, self.offset, self.wrong_above),
+            module=TracedEngines(graph, keywords, self.offset, self.wrong_above, self.raises_above),
             sample=request.sample,
             coverage=coverage,
             ranges=ranges,
