@@ -95,6 +95,9 @@ Private names reached into (each where no public API gives the same):
 * torch ``torch._C._aoti`` (the loader above) and ``torch._inductor`` (``aoti_compile_and_package``, and
   ``runtime.cache_dir_utils.cache_dir`` for the packaging lock): AOTInductor has no other entry points in torch
   2.14. Delete when torch offers them outside ``_inductor`` / ``_C``.
+* torch ``torch._inductor.cpp_builder._run_compile_cmd`` (``pt2.object_reuse``), wrapped while a package compiles:
+  AOTInductor recompiles a wrapper whose object file of the same code is already in its cache folder (4.6 s a
+  build). Delete when AOTInductor reuses the objects of unchanged code itself.
 * torch ``torch.utils._pytree`` (the precision boundary, validation, the self-check, the CUDA-graph runner, the
   ``.pt2`` runtime's call specs, ``placement``'s output-device check, ``engine_errors``' input shapes): torch's
   pytree, the form AOTInductor's call specs use. Delete when ``torch.utils.pytree`` offers

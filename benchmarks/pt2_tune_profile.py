@@ -4,9 +4,10 @@
 
 For each model and round: an ``exported_program`` tune and an ``aot_inductor`` tune of the same model, each a real
 build (an empty build-cache folder per tune), then the ``aot_inductor`` tune once more on the same cache folder (what
-a second tune of an unchanged model costs). Round 1 also pays what a process and a machine pay once (Inductor's
-first import, its precompiled header); the later rounds show the steady cost. Inside the package compile (the
-``artifact_save`` step) it times:
+a second tune of an unchanged model costs). Each round draws new weights for the same architecture (round N: seed
+N - 1). Round 1 also pays what a process and a machine pay once (Inductor's first import, its precompiled header,
+the first compile of the package's C++, which later rounds reuse where the code is the same: ``pt2/object_reuse.py``,
+listed in the "reused" column). Inside the package compile (the ``artifact_save`` step) it times:
 
 - ``export``: ``torch.export`` of the engines' graph (the save step minus ``aoti_compile_and_package``);
 - ``codegen``: Inductor's lowering and code generation (``aot_compile`` minus the C++ commands);
@@ -47,6 +48,7 @@ class PackageTimer:
         """Nothing recorded yet."""
         self.seconds: dict[str, float] = {}
         self.commands: list[tuple[str, float]] = []
+        self.reused: list[str] = []  # objects the package compile put back instead of compiling (pt2.object_reuse)
 
     def _add(self, key: str, seconds: float) -> None:
         self.seconds[key] = self.seconds.get(key, 0.0) + seconds
@@ -73,6 +75,15 @@ class PackageTimer:
 
         return timed
 
+    def _recorded_reuse(self, reused_objects: Callable[[], Any]) -> Callable[[], Any]:
+        @contextmanager
+        def recorded() -> Iterator[list[str]]:
+            with reused_objects() as reused:
+                yield reused
+            self.reused.extend(reused)
+
+        return recorded
+
     @contextmanager
     def active(self) -> Iterator[None]:
         """Wrap the save step, ``aoti_compile_and_package``, ``aot_compile``, the C++ commands and the packaging."""
@@ -88,6 +99,7 @@ class PackageTimer:
             (inductor, "aot_compile"),
             (package, "package_aoti"),
             (cpp_builder, "_run_compile_cmd"),
+            (aot_inductor, "reused_objects"),
         ]
         saved = [getattr(owner, name) for owner, name in originals]
         aot_inductor.AotInductorFormat.save = self._timed("save", saved[0])
@@ -95,6 +107,7 @@ class PackageTimer:
         inductor.aot_compile = self._timed("aot_compile", saved[2])
         package.package_aoti = self._timed("package", saved[3])
         cpp_builder._run_compile_cmd = self._timed_command(saved[4])
+        aot_inductor.reused_objects = self._recorded_reuse(saved[5])
         try:
             yield
         finally:
@@ -113,22 +126,25 @@ class PackageTimer:
         return parts
 
 
-def one_tune(model_name: str, output_format: str, cache: str, out: Path, timer: PackageTimer | None) -> dict:
-    """Tune ``model_name`` once with ``output_format`` on the build-cache folder ``cache``; its seconds by step."""
+def one_tune(
+    model_name: str, output_format: str, cache: str, out: Path, timer: PackageTimer | None, seed: int = 0
+) -> dict:
+    """Tune ``model_name`` (weights from ``seed``) once with ``output_format`` on build cache ``cache``; its steps."""
     from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
 
     os.environ["AITUNE_TRT_AOT_CACHE_DIR"] = cache
     backend = TorchTensorRTAotBackend(TorchTensorRTAotBackendConfig(output_format=output_format))
     if timer is None:
-        tuned, seconds = tune_aitune(model_name, backend, BATCHES, out, output_format, save=False)
+        tuned, seconds = tune_aitune(model_name, backend, BATCHES, out, output_format, save=False, seed=seed)
     else:
         with timer.active():
-            tuned, seconds = tune_aitune(model_name, backend, BATCHES, out, output_format, save=False)
+            tuned, seconds = tune_aitune(model_name, backend, BATCHES, out, output_format, save=False, seed=seed)
     [built] = list(tuned._self_wrapper.backends.values())
     result = {"tune": seconds, "steps": built.build_seconds, "from_cache": built.built_from_cache}
     if timer is not None:
         result["package"] = timer.parts()
         result["commands"] = list(timer.commands)
+        result["reused"] = list(timer.reused)
     del tuned, built
     torch.cuda.empty_cache()
     return result
@@ -146,24 +162,25 @@ def main() -> int:
         return 2
     out = Path(tempfile.mkdtemp(prefix="pt2-profile-"))
     lines = [
-        "| model | round | exported_program tune s | aot_inductor tune s | ratio | package compile (save) s "
-        "| export | codegen | C++ commands (each) | package | self-check | second aot_inductor tune s (cache) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | round | exported_program tune s | aot_inductor tune s | ratio | package compile (save) s | export "
+        "| codegen | C++ commands (each) | reused | package | self-check | second aot_inductor tune s (cache) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model_name in args.models:
         for round_number in range(1, args.rounds + 1):
-            exported = one_tune(model_name, "exported_program", tempfile.mkdtemp(dir=out), out, None)
+            seed = round_number - 1
+            exported = one_tune(model_name, "exported_program", tempfile.mkdtemp(dir=out), out, None, seed)
             cache = tempfile.mkdtemp(dir=out)
             profiler = cProfile.Profile() if args.cprofile and round_number == args.rounds else None
             if profiler is not None:
                 profiler.enable()
-            packaged = one_tune(model_name, "aot_inductor", cache, out, PackageTimer())
+            packaged = one_tune(model_name, "aot_inductor", cache, out, PackageTimer(), seed)
             if profiler is not None:
                 profiler.disable()
                 text = io.StringIO()
                 pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
                 print(f"\n### cProfile: {model_name} aot_inductor tune, round {round_number}\n{text.getvalue()}")
-            again = one_tune(model_name, "aot_inductor", cache, out, None)
+            again = one_tune(model_name, "aot_inductor", cache, out, None, seed)
             parts = packaged["package"]
             each = ", ".join(f"{name} {seconds:.2f}" for name, seconds in packaged["commands"])
             reuse = f"{again['tune']:.1f}" + ("" if again["from_cache"] else " (not from the cache)")
@@ -171,7 +188,8 @@ def main() -> int:
                 f"| {model_name} | {round_number} | {exported['tune']:.1f} | {packaged['tune']:.1f} "
                 f"| {packaged['tune'] / exported['tune']:.1f}x | {packaged['steps'].get('artifact_save', 0):.2f} "
                 f"| {parts.get('export', 0):.2f} | {parts.get('codegen', 0):.2f} "
-                f"| {parts['c++ commands']:.2f} ({each}) | {parts['package']:.2f} "
+                f"| {parts['c++ commands']:.2f} ({each}) | {', '.join(packaged['reused']) or '-'} "
+                f"| {parts['package']:.2f} "
                 f"| {packaged['steps'].get('self_check', 0):.2f} | {reuse} |"
             )
             print(lines[-1], file=sys.stderr, flush=True)

@@ -107,9 +107,9 @@ class TwoInputs(nn.Module):
         return torch.relu(self.left(x) + self.right(y))
 
 
-def build(name: str) -> tuple[nn.Module, Callable[[int], tuple[torch.Tensor, ...]]]:
-    """A model with random weights and a function making its inputs for a batch size."""
-    torch.manual_seed(0)
+def build(name: str, seed: int = 0) -> tuple[nn.Module, Callable[[int], tuple[torch.Tensor, ...]]]:
+    """A model with random weights (drawn from ``seed``) and a function making its inputs for a batch size."""
+    torch.manual_seed(seed)
     if name == "mlp":  # the same model as the GPU tests' wide_mlp case
         return WideMLP(FEATURES, layers=6).eval(), lambda b: (torch.randn(b, FEATURES, device="cuda"),)
     if name == "two_inputs":
@@ -168,17 +168,25 @@ def time_calls(call: Callable[[], object], warmup: int = 20, repeats: int = 100)
 
 
 def tune_aitune(
-    model_name: str, backend, batches: list[int], out: Path, label: str, save: bool = True, recorded_calls: int = 1
+    model_name: str,
+    backend,
+    batches: list[int],
+    out: Path,
+    label: str,
+    save: bool = True,
+    recorded_calls: int = 1,
+    seed: int = 0,
 ):
     """Tune a fresh copy of the model with one backend through AITune; save it; return (module, seconds).
 
     ``recorded_calls``: AITune's ``max_num_samples_stored`` for this tune (the calls a quantized build calibrates on).
+    ``seed``: the model's weights (the same architecture).
     """
     import aitune.torch as ait
     from aitune.torch.module_registry import MODULE_REGISTRY
 
     MODULE_REGISTRY.clear()
-    model, make = build(model_name)
+    model, make = build(model_name, seed)
     model = model.cuda()
     strategy = ait.OneBackendStrategy(backend=backend)
     strategy.enable_find_max_batch_size(False)

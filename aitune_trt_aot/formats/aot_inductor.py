@@ -21,6 +21,7 @@ from torch.export import ExportedProgram
 from aitune_trt_aot.compat import build_environment
 from aitune_trt_aot.compiled import CompiledModel
 from aitune_trt_aot.formats.base import ArtifactFormat
+from aitune_trt_aot.pt2.object_reuse import reused_objects
 from aitune_trt_aot.pt2.runtime import (
     BUILT_FOR_METADATA_KEY,
     CONSTANTS_METADATA_KEY,
@@ -94,7 +95,11 @@ class AotInductorFormat(ArtifactFormat):
     runtime_settings = True  # the loaded package hands out its engine objects (pt2.engines)
 
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
-        """Export the compiled graph with its dynamic shapes and compile it into a package at ``path``."""
+        """Export the compiled graph with its dynamic shapes and compile it into a package at ``path``.
+
+        C++ objects compiled before from the same code are reused (``pt2.object_reuse``): a rebuild of the same
+        architecture skips the wrapper's compile.
+        """
         args, kwargs = compiled.sample
         with _quiet_fake_engine_warnings():
             program = torch.export.export(
@@ -106,7 +111,7 @@ class AotInductorFormat(ArtifactFormat):
             )
             configs = _package_configs(program, compiled)
             logger.info("Compiling the AOTInductor package %s", path)
-            with packaging_lock():
+            with packaging_lock(), reused_objects():
                 torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
 
     def load(self, path: Path, device: torch.device) -> Callable[..., Any]:

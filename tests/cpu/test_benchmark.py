@@ -90,7 +90,10 @@ def test_the_pt2_tune_profile_splits_the_package_compile_into_its_parts() -> Non
     timer.commands = [("wrapper.o", 2.0), ("model.so", 1.0)]
     assert timer.parts() == {"c++ commands": 3.0, "package": 0.25, "export": 0.5, "codegen": 1.0}
     with timer.active():  # wraps and restores
-        from aitune_trt_aot.formats.aot_inductor import AotInductorFormat
+        from aitune_trt_aot.formats import aot_inductor
 
-        assert AotInductorFormat.save.__name__ == "timed"
-    assert AotInductorFormat.save.__name__ == "save"
+        assert aot_inductor.AotInductorFormat.save.__name__ == "timed"
+        with aot_inductor.reused_objects() as reused:  # what the save step reuses is recorded
+            reused.append("w.wrapper.o")
+    assert aot_inductor.AotInductorFormat.save.__name__ == "save"
+    assert aot_inductor.reused_objects.__name__ == "reused_objects" and timer.reused == ["w.wrapper.o"]
