@@ -198,10 +198,10 @@ def _compile_within_limits(
     return built[-1]
 
 
-def _at_range_top(mismatch: Mismatch | None, guard: ShapeGuard) -> bool:
+def _at_range_top(mismatch: Mismatch, guard: ShapeGuard) -> bool:
     """Whether ``mismatch`` is the call at the top of ``guard``'s ranges (not a recorded call, not the bottom)."""
     top = tuple(spec.max_shape for spec in guard.ranges)
-    return mismatch is not None and not mismatch.recorded and mismatch.shapes == top
+    return not mismatch.recorded and mismatch.shapes == top
 
 
 def _range_search_checks(
