@@ -146,7 +146,7 @@ def _compile_and_check(
         result["checked_shapes"] = report.checked_shapes
         searched: list[str] = []
         if search and report.mismatch is not None and _at_range_top(report.mismatch, capture.guard):
-            checks = _range_search_checks(activation, entry, capture.guard, plan, module, job, toolkit, report.mismatch)
+            checks = _range_search_checks(entry, capture.guard, plan, module, job, toolkit)
             narrower = largest_passing(
                 list(capture.guard.ranges), raised_axes(capture.guard, job.samples), checks.passes
             )
@@ -205,26 +205,15 @@ def _at_range_top(mismatch: Mismatch, guard: ShapeGuard) -> bool:
 
 
 def _range_search_checks(
-    activation: Activation,
-    entry: CheckpointEntry,
-    guard: ShapeGuard,
-    plan: BuildPlan,
-    module: nn.Module,
-    job: BuildJob,
-    toolkit: Toolkit,
-    mismatch: Mismatch,
+    entry: CheckpointEntry, guard: ShapeGuard, plan: BuildPlan, module: nn.Module, job: BuildJob, toolkit: Toolkit
 ) -> RangeSearchChecks:
-    """The range search's test: the loaded engines at each candidate's top, reloaded after a call they raised on.
-
-    Where the failed call at the top raised (TensorRT failed it), the search starts on engines loaded afresh.
-    """
+    """The range search's test: each candidate's top on the saved artifact's engines, loaded afresh after a failure."""
 
     def reload() -> Callable[..., Any]:
         fresh = activate(entry, job.device, toolkit, checksum_verified=True)  # built_entry hashed it at save
         return engines_of(fresh, check_shapes=False)
 
-    engines = None if mismatch.raised else engines_of(activation, check_shapes=False)
-    return RangeSearchChecks(engines, reload, guard, module, job.samples[0], job.device, plan.tolerance)
+    return RangeSearchChecks(reload, guard, module, job.samples[0], job.device, plan.tolerance)
 
 
 def _load_back(

@@ -43,7 +43,6 @@ class Mismatch:
     recorded: bool  # a recorded call (else a call at a range end)
     problem: str
     shapes: tuple[tuple[int, ...], ...] = ()  # the shapes of every tensor of that call
-    raised: bool = False  # the engines raised (e.g. EngineCallError) rather than returned other numbers
 
 
 @dataclass(frozen=True)
@@ -144,7 +143,7 @@ def _compare_one(
                 actual = engines(*args, **kwargs)
             except Exception as error:  # the saved artifact does not run on this input
                 problem = f"shapes {list(shapes)}, call {attempt}: it raised {type(error).__name__}: {error}"
-                return Mismatch(is_recorded, problem, shapes, raised=True)
+                return Mismatch(is_recorded, problem, shapes)
             problem = output_mismatch(actual, expected, tolerance)  # reads the outputs: waits for the GPU
             if attempt == 1:
                 first_calls.append(time.perf_counter() - start)
@@ -238,12 +237,13 @@ class RangeSearchChecks:
 
     The engines run without the guard (they were built for more than the candidate range). A call eager PyTorch
     cannot run there, or that cannot be tiled, counts as not reproduced: the range must be one that was verified.
-    After a call the engines raised on (TensorRT failed it), the next candidate is judged on engines loaded afresh
-    by ``reload``: a TensorRT-RTX engine whose call failed may fail later calls too, which would make every smaller
-    candidate look wrong. ``tried`` says what each candidate gave, for the refusal when none passes.
+    Every candidate after a failure, the top's included, is judged on engines loaded afresh by ``reload``: a
+    TensorRT-RTX engine that failed a call at a large shape, whether it raised or returned other numbers, may give
+    wrong numbers at every shape it had not run before (the fp32 token encoder at batch 262144 on an H100,
+    2026-12-07), which would make every smaller candidate look wrong. ``tried`` says what each candidate gave, for
+    the refusal when none passes.
     """
 
-    engines: Callable[..., Any] | None  # None: load with ``reload`` before the first candidate
     reload: Callable[[], Callable[..., Any]]
     guard: ShapeGuard
     module: nn.Module
@@ -251,6 +251,7 @@ class RangeSearchChecks:
     device: torch.device
     tolerance: Tolerance
     tried: list[str] = field(default_factory=list)
+    engines: Callable[..., Any] | None = None  # None: loaded with ``reload`` before the next candidate
 
     def passes(self, candidate: list[InputRange]) -> bool:
         """Whether the engines reproduce eager PyTorch on the sample tiled to ``candidate``'s top."""
@@ -261,8 +262,8 @@ class RangeSearchChecks:
         if self.engines is None:
             self.engines = self.reload()
         outcome = _compare_one(self.engines, self.module, call, self.device, self.tolerance, False, 1, [])
-        if isinstance(outcome, Mismatch) and outcome.raised:
-            self.engines = None  # judged on fresh engines from here on
+        if outcome is not True:
+            self.engines = None
         verdict = "pass" if outcome is True else "not compared" if outcome is False else "fail"
         # The problem starts with the shapes and call number, said once here already.
         why = outcome.problem.split(": ", 1)[-1][:240] if isinstance(outcome, Mismatch) else ""

@@ -439,16 +439,22 @@ def test_engines_wrong_only_near_the_range_top_are_built_for_the_largest_range_t
     assert "40" in json.dumps(saved["shape_guard"], default=str), "the checkpoint records the narrowed range"
 
 
-def test_engines_that_raise_near_the_range_top_are_searched_on_fresh_engines(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "failure",
+    [{"raises_above": 40}, {"offset": 1.0, "wrong_above": 40, "wrong_sticks": True}],
+    ids=["raises", "wrong-without-error"],
+)
+def test_engines_a_failed_call_at_the_top_leaves_failing_are_searched_on_fresh_engines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: dict
 ) -> None:
-    """Engines raising EngineCallError above batch 40, and at every call after one that raised: built for 1..40.
+    """Engines failing above 40, then at every size they had not run (raising, or wrong without an error): 1..40.
 
-    On an H100 (2026-12-07) the fp32 token encoder's engines failed at the top of a range AITune raised to 262144
-    (TensorRT-RTX: "cuDNN graph compilation failed"), and the search below it found no passing size. Each candidate
-    after a failed call is judged on engines loaded afresh: here, without that, every candidate below 100 would raise.
+    On an H100 (2026-12-07) the fp32 token encoder's engines for 1..262144 failed at 262144, raising
+    ``EngineCallError`` in one run and returning other numbers with nothing logged in another, and then failed the
+    same way at every size they had not run before; judged on those engines, the search found nothing. Each candidate
+    after a failure is judged on engines loaded afresh: here, without that, every candidate below 100 would fail.
     """
-    frontend = TracedFrontend(raises_above=40)
+    frontend = TracedFrontend(**failure)
     register_fakes(monkeypatch, frontend)
     backend = _build_raised(tmp_path, _model(), _calls(1, 4), top=100)
     assert [r.ranges[0].max_shape[0] for r in frontend.requests] == [100, 40], "built, searched, built again"
@@ -463,7 +469,7 @@ def test_a_search_that_finds_nothing_says_what_it_tried() -> None:
 
     plan = SimpleNamespace(precision=SimpleNamespace(quantized=None), frontend=SimpleNamespace(name="dynamo"),
                            describe=lambda: "ir=dynamo")  # fmt: skip
-    mismatch = Mismatch(False, "shapes [(100, 64)], call 1: it raised EngineCallError: ...", ((100, 64),), raised=True)
+    mismatch = Mismatch(False, "shapes [(100, 64)], call 1: it raised EngineCallError: ...", ((100, 64),))
     tried = ["shapes [(50, 64)]: fail (it raised EngineCallError)", "shapes [(4, 64)]: fail (differs by 1.0)"]
     with pytest.raises(BuildError) as refused:
         refuse_mismatch(mismatch, plan, Coverage(1, 3, 0), tried)

@@ -45,6 +45,9 @@ class TracedEngines(nn.Module):
     ``raises_above``: calls of more rows than that raise :class:`EngineCallError`, as TensorRT-RTX failing its kernel
     compile at a shape does (seen on an H100 at batch 262144 of the token encoder, issue 29); after one such call
     every later call of the same loaded engines raises too (the engines a failed call may leave behind).
+    ``wrong_sticks``: after one call of more than ``wrong_above`` rows, every later call of the same loaded engines at
+    a size they had not run before is wrong too, without an error (seen on an H100 at batch 262144 of the fp32 token
+    encoder: a wrong result, then wrong results at every new size).
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class TracedEngines(nn.Module):
         offset: float = 0.0,
         wrong_above: int | None = None,
         raises_above: int | None = None,
+        wrong_sticks: bool = False,
     ) -> None:
         super().__init__()
         self.graph = graph
@@ -61,7 +65,10 @@ class TracedEngines(nn.Module):
         self.offset = offset
         self.wrong_above = wrong_above
         self.raises_above = raises_above
+        self.wrong_sticks = wrong_sticks
         self.failed = False
+        self.was_wrong = False
+        self.sizes_run: set[int] = set()
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self.raises_above is not None and (self.failed or args[0].shape[0] > self.raises_above):
@@ -72,8 +79,13 @@ class TracedEngines(nn.Module):
                 "configs for Matmul_MUL_)"
             )
         outputs = self.graph(*args, *[kwargs[k] for k in self.keywords])
-        if not self.offset or (self.wrong_above is not None and args[0].shape[0] <= self.wrong_above):
+        size = args[0].shape[0]
+        stuck = self.wrong_sticks and self.was_wrong and size not in self.sizes_run
+        if not stuck:
+            self.sizes_run.add(size)
+        if not self.offset or (not stuck and self.wrong_above is not None and size <= self.wrong_above):
             return outputs
+        self.was_wrong = True
         return tree_map(
             lambda t: t + self.offset if isinstance(t, torch.Tensor) and t.is_floating_point() else t, outputs
         )
@@ -98,6 +110,7 @@ class TracedFrontend(Frontend):
             this (engines TensorRT cannot build that large; None: every size builds).
         raises_above: What it builds raises ``EngineCallError`` at calls of more rows than this, and at every call
             after that (``TracedEngines``; None: no call raises).
+        wrong_sticks: What it builds, after a wrong call, is wrong at every size it had not run (``TracedEngines``).
         requests: The compile requests it got, in order.
 
     """
@@ -119,6 +132,7 @@ class TracedFrontend(Frontend):
         error: Exception | None = None,
         fails_above: int | None = None,
         raises_above: int | None = None,
+        wrong_sticks: bool = False,
     ) -> None:
         self.coverage = coverage
         self.offset = offset
@@ -129,6 +143,7 @@ class TracedFrontend(Frontend):
         self.error = error
         self.fails_above = fails_above
         self.raises_above = raises_above
+        self.wrong_sticks = wrong_sticks
         self.requests: list[CompileRequest] = []
 
     def compile(self, request: CompileRequest) -> CompiledModel:
@@ -161,7 +176,7 @@ class TracedFrontend(Frontend):
             proof = [with_max_shape(r, (self.proven_max, *r.max_shape[1:])) for r in request.ranges]
             ranges = clamped_to_proof(request.ranges, proof)
         return CompiledModel(
-            module=TracedEngines(graph, keywords, self.offset, self.wrong_above, self.raises_above),
+            module=TracedEngines(graph, keywords, self.offset, self.wrong_above, self.raises_above, self.wrong_sticks),
             sample=request.sample,
             coverage=coverage,
             ranges=ranges,
