@@ -2,9 +2,9 @@
 
 Quick tier (``-m quick``): one INT8 build of the small CNN (convolutions and a linear head) saved as an exported
 program, reloaded in a fresh process; the user's weights unchanged byte for byte. Full tier: INT8 and FP8 x
-``exported_program`` and ``aot_inductor`` for the encoder, ResNet-50 in INT8 and FP8, and the accuracy guard refusing
-a build whose thresholds no 8-bit engine meets. Each test prints the accuracy metric against eager fp32, the layers
-counted by precision and which backend served the calls.
+``exported_program`` and ``aot_inductor`` for the encoder, ResNet-50 in INT8 and FP8 (each reloaded in a fresh
+process), and the accuracy guard refusing a build whose thresholds no 8-bit engine meets. Each test prints the
+accuracy metric against eager fp32, the layers counted by precision and which backend served the calls.
 """
 
 from __future__ import annotations
@@ -151,13 +151,22 @@ def test_quantized_encoder_in_each_format_matches_eager_and_reloads(
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp8"])
-def test_quantized_resnet50_meets_the_guard_and_runs_on_the_backend(precision: str) -> None:
-    """ResNet-50 (random weights) in 8 bits: convolutions counted as quantized; every sweep call served by the engines.
+def test_quantized_resnet50_meets_the_guard_and_reloads_in_a_fresh_process(
+    tmp_path: Path, fresh_process, precision: str
+) -> None:
+    """ResNet-50 (random weights) in 8 bits: the guard met over the sweep and after ``ait.load`` in a fresh process.
 
-    Prints the build's step times (calibration among them) for the benchmark note.
+    Only the final ``fc`` is quantized: the backend leaves convolutions in 16 bits, which TensorRT-RTX 1.6 cannot build
+    in INT8 or run in FP8 (docs/known-issues.md). Prints the build's step times (calibration among them).
     """
     tuned, reference = _tune("resnet50", precision)
     _check_sweep(tuned, reference, "resnet50", f"resnet50 {precision} exported_program")
+    report = reload_in_fresh_process(fresh_process, tmp_path, tuned, reference, "resnet50")
+    print(f"[resnet50 {precision} exported_program] ait.load in a fresh process: {report}")
+    assert report["backends"] == [OURS] and report["served_by_backend"] == report["calls"] > 0
+    assert max(report["errors"].values()) <= tolerances.FP16 * scale_of(reference, "resnet50", 16)
+    bounds = the_backend(tuned).config.quantization.thresholds(precision)
+    assert min(a["cosine"] for a in report["accuracy_vs_eager"].values()) >= bounds.min_cosine
 
 
 def test_thresholds_no_8_bit_engine_meets_refuse_the_build() -> None:
