@@ -10,14 +10,10 @@ inside a ``.pt2`` package.
 
 :class:`ErrorLogWatch` therefore reads standard error. On first use it puts a pipe in place of file descriptor 2;
 a daemon thread copies everything written there, byte for byte, to the original standard error and counts the
-lines Torch-TensorRT's logger writes at ERROR or INTERNAL_ERROR severity. TensorRT keeps one logger per process, the
-first one registered: where that is Torch-TensorRT's Python logger (``torch_tensorrt.logging.TRT_LOGGER``, which the
-builder gets), TensorRT's messages reach Python's ``logging`` instead of standard error, so the watch also counts the
-records at ERROR or above that Torch-TensorRT's Python loggers receive (:data:`TENSORRT_LOGGERS`).
-:class:`CheckedEngines` wraps a loaded artifact: a call that such a line or record was logged during raises
-:class:`~aitune_trt_aot.errors.EngineCallError`, naming the engines, the input shapes and TensorRT's message.
-Checking costs two non-blocking polls of the pipe and one ``fstat`` per call (a few microseconds, host only); a
-CUDA-graph replay runs no TensorRT code and is not checked.
+lines Torch-TensorRT's logger writes at ERROR or INTERNAL_ERROR severity. :class:`CheckedEngines` wraps a loaded
+artifact: a call that such a line was logged during raises :class:`~aitune_trt_aot.errors.EngineCallError`, naming
+the engines, the input shapes and TensorRT's message. Checking costs two non-blocking polls of the pipe and one
+``fstat`` per call (a few microseconds, host only); a CUDA-graph replay runs no TensorRT code and is not checked.
 
 Limits, by construction:
 - errors are process-wide: a TensorRT error logged by another thread's engine call while this call runs fails this
@@ -45,7 +41,6 @@ import select
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -60,9 +55,6 @@ STDERR_FD = 2
 _READ_SIZE = 1 << 16
 _KEPT_MESSAGES = 32
 _ANSI = re.compile(rb"\x1b\[[0-9;]*m")
-# Where Torch-TensorRT's Python side logs what TensorRT reports through its ILogger, and its own errors. The first
-# name is not below "torch_tensorrt" in logging's hierarchy (no dot), so both are watched.
-TENSORRT_LOGGERS = ("torch_tensorrt [TensorRT Conversion Context]", "torch_tensorrt")
 # Torch-TensorRT's C++ logger (core/util/logging/TorchTRTLogger.cpp): "<SEVERITY>: <prefix><message>", the default
 # prefix "[Torch-TensorRT] - ", optionally coloured.
 _ERROR_LINE = re.compile(rb"^(?:INTERNAL_ERROR|ERROR): (\[Torch-TensorRT[^\]]*\] - )?(?P<message>.*)$")
@@ -92,23 +84,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-class ErrorRecords(logging.Handler):
-    """A logging handler that passes the message of every record at ERROR or above to ``receive``."""
-
-    def __init__(self, receive: Callable[[str], None]) -> None:
-        """Hand each ERROR (or worse) record's message to ``receive``."""
-        super().__init__(logging.ERROR)
-        self.receive = receive
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Pass the record's message on."""
-        self.receive(record.getMessage())
-
-
 class ErrorLogWatch:
     """Counts the error lines Torch-TensorRT's logger writes to standard error, passing all output through.
-
-    Also counts the ERROR records Torch-TensorRT's Python loggers receive (where TensorRT's one logger is Python's).
 
     Use :meth:`mark` before an engine call and :meth:`errors_since` after it. Thread-safe.
     """
@@ -116,7 +93,7 @@ class ErrorLogWatch:
     def __init__(self, fd: int = STDERR_FD) -> None:
         """Watch file descriptor ``fd`` (standard error); nothing happens until :meth:`mark` is first called."""
         self._fd = fd
-        self._lock = threading.RLock()  # re-entered where a record arrives while this thread holds it
+        self._lock = threading.Lock()
         self._read_fd: int | None = None
         self._forward_fd: int | None = None
         self._pipe_id: tuple[int, int] | None = None
@@ -129,8 +106,6 @@ class ErrorLogWatch:
         self._guardian: subprocess.Popen | None = None
         self._retired: list[subprocess.Popen] = []
         self._alive_fd: int | None = None  # the guardian's lifeline: it goes on when this process closes it or dies
-        self._records = ErrorRecords(self._count_record)
-        self._records_watched = False
 
     @property
     def active(self) -> bool:
@@ -143,10 +118,6 @@ class ErrorLogWatch:
         Starts the watch on first use, and again when something replaced the file descriptor since.
         """
         with self._lock:
-            if not self._records_watched:
-                for name in TENSORRT_LOGGERS:
-                    logging.getLogger(name).addHandler(self._records)
-                self._records_watched = True
             if self._pipe_id is None or self._pipe_id != self._fd_id():
                 self._start()
             self._pump()
@@ -161,21 +132,13 @@ class ErrorLogWatch:
             return [message for number, message in self._messages if number > mark] or ["(message not kept)"]
 
     def stop(self) -> None:
-        """Put the original file descriptor back, after passing on what is left in the pipe; stop reading records."""
+        """Put the original file descriptor back, after passing on what is left in the pipe."""
         with self._lock:
             self._stop_locked()
-            for name in TENSORRT_LOGGERS:
-                logging.getLogger(name).removeHandler(self._records)
-            self._records_watched = False
-
-    def _count_record(self, message: str) -> None:
-        with self._lock:
-            self._count += 1
-            self._messages.append((self._count, message.strip()))
 
     def forget_after_fork(self) -> None:
         """In a forked child: give it back the original standard error; the parent keeps reading the pipe."""
-        self._lock = threading.RLock()  # another thread may have held it at the fork
+        self._lock = threading.Lock()  # another thread may have held it at the fork
         if self._read_fd is not None:
             if self._pipe_id == self._fd_id():
                 os.dup2(self._forward_fd, self._fd)  # type: ignore[arg-type]

@@ -10,7 +10,6 @@ from typing import Any
 
 from aitune_trt_aot import hints
 from aitune_trt_aot.compiled import CompiledModel
-from aitune_trt_aot.engine_errors import TENSORRT_LOGGERS, ErrorRecords
 from aitune_trt_aot.errors import BuildError, MissingRequirementError, UnsupportedInputsError
 from aitune_trt_aot.frontends import CompileRequest
 from aitune_trt_aot.plan import BuildPlan, PlanConfig, autocast_fallback
@@ -18,20 +17,33 @@ from aitune_trt_aot.precision import module_for
 
 logger = logging.getLogger(__name__)
 
+# Where Torch-TensorRT logs what TensorRT's builder reports (its ILogger) and its own errors. The first name is not
+# below "torch_tensorrt" in logging's hierarchy (no dot), so both are watched.
+TENSORRT_LOGGERS = ("torch_tensorrt [TensorRT Conversion Context]", "torch_tensorrt")
 _KEPT_LOGGED_ERRORS = 3
 _LOGGED_ERROR_CHARS = 400
+
+
+class _ErrorRecords(logging.Handler):
+    """Keeps the messages of the records at ERROR or above that reach it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 @contextlib.contextmanager
 def tensorrt_errors_logged() -> Iterator[list[str]]:
     """The ERROR messages Torch-TensorRT's loggers receive inside the block (why TensorRT built no engine)."""
-    messages: list[str] = []
-    handler = ErrorRecords(messages.append)
+    handler = _ErrorRecords()
     loggers = [logging.getLogger(name) for name in TENSORRT_LOGGERS]
     for each in loggers:
         each.addHandler(handler)
     try:
-        yield messages
+        yield handler.messages
     finally:
         for each in loggers:
             each.removeHandler(handler)

@@ -7,7 +7,6 @@ watched descriptor with ``os.write`` (the same system call), without TensorRT. T
 
 from __future__ import annotations
 
-import logging
 import os
 import textwrap
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aitune_trt_aot.engine_errors import CheckedEngines, ErrorLogWatch, ErrorRecords, error_message
+from aitune_trt_aot.engine_errors import CheckedEngines, ErrorLogWatch, error_message
 from aitune_trt_aot.errors import AitrtAotError, EngineCallError
 from tests.support.processes import run_python
 
@@ -128,32 +127,6 @@ def test_checked_engines_raise_when_tensorrt_logged_an_error(watched) -> None:
     # The failure belongs to that call only: the next one, with nothing logged, returns its outputs.
     checked.runner = lambda x: x + 1
     assert torch.equal(checked(torch.zeros(2)), torch.ones(2))
-
-
-def test_checked_engines_raise_when_tensorrt_logged_through_python(watched) -> None:
-    """Where TensorRT's one logger is Torch-TensorRT's Python logger, an ERROR record fails the call as a line does.
-
-    TensorRT keeps the first logger registered in a process; when Torch-TensorRT's Python builder registers first,
-    TensorRT's messages reach ``logging`` under "torch_tensorrt [TensorRT Conversion Context]", never standard error.
-    """
-    watch, _, _ = watched
-    tensorrt_logger = logging.getLogger("torch_tensorrt [TensorRT Conversion Context]")
-
-    def failing_engine(x: torch.Tensor) -> torch.Tensor:
-        tensorrt_logger.error("IExecutionContext::enqueueV3: Error Code 1: Myelin (cuDNN graph compilation failed)")
-        return torch.empty_like(x)
-
-    def warning_engine(x: torch.Tensor) -> torch.Tensor:
-        tensorrt_logger.warning("The logger passed into createInferRuntime differs from one already registered")
-        return x + 1
-
-    checked = CheckedEngines(failing_engine, "model.ep (exported_program)", watch)
-    with pytest.raises(EngineCallError, match=r"shapes \[\(3, 4\)\]: IExecutionContext::enqueueV3: Error Code 1"):
-        checked(torch.zeros(3, 4))
-    checked.runner = warning_engine  # a warning is no failure
-    assert torch.equal(checked(torch.zeros(2)), torch.ones(2))
-    watch.stop()
-    assert not [h for h in tensorrt_logger.handlers if isinstance(h, ErrorRecords)], "stop() removes the handler"
 
 
 def test_checked_engines_pass_results_and_exceptions_through(watched) -> None:
