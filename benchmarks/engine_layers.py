@@ -22,50 +22,20 @@ from typing import Any
 import torch
 
 from aitune_trt_aot import TorchTensorRTAotBackend, TorchTensorRTAotBackendConfig
+from aitune_trt_aot.engine_runtime import reachable_engines
 from benchmarks.run import build
 from tests.support.recording import record, sample_store
 
 PROFILED_CALLS = 10
 TIMED_CALLS = 50
-_SKIPPED = (int, float, str, bytes, torch.Tensor, type(None))
-_MAX_DEPTH = 8
 
 
-def engine_objects(root: Any, seen: set[int] | None = None, depth: int = 0) -> list[torch.ScriptObject]:
-    """The TensorRT engines (``torch.classes.tensorrt.Engine`` objects) reachable from ``root``'s attributes.
-
-    A loaded exported program holds its engines as attributes of its graph module, behind the backend's runner.
-    """
-    seen = set() if seen is None else seen
-    if id(root) in seen or depth > _MAX_DEPTH:
-        return []
-    seen.add(id(root))
-    if isinstance(root, torch.ScriptObject):
-        return [root]
-    module_name = getattr(type(root), "__module__", "")
-    if not isinstance(module_name, str) or module_name.startswith("torch._C") or isinstance(root, type):
-        return []
-    children: list[Any] = []
-    if isinstance(root, torch.nn.Module):
-        children += [*vars(root).values(), *root._modules.values()]
-    elif hasattr(root, "__dict__"):
-        children += list(vars(root).values())
-    closure = getattr(root, "__closure__", None)
-    if isinstance(closure, tuple):
-        children += [cell.cell_contents for cell in closure]
-    if isinstance(root, list | tuple):
-        children += list(root)
-    if isinstance(root, dict):
-        children += list(root.values())
-    found: list[torch.ScriptObject] = []
-    for child in children:
-        if isinstance(child, _SKIPPED):
-            continue
-        try:
-            found += engine_objects(child, seen, depth + 1)
-        except Exception:  # noqa: BLE001  (an attribute that cannot be walked holds no engine of ours)
-            continue
-    return found
+def loaded_artifact(backend: TorchTensorRTAotBackend) -> Any:
+    """The artifact ``backend`` loaded, inside the runners that wrap it (engine-error check, CUDA graphs, pinning)."""
+    loaded = backend._runner
+    while hasattr(loaded, "runner"):
+        loaded = loaded.runner
+    return loaded
 
 
 def layer_names(engine: torch.ScriptObject) -> list[str]:
@@ -103,7 +73,7 @@ def report(model_name: str, precision: str, batch: int, top: int) -> None:
     folder = Path(tempfile.mkdtemp())
     backend.build(model, record(model, calls), sample_store(calls, folder / "recorded"), torch.device("cuda"), folder)
     print(f"[{precision}] {backend.coverage.describe()}")
-    engines = engine_objects(backend._runner)
+    engines = reachable_engines(loaded_artifact(backend))
     for number, engine in enumerate(engines):
         names = layer_names(engine)
         print(f"[{precision}] engine {number}: {len(names)} layers")

@@ -25,10 +25,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from unittest import mock
 
 import torch
 from torch import nn
@@ -74,23 +75,13 @@ AITUNE_LABELS = {key: label for key, (label, _, _) in OURS.items()} | {"builtin"
 RAW_FLOORS = ("ours-default", "ours-fp32-nographs", "ours-pt2-fp32")
 
 
-@contextlib.contextmanager
-def engine_error_check(contender: str) -> Iterator[None]:
+def engine_error_check(contender: str) -> contextlib.AbstractContextManager:
     """Switch the engine-error check off while an ``-unchecked`` contender tunes (its runner is wrapped then)."""
     from aitune_trt_aot.engine_errors import WATCH_ENV
 
     if not contender.endswith("-unchecked"):
-        yield
-        return
-    before = os.environ.get(WATCH_ENV)
-    os.environ[WATCH_ENV] = "0"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[WATCH_ENV]
-        else:
-            os.environ[WATCH_ENV] = before
+        return contextlib.nullcontext()
+    return mock.patch.dict(os.environ, {WATCH_ENV: "0"})
 
 
 class TwoInputs(nn.Module):

@@ -251,7 +251,7 @@ class RangeSearchChecks:
     device: torch.device
     tolerance: Tolerance
     tried: list[str] = field(default_factory=list)
-    engines: Callable[..., Any] | None = None  # None: loaded with ``reload`` before the next candidate
+    engines: Callable[..., Any] | None = field(default=None, init=False)  # None: ``reload`` before the next candidate
 
     def passes(self, candidate: list[InputRange]) -> bool:
         """Whether the engines reproduce eager PyTorch on the sample tiled to ``candidate``'s top."""
