@@ -97,7 +97,7 @@ Private names reached into (each where no public API gives the same):
   2.14. Delete when torch offers them outside ``_inductor`` / ``_C``.
 * torch ``torch._inductor.cpp_builder._run_compile_cmd`` (``pt2.object_reuse``), wrapped while a package compiles:
   AOTInductor recompiles a wrapper whose object file of the same code is already in its cache folder (4.6 s a
-  build). Delete when AOTInductor reuses the objects of unchanged code itself.
+  build), and links the same objects again. Delete when AOTInductor reuses the outputs of unchanged code itself.
 * torch ``torch.utils._pytree`` (the precision boundary, validation, the self-check, the CUDA-graph runner, the
   ``.pt2`` runtime's call specs, ``placement``'s output-device check, ``engine_errors``' input shapes): torch's
   pytree, the form AOTInductor's call specs use. Delete when ``torch.utils.pytree`` offers

@@ -97,8 +97,8 @@ class AotInductorFormat(ArtifactFormat):
     def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
         """Export the compiled graph with its dynamic shapes and compile it into a package at ``path``.
 
-        C++ objects compiled before from the same code are reused (``pt2.object_reuse``): a rebuild of the same
-        architecture skips the wrapper's compile.
+        C++ objects compiled before from the same code, and a library linked before from the same objects, are reused
+        (``pt2.object_reuse``): a rebuild of the same architecture skips the wrapper's compile and the link.
         """
         args, kwargs = compiled.sample
         with _quiet_fake_engine_warnings():

@@ -1,20 +1,23 @@
-"""Skip AOTInductor's C++ compiles whose inputs did not change since they last ran (``reused_objects``).
+"""Skip AOTInductor's C++ compiles and links whose inputs did not change since they last ran (``reused_objects``).
 
 AOTInductor compiles a package's generated C++ in Inductor's cache folder, in files named by the hash of their code,
 compiles them at every build, even when it compiled the same code before, and deletes the objects once linked. For a
 graph of TensorRT engines the wrapper's code depends on the graph's inputs, outputs and engine calls, not on the
 weights (those live in the engines), and its compile is most of the package compile: 4.6 s of 5.5 s for the
 benchmark MLP on an H100 (docs/benchmark.md, "Where a ``.pt2`` tune goes"). A rebuild of the same architecture (new
-weights, a build-cache miss) therefore compiles the same wrapper again.
+weights, a build-cache miss) therefore compiles the same wrapper again, and links the same objects again (0.5-0.6 s
+on an H200 host once the wrapper's object was reused).
 
-While :func:`reused_objects` is active, each object a compile-only command (``-c ... -o X.o``) writes is kept beside
-it (``X.o.aitune_trt_aot-kept``) with a stamp (``X.o.aitune_trt_aot-stamp``); a later command is skipped, the kept
-object put back in its place, when the stamp holds the digest of the same inputs: the command line, the source
-file's bytes, the headers beside it and the files it names after ``-include`` (the precompiled header's source),
-torch's version and the compiler's own ``--version``. Anything else (a link, a precompiled header, the constants'
-assembly, a missing or different stamp, an unreadable input) runs as before. The stamp is removed before a compile
-runs and written, atomically, after the object is kept, so a failed or interrupted compile never leaves a stamp that
-vouches for an object.
+While :func:`reused_objects` is active, each file a compile-only command (``-c ... -o X.o``) or a link of objects
+into a shared library (``X.o ... -shared -o X.so``) writes is kept beside it (``X.o.aitune_trt_aot-kept``) with a
+stamp (``X.o.aitune_trt_aot-stamp``); a later command is skipped, the kept file put back in its place, when the stamp
+holds the digest of the same inputs: the command line, the source file's bytes, the headers beside it and the files
+it names after ``-include`` (the precompiled header's source), the bytes of the objects a link reads, torch's version
+and the compiler's own ``--version``. Anything else (a precompiled header, the constants' assembly, a source compiled
+straight into a library, a missing or different stamp, an unreadable input) runs as before. AOTInductor's own steps
+after the link (weights appended to the library) run on the file put back as on a freshly linked one. The stamp is
+removed before a command runs and written, atomically, after its output is kept, so a failed or interrupted command
+never leaves a stamp that vouches for a file.
 """
 
 from __future__ import annotations
@@ -48,17 +51,46 @@ BUILD_NOTES = b"\n// Compile cmd\n"
 _PATCH_LOCK = threading.RLock()  # one wrapper at a time; a nested use wraps the wrapper (harmless)
 
 
+def _output(words: list[str], suffix: str) -> Path | None:
+    """The file after ``-o`` when its name ends with ``suffix``; None otherwise."""
+    if "-o" not in words:
+        return None
+    position = words.index("-o") + 1
+    if position >= len(words) or not words[position].endswith(suffix):
+        return None
+    return Path(words[position])
+
+
+def _linked_objects(words: list[str]) -> list[str]:
+    """The object files a command reads (every ``.o`` word but the one after ``-o``)."""
+    return [w for i, w in enumerate(words) if w.endswith(".o") and (i == 0 or words[i - 1] != "-o")]
+
+
 def object_target(words: list[str]) -> Path | None:
     """The object file a compile-only command of one C++ source writes; None for any other command.
 
-    Links, precompiled headers and the constants' assembly always run.
+    Precompiled headers and the constants' assembly always run; links are :func:`link_target`'s.
     """
-    if "-c" not in words or "-o" not in words or sum(w.endswith(SOURCE_SUFFIXES) for w in words) != 1:
+    if "-c" not in words or sum(w.endswith(SOURCE_SUFFIXES) for w in words) != 1:
         return None
-    position = words.index("-o") + 1
-    if position >= len(words) or not words[position].endswith(".o"):
+    return _output(words, ".o")
+
+
+def link_target(words: list[str]) -> Path | None:
+    """The shared library a link of object files only writes; None for any other command.
+
+    A command that also compiles a source (C++ or assembly) into the library always runs: the digest reads objects.
+    """
+    if "-shared" not in words or "-c" in words or not _linked_objects(words):
         return None
-    return Path(words[position])
+    if any(w.endswith((*SOURCE_SUFFIXES, ".S", ".s")) for w in words):
+        return None
+    return _output(words, ".so")
+
+
+def reuse_target(words: list[str]) -> Path | None:
+    """The file a command whose output can be reused writes (:func:`object_target`, :func:`link_target`)."""
+    return object_target(words) or link_target(words)
 
 
 @functools.cache
@@ -70,7 +102,7 @@ def _compiler_version(compiler: str) -> bytes:
 
 
 def inputs_digest(words: list[str], cwd: str) -> str:
-    """SHA-256 of what the command's object depends on (module docstring); ``OSError`` if a file cannot be read."""
+    """SHA-256 of what the command's output depends on (module docstring); ``OSError`` if a file cannot be read."""
     digest = hashlib.sha256()
     digest.update(shlex.join(words).encode())
     digest.update(torch.__version__.encode())
@@ -82,6 +114,9 @@ def inputs_digest(words: list[str], cwd: str) -> str:
     for path in [*sources, *included, *beside]:
         digest.update(str(path).encode())
         digest.update(path.read_bytes().split(BUILD_NOTES, 1)[0])
+    for path in (base / w for w in _linked_objects(words)):
+        digest.update(str(path).encode())
+        digest.update(path.read_bytes())  # whole: compiled bytes carry no build notes
     return digest.hexdigest()
 
 
@@ -92,7 +127,7 @@ def _beside(target: Path, suffix: str) -> Path:
 def _skipping(original: Callable[[str, str], None], reused: list[str]) -> Callable[[str, str], None]:
     def run(cmd_line: str, cwd: str) -> None:
         words = shlex.split(cmd_line)
-        target = object_target(words)
+        target = reuse_target(words)
         if target is None:
             return original(cmd_line, cwd)
         target = Path(cwd) / target
@@ -104,18 +139,18 @@ def _skipping(original: Callable[[str, str], None], reused: list[str]) -> Callab
         stamp, kept = _beside(target, STAMP_SUFFIX), _beside(target, KEPT_SUFFIX)
         try:
             if stamp.read_text() == digest and kept.is_file():
-                write_atomically(target, lambda tmp: shutil.copyfile(kept, tmp))
-                logger.info("Reusing %s: compiled before from the same code and command.", target.name)
+                write_atomically(target, lambda tmp: shutil.copy2(kept, tmp))  # copy2: a library keeps its mode
+                logger.info("Reusing %s: built before from the same inputs and command.", target.name)
                 reused.append(target.name)
                 return None
         except OSError:
-            pass  # no stamp, or the kept object cannot be put back: compile
+            pass  # no stamp, or the kept file cannot be put back: run the command
         stamp.unlink(missing_ok=True)
         original(cmd_line, cwd)
         try:
-            write_atomically(kept, lambda tmp: shutil.copyfile(target, tmp))
+            write_atomically(kept, lambda tmp: shutil.copy2(target, tmp))
             write_atomically(stamp, lambda tmp: tmp.write_text(digest))
-        except OSError as error:  # the object stands; only its reuse is lost
+        except OSError as error:  # the output stands; only its reuse is lost
             logger.debug("%s is not kept for reuse (%s).", target.name, error)
         return None
 
@@ -124,7 +159,7 @@ def _skipping(original: Callable[[str, str], None], reused: list[str]) -> Callab
 
 @contextmanager
 def reused_objects() -> Iterator[list[str]]:
-    """While active, skip Inductor's object compiles whose inputs are unchanged; yields the names of those skipped."""
+    """While active, skip Inductor's compiles and links of unchanged inputs; yields the names of those skipped."""
     from torch._inductor import cpp_builder
 
     reused: list[str] = []
