@@ -7,7 +7,8 @@ Prints a markdown table (latency with the cosine similarity of each contender's 
 then this backend's tune time by build step (quantization and calibration included), and writes ``table.md``,
 ``results.json`` and ``chart.png`` (if matplotlib is installed) to ``--out``. Every contender is called the way users
 call it (AITune contenders through the tuned ``ait.Module``); the "raw" rows call this backend's loaded artifact
-directly, as the floor, and the "load_pt2" row the ``.pt2`` package as a deployment loads it. Load seconds are
+directly, as the floor, the "load_pt2" row the ``.pt2`` package as a deployment loads it, and the "C++ example"
+rows (contender ``cpp-pt2``) the same package from examples/cpp, with and without CUDA graphs. Load seconds are
 measured by ``ait.load`` in one fresh process per model, followed by the first call at each batch size (worst and
 median in the table). Ratios are what to compare: absolute times vary between machines. 8-bit contenders of this
 backend run each in a benchmark process of their own when others share the run (``own_process_contenders``).
@@ -73,6 +74,9 @@ CALIBRATION_CALLS = 32
 AITUNE_LABELS = {key: label for key, (label, _, _) in OURS.items()} | {"builtin": "AITune built-in fp32"}
 # Variants whose loaded artifact is also timed directly, without AITune: the floor for the per-call overhead.
 RAW_FLOORS = ("ours-default", "ours-fp32-nographs", "ours-pt2-fp32")
+# The C++ example (examples/cpp) on the ``ours-pt2-fp32`` package, contender ``cpp-pt2``: label per CUDA-graph mode.
+CPP_LABELS = {False: "C++ example: fp32 .pt2, no CUDA graphs", True: "C++ example: fp32 .pt2, CUDA graphs"}
+CPP_TIMED_CALLS = 100
 
 
 def engine_error_check(contender: str) -> contextlib.AbstractContextManager:
@@ -225,6 +229,40 @@ def bare_compile(model: nn.Module, example: tuple[torch.Tensor, ...], max_batch:
     return compiled, time.perf_counter() - start
 
 
+def cpp_rows(
+    model_name: str, package: Path, inputs: dict[int, tuple[torch.Tensor, ...]], expected: dict, out: Path, size: int
+) -> list[Row]:
+    """The C++ example on ``package`` at each batch size, without and with CUDA graphs (``cpp-pt2``).
+
+    It runs the package on the benchmark's inputs, prints its largest difference from eager fp32 and, with
+    ``--time``, the median of ``CPP_TIMED_CALLS`` synchronised calls; an example that does not build or run gives
+    rows with a note.
+    """
+    from examples import cpp_example
+    from examples.pt2_cases import write_cases
+
+    cases = out / f"{model_name}-cpp-cases.pt"
+    write_cases(str(cases), [(list(inputs[b]), expected[b]) for b in inputs], max_batch=max(inputs))
+    try:
+        binary = cpp_example.build(out / "cpp-build")
+    except (cpp_example.ToolMissingError, cpp_example.BuildFailedError) as error:
+        return [Row(model_name, CPP_LABELS[False], 0, note=f"not built: {str(error)[:160]}")]
+    rows = []
+    for graphs in (False, True):
+        command = cpp_example.command(binary, package, cases, cuda_graphs=graphs, timed_calls=CPP_TIMED_CALLS)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        report = cpp_example.parse(result.stdout)
+        for b in inputs:
+            row = Row(model_name, CPP_LABELS[graphs], b, artifact_bytes=size)
+            row.median_ms, row.max_abs_err = report.median_ms.get(b), report.errors.get(b)
+            if row.median_ms:
+                row.throughput = b / (row.median_ms / 1e3)
+            else:
+                row.note = f"exit {result.returncode}: {result.stderr.strip()[-160:]}"
+            rows.append(row)
+    return rows
+
+
 def profile_calls(label: str, call: Callable[[], object], calls: int = 500, top: int = 15) -> None:
     """Print where the host time of ``calls`` calls goes (cProfile, by own time) to stderr."""
     import cProfile
@@ -337,6 +375,8 @@ def measure_model(
         if key == "ours-pt2-fp32":
             # The package as a deployment runs it: load_pt2 (CUDA graphs "auto", the kernel strategy it records).
             add("load_pt2: fp32 .pt2, no AITune", load_pt2(backend.artifact_path), artifact_bytes=size)
+            if "cpp-pt2" in contenders:  # the same package from C++, with and without CUDA graphs
+                rows += cpp_rows(model_name, backend.artifact_path, inputs, expected, out, size)
     if "builtin" in contenders:
         try:
             tuned, seconds = tune_aitune(model_name, BuiltIn(), batches, out, "builtin")
@@ -545,7 +585,7 @@ def main() -> int:
     parser.add_argument(
         "--contenders",
         nargs="+",
-        default=["eager", "eager-fp16", "inductor", "bare", "builtin", *OURS],
+        default=["eager", "eager-fp16", "inductor", "bare", "builtin", *OURS, "cpp-pt2"],
     )
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     parser.add_argument("--profile", action="store_true", help="print a cProfile of AITune contenders' calls")

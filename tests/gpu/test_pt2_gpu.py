@@ -5,9 +5,7 @@ Also: ``.pt2`` calls under CUDA graphs against calls without, and the warm-up at
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,8 +21,7 @@ from aitune_trt_aot import (
     save_pt2,
 )
 from aitune_trt_aot.cuda_graphs import CudaGraphRunner
-from aitune_trt_aot.pt2.paths import loaded_library_dirs
-from aitune_trt_aot.pt2.runtime import runtime_library, tensorrt_library
+from examples import cpp_example
 from examples.pt2_cases import write_cases
 from tests.support import tolerances
 from tests.support.gpu import (
@@ -40,7 +37,6 @@ from tests.support.gpu import (
 from tests.support.native import crash_report
 from tests.support.processes import deploy_pt2
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 OURS = "aitune_trt_aot.backend.TorchTensorRTAotBackend"
 MAX_BATCH = 16
 CASE_BATCHES = tuple(dict.fromkeys(SWEEP))  # 8 distinct batch sizes in a changing order
@@ -87,34 +83,32 @@ def test_packages_of_same_shaped_models_keep_their_own_engines() -> None:
     assert max(errors) <= tolerances.FP32
 
 
-def _build_cpp_example(repo_root: Path, build_dir: Path) -> Path:
+def _build_cpp_example(build_dir: Path) -> Path:
     """Build examples/cpp. Only missing tools skip; a shipped example that does not build fails the test."""
-    compiler = (os.environ.get("CXX") or "c++").split()[0]  # the compiler CMake picks first
-    if shutil.which("cmake") is None or shutil.which(compiler) is None:
-        pytest.skip(f"the C++ example needs cmake and a C++ compiler ({compiler})")
-    configure = [
-        "cmake",
-        "-S",
-        str(repo_root / "examples" / "cpp"),
-        "-B",
-        str(build_dir),
-        f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
-        f"-DTORCHTRT_RUNTIME={runtime_library()}",
-        f"-DTENSORRT_LIBRARY={tensorrt_library()}",
-        f"-DEXTRA_LIBRARY_DIRS={';'.join(str(folder) for folder in loaded_library_dirs())}",
-    ]
-    for command in (configure, ["cmake", "--build", str(build_dir), "-j", "8"]):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            output = result.stdout + result.stderr
-            errors = [line for line in output.splitlines() if "error" in line.lower()]
-            pytest.fail(f"the C++ example does not build ({' '.join(command[:2])}): {errors[:5]}\n{output[-3000:]}")
-    binary = build_dir / "inference"
+    try:
+        binary = cpp_example.build(build_dir)
+    except cpp_example.ToolMissingError as missing:
+        pytest.skip(str(missing))
+    except cpp_example.BuildFailedError as failed:
+        pytest.fail(str(failed))
     # A static copy of libstdc++ in the executable crashes the package loader (CMakeLists.txt says why).
     needed = subprocess.run(["readelf", "-d", str(binary)], capture_output=True, text=True).stdout
     link_command = build_dir / "CMakeFiles" / "inference.dir" / "link.txt"
     assert "libstdc++.so.6" in needed, f"the example links libstdc++ statically:\n{needed}\n{link_command.read_text()}"
     return binary
+
+
+def _run_cpp_example(command: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run the example; on a failure print why (libraries looked for and found, a backtrace) and fail."""
+    result = subprocess.run(command, capture_output=True, text=True)
+    print(f"[C++ example {' '.join(command[3:])}]\n{result.stdout}{result.stderr[-2000:]}")
+    if result.returncode != 0:
+        print(crash_report(command, tmp_path))
+    not_started = " (127: the dynamic loader could not start it)" if result.returncode == 127 else ""
+    assert result.returncode == 0, (
+        f"the C++ example exited with {result.returncode}{not_started}: {result.stderr.strip()[-300:]}"
+    )
+    return result
 
 
 def _write_mlp_cases(reference: torch.nn.Module, path: Path, seed: int) -> None:
@@ -151,22 +145,39 @@ def test_mlp_pt2_end_to_end(tmp_path: Path) -> None:
         standalone(torch.randn(MAX_BATCH + 1, 64, device="cuda"))
 
     # C++: build the example against the installed LibTorch and run it on the same package and cases.
-    binary = _build_cpp_example(REPO_ROOT, tmp_path / "cpp-build")
-    command = [str(binary), str(package), str(tmp_path / "cases.pt")]
-    result = subprocess.run(command, capture_output=True, text=True)
-    print(f"[C++ example]\n{result.stdout}{result.stderr[-2000:]}")
-    if result.returncode != 0:  # say why: the libraries the loader looked for and found, a backtrace, link order
-        print(crash_report(command, tmp_path))
-    not_started = " (127: the dynamic loader could not start it)" if result.returncode == 127 else ""
-    assert result.returncode == 0, (
-        f"the C++ example exited with {result.returncode}{not_started}: {result.stderr.strip()[-300:]}"
-    )
+    binary = _build_cpp_example(tmp_path / "cpp-build")
+    result = _run_cpp_example(cpp_example.command(binary, package, tmp_path / "cases.pt"), tmp_path)
     cpp_errors = [float(e) for e in re.findall(r"max abs error vs expected (\S+)", result.stdout)]
     assert len(cpp_errors) == 3 * len(CASE_BATCHES) and max(cpp_errors) <= tolerances.FP32
     # Refused by the example's check of the package's input ranges, before the engine is reached.
     assert f"batch {MAX_BATCH + 1}: refused: input 0: size {MAX_BATCH + 1} on axis 0, compiled for 1..{MAX_BATCH}" in (
         result.stdout
     )
+
+
+def test_cpp_example_under_cuda_graphs_matches_eager_and_times_both_ways(tmp_path: Path) -> None:
+    """The C++ example with ``--cuda-graphs`` captures every case's shape and matches eager, as without graphs.
+
+    The engines get the eager kernel strategy first. ``--time`` prints a median per shape both ways (no timing
+    assertion: the benchmark's ``cpp-pt2`` rows compare them).
+    """
+    tuned, reference = tune_case("mlp", _pt2_backend())
+    package = save_pt2(tuned, tmp_path / "mlp.pt2")
+    _write_mlp_cases(reference, tmp_path / "cases.pt", seed=900)
+    binary = _build_cpp_example(tmp_path / "cpp-build")
+    cases = tmp_path / "cases.pt"
+    captured = cpp_example.parse(
+        _run_cpp_example(cpp_example.command(binary, package, cases, cuda_graphs=True, timed_calls=20), tmp_path).stdout
+    )
+    plain = cpp_example.parse(
+        _run_cpp_example(cpp_example.command(binary, package, cases, timed_calls=20), tmp_path).stdout
+    )
+    print(f"\n[C++ example, mlp .pt2] with graphs {captured}\nwithout {plain}")
+    assert captured.cuda_graphs and captured.kernel_strategy == 1 and captured.engines >= 1, captured
+    assert captured.graphs_captured == len(CASE_BATCHES)
+    assert set(captured.errors) == set(plain.errors) == set(CASE_BATCHES)
+    assert max(captured.errors.values()) <= tolerances.FP32 and max(plain.errors.values()) <= tolerances.FP32
+    assert set(captured.median_ms) == set(plain.median_ms) == set(CASE_BATCHES) and not plain.cuda_graphs
 
 
 def test_pt2_under_cuda_graphs_gives_the_results_of_calls_without(tmp_path: Path, fresh_process) -> None:
