@@ -32,7 +32,7 @@ TIMED_CALLS = 50
 
 def loaded_artifact(backend: TorchTensorRTAotBackend) -> Any:
     """The artifact ``backend`` loaded, inside the runners that wrap it (engine-error check, CUDA graphs, pinning)."""
-    loaded = backend._runner
+    loaded = backend.runner
     while hasattr(loaded, "runner"):
         loaded = loaded.runner
     return loaded

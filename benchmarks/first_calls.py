@@ -6,7 +6,8 @@ What a call at a shape the engines have not run costs, and what each way of runn
 Per model: ``torch.export`` + ``torch_tensorrt.dynamo.compile`` over batch 1..32 (fp32), saved once as an exported
 program. Each mode then loads its own copy of the engines, with its own empty TensorRT-RTX kernel cache, and calls it
 at batch 1, 8, 13, 32 and 5 in that order, each one: the first call (synchronised), five more, a 2 s pause (``"lazy"``
-swaps its specialised kernels in meanwhile), 20 unmeasured calls, then the median of 100 synchronised calls.
+swaps its specialised kernels in meanwhile), then the benchmark's ``time_calls``: 20 unmeasured calls and the median
+of 100 synchronised ones.
 
 Modes: the kernel specialization strategy (``"eager"``, ``"lazy"``, ``"none"``) times the CUDA graphs: ``ours``
 (this backend's ``CudaGraphRunner``, one graph per shape, what ``cuda_graphs`` does), ``trt`` (TensorRT-RTX's own
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,7 +32,7 @@ from aitune_trt_aot.cuda_graphs import CudaGraphRunner
 from aitune_trt_aot.engine_runtime import reachable_engines
 from aitune_trt_aot.formats.raw_engines import engines_pickled_raw
 from aitune_trt_aot.pt2.engines import KERNEL_STRATEGY_CODES
-from benchmarks.run import bare_compile, build
+from benchmarks.run import bare_compile, build, time_calls
 
 SHAPES = (1, 8, 13, 32, 5)
 NEW_SHAPES = SHAPES[1:]  # after the copy's first call of all
@@ -102,20 +102,18 @@ def measure_mode(
             error_first = (out - refs[batch]).abs().max().item()
             following = [timed(call, *data[batch])[0] for _ in range(5)]
             time.sleep(SPECIALISATION_PAUSE_S)
-            for _ in range(WARM_CALLS):
-                call(*data[batch])
-            steady = statistics.median(timed(call, *data[batch])[0] for _ in range(TIMED_CALLS))
+            steady_ms, _ = time_calls(lambda b=batch: call(*data[b]), warmup=WARM_CALLS, repeats=TIMED_CALLS)
             error_steady = (call(*data[batch]) - refs[batch]).abs().max().item()
             row["shapes"][batch] = {
                 "first_ms": first * 1e3,
                 "next5_ms": [round(t * 1e3, 3) for t in following],
-                "steady_ms": steady * 1e3,
+                "steady_ms": steady_ms,
                 "err_first": error_first,
                 "err_steady": error_steady,
             }
             print(
                 f"{name} kernel={kernel:5s} graphs={graphs:4s} b={batch:3d} first {first * 1e3:8.2f} ms, next "
-                f"{[round(t * 1e3, 2) for t in following]}, steady {steady * 1e3:.3f} ms, "
+                f"{[round(t * 1e3, 2) for t in following]}, steady {steady_ms:.3f} ms, "
                 f"err {error_first:.2e}/{error_steady:.2e}",
                 flush=True,
             )
