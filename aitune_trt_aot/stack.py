@@ -98,6 +98,10 @@ Private names reached into (each where no public API gives the same):
 * torch ``torch._inductor.cpp_builder._run_compile_cmd`` (``pt2.object_reuse``), wrapped while a package compiles:
   AOTInductor recompiles a wrapper whose object file of the same code is already in its cache folder (4.6 s a
   build), and links the same objects again. Delete when AOTInductor reuses the outputs of unchanged code itself.
+  Inside it, ``pt2.wrapper_split`` compiles a wrapper as AOTInductor's runtime interface (the text of its
+  ``codegen/aoti_runtime/interface.cpp``, which ends with ``} // extern "C"``, compiled once per machine with
+  ``AOTInductorModelBase<AOTInductorModel>`` instantiated) plus the model's code (that instantiation declared
+  ``extern``); a wrapper laid out otherwise compiles whole. Delete when AOTInductor compiles its runtime once itself.
 * torch ``torch.utils._pytree`` (the precision boundary, validation, the self-check, the CUDA-graph runner, the
   ``.pt2`` runtime's call specs, ``placement``'s output-device check, ``engine_errors``' input shapes): torch's
   pytree, the form AOTInductor's call specs use. Delete when ``torch.utils.pytree`` offers

@@ -22,20 +22,21 @@ never leaves a stamp that vouches for a file.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import shlex
 import shutil
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from torch._inductor.runtime.cache_dir_utils import cache_dir
 
 from aitune_trt_aot.files import write_atomically
+from aitune_trt_aot.pt2.compiler import compiler_version
+from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER, compile_in_two
 
 logger = logging.getLogger(__name__)
 
@@ -93,20 +94,12 @@ def reuse_target(words: list[str]) -> Path | None:
     return object_target(words) or link_target(words)
 
 
-@functools.cache
-def _compiler_version(compiler: str) -> bytes:
-    try:
-        return subprocess.run([compiler, "--version"], capture_output=True, timeout=30, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return b"unknown compiler"
-
-
 def inputs_digest(words: list[str], cwd: str) -> str:
     """SHA-256 of what the command's output depends on (module docstring); ``OSError`` if a file cannot be read."""
     digest = hashlib.sha256()
     digest.update(shlex.join(words).encode())
     digest.update(torch.__version__.encode())
-    digest.update(_compiler_version(words[0]))
+    digest.update(compiler_version(words[0]))
     base = Path(cwd)
     sources = [base / w for w in words if w.endswith(SOURCE_SUFFIXES)]
     included = [base / words[i + 1] for i, w in enumerate(words[:-1]) if w == "-include"]
@@ -146,7 +139,8 @@ def _skipping(original: Callable[[str, str], None], reused: list[str]) -> Callab
         except OSError:
             pass  # no stamp, or the kept file cannot be put back: run the command
         stamp.unlink(missing_ok=True)
-        original(cmd_line, cwd)
+        if not compile_in_two(words, cwd, original, Path(cache_dir()) / RUNTIME_FOLDER):
+            original(cmd_line, cwd)
         try:
             write_atomically(kept, lambda tmp: shutil.copy2(target, tmp))
             write_atomically(stamp, lambda tmp: tmp.write_text(digest))

@@ -1,0 +1,15 @@
+"""The C++ compiler Inductor runs, as the package compile's reuse digests see it."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+
+
+@functools.cache
+def compiler_version(compiler: str) -> bytes:
+    """What ``compiler --version`` prints (read once per process); a fixed text when it cannot be run."""
+    try:
+        return subprocess.run([compiler, "--version"], capture_output=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return b"unknown compiler"
