@@ -82,13 +82,19 @@ def test_unchecked_contenders_switch_the_engine_error_check_off_while_they_tune_
 
 
 def test_the_pt2_tune_profile_splits_the_package_compile_into_its_parts() -> None:
-    """The profile's timer: export = save minus the package call, codegen = aot_compile minus the C++ commands."""
-    from benchmarks.pt2_tune_profile import PackageTimer
+    """The profile's timer: export = save minus the package call, codegen = aot_compile minus the C++ commands.
+
+    Commands that ran side by side (the wrapper's runtime beside its model's half) count once.
+    """
+    from benchmarks.pt2_tune_profile import PackageTimer, _command_label
 
     timer = PackageTimer()
     timer.seconds = {"save": 5.0, "aoti_compile_and_package": 4.5, "aot_compile": 4.0, "package": 0.25}
-    timer.commands = [("wrapper.o", 2.0), ("model.so", 1.0)]
+    timer._spans = [(10.0, 11.5), (10.5, 12.0), (13.0, 14.0)]  # 1.5 s and 1.5 s overlapping, then 1 s
     assert timer.parts() == {"c++ commands": 3.0, "package": 0.25, "export": 0.5, "codegen": 1.0}
+    assert _command_label(f".{'a' * 64}.x1y2.tmp.o") == "wrapper runtime"
+    assert _command_label(".chash.wrapper.x1y2.tmp.o") == "wrapper.o (join)"
+    assert _command_label("chash.wrapper.model.o") == "wrapper.model.o"
     with timer.active():  # wraps and restores
         from aitune_trt_aot.formats import aot_inductor
 
