@@ -22,7 +22,9 @@ Limits, by construction:
   silences the logger this reads: each activation warns when it finds the level there;
 - ``AITUNE_TRT_AOT_WATCH_ENGINE_ERRORS=0`` leaves standard error alone (nothing is checked; a warning says so).
 If the process's file descriptor 2 is replaced after the watch started (``pytest``'s output capture does that per
-test), the next check wraps the new one.
+test; AITune does it around every backend build and validation, ``aitune.utils.logging.control_output``), the next
+check wraps the new one; when the replacement is undone, fd 2 is one of this watch's earlier pipes again, and the next
+check unwraps it: the new pipe forwards to where that earlier pipe did, never through it.
 
 A process that dies abruptly (a native library calling ``exit``, ``os._exit``, a fatal signal) would take with it
 what was written to standard error but not yet passed on: often the very message that says why it died. So a small
@@ -54,6 +56,8 @@ WATCH_ENV = "AITUNE_TRT_AOT_WATCH_ENGINE_ERRORS"
 STDERR_FD = 2
 _READ_SIZE = 1 << 16
 _KEPT_MESSAGES = 32
+# Forward descriptors of watches whose pipe someone replaced on fd 2 (and may put back): at most this many are kept.
+_KEPT_REPLACED = 8
 _ANSI = re.compile(rb"\x1b\[[0-9;]*m")
 # Torch-TensorRT's C++ logger (core/util/logging/TorchTRTLogger.cpp): "<SEVERITY>: <prefix><message>", the default
 # prefix "[Torch-TensorRT] - ", optionally coloured.
@@ -106,6 +110,9 @@ class ErrorLogWatch:
         self._guardian: subprocess.Popen | None = None
         self._retired: list[subprocess.Popen] = []
         self._alive_fd: int | None = None  # the guardian's lifeline: it goes on when this process closes it or dies
+        # Pipe id -> forward descriptor, for pipes replaced on fd 2 while they were the watch's: if one is put back,
+        # the next start forwards to its descriptor instead of stacking a pipe on it.
+        self._replaced: dict[tuple[int, int], int] = {}
 
     @property
     def active(self) -> bool:
@@ -146,6 +153,9 @@ class ErrorLogWatch:
             os.close(self._forward_fd)  # type: ignore[arg-type]
         if self._alive_fd is not None:
             os.close(self._alive_fd)  # the guardian waits for the parent's copy only
+        for kept in self._replaced.values():
+            os.close(kept)
+        self._replaced = {}
         self._guardian, self._retired = None, []  # the parent's
         self._read_fd = self._forward_fd = self._pipe_id = self._poll = self._alive_fd = None
         self._partial = b""
@@ -159,11 +169,14 @@ class ErrorLogWatch:
 
     def _start(self) -> None:
         self._stop_locked(restore=False)
+        current = self._fd_id()
+        put_back = self._replaced.pop(current, None) if current is not None else None
         read_fd, write_fd = os.pipe()
-        forward_fd = os.dup(self._fd)
+        # The read end stays blocking: the guardian shares its open file description, and a non-blocking one would end
+        # its copy at the first empty read. This process reads only what poll reports (``_pump``).
+        forward_fd = put_back if put_back is not None else os.dup(self._fd)
         os.dup2(write_fd, self._fd)
         os.close(write_fd)
-        os.set_blocking(read_fd, False)
         self._read_fd, self._forward_fd = read_fd, forward_fd
         self._pipe_id = self._fd_id()
         self._poll = select.poll()
@@ -186,17 +199,31 @@ class ErrorLogWatch:
             _write_all(self._forward_fd, self._partial)  # type: ignore[arg-type]
             self._partial = b""
         self._stop.set()
-        if restore and self._pipe_id == self._fd_id():
+        replaced = self._pipe_id != self._fd_id()
+        if restore and not replaced:
             os.dup2(self._forward_fd, self._fd)  # type: ignore[arg-type]
         # The drain thread may be inside poll(): closing its descriptor under it is safe (poll returns POLLNVAL).
         os.close(self._read_fd)
-        os.close(self._forward_fd)  # type: ignore[arg-type]
+        if replaced and not restore and self._pipe_id is not None:
+            self._keep_replaced(self._pipe_id, self._forward_fd)  # type: ignore[arg-type]
+        else:
+            os.close(self._forward_fd)  # type: ignore[arg-type]
+        if restore:
+            for kept in self._replaced.values():
+                os.close(kept)
+            self._replaced = {}
         if self._alive_fd is not None:
             os.close(self._alive_fd)  # the guardian passes on what writers still holding the pipe write, then ends
             # Kept until it ended (it may still copy children's output), so that it is reaped, never left a zombie.
             self._retired = [g for g in (*self._retired, self._guardian) if g is not None and g.poll() is None]
         self._guardian = None
         self._read_fd = self._forward_fd = self._pipe_id = self._poll = self._alive_fd = None
+
+    def _keep_replaced(self, pipe_id: tuple[int, int], forward_fd: int) -> None:
+        """Remember ``forward_fd`` for ``pipe_id`` (replaced on fd 2), closing the oldest beyond the limit."""
+        self._replaced[pipe_id] = forward_fd
+        while len(self._replaced) > _KEPT_REPLACED:
+            os.close(self._replaced.pop(next(iter(self._replaced))))
 
     def _drain(self, poll: Any, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -209,17 +236,19 @@ class ErrorLogWatch:
                     if stop.is_set():
                         return
                     self._pump()
+                if all(not events & select.POLLIN for _, events in ready):
+                    stop.wait(0.2)  # hung up (no writer holds the pipe until fd 2 is put back): no busy loop
 
     def _pump(self) -> None:
-        """Read what the pipe holds (never blocking), pass it on, count its error lines. Caller holds the lock."""
-        if self._read_fd is None or not self._poll.poll(0):
+        """Read what the pipe holds, pass it on, count its error lines. Caller holds the lock.
+
+        Never blocks: it reads only after poll reports data (or a hang-up, where the read returns at once).
+        """
+        if self._read_fd is None:
             return
-        while True:
-            try:
-                data = os.read(self._read_fd, _READ_SIZE)
-            except BlockingIOError:
-                return
-            if not data:
+        while self._poll.poll(0):
+            data = os.read(self._read_fd, _READ_SIZE)
+            if not data:  # no writer holds the pipe and it is empty
                 return
             _write_all(self._forward_fd, data)  # type: ignore[arg-type]
             self._scan(data)
@@ -241,15 +270,17 @@ def _start_guardian(read_fd: int, forward_fd: int) -> tuple[subprocess.Popen, in
     started: nothing then guards the pipe, and an abrupt exit may lose its last output.
     """
     alive_read, alive_write = os.pipe()  # not inheritable: only this process holds the write end
-    # Waits for end-of-file on the lifeline (this process closed it, or died), then copies the pipe to its stdout.
-    script = f"cat <&{alive_read} >/dev/null; exec cat <&{read_fd}"
+    # Waits for end-of-file on the lifeline (this process closed it, or died), then copies the pipe (its standard
+    # input) to its standard output. The lifeline is read through /dev/fd: dash, /bin/sh on Debian and Ubuntu, refuses
+    # redirections of descriptors above 9 ("Bad fd number"), and a process that imported torch holds dozens.
+    script = f"cat /dev/fd/{alive_read} >/dev/null; exec cat"
     try:
         guardian = subprocess.Popen(
             ["/bin/sh", "-c", script],
-            stdin=subprocess.DEVNULL,
+            stdin=read_fd,
             stdout=forward_fd,
             stderr=subprocess.DEVNULL,  # never the pipe's write end: the guardian would wait for itself
-            pass_fds=(alive_read, read_fd),
+            pass_fds=(alive_read,),
             start_new_session=True,  # a Ctrl-C to this process's group must not end it first
         )
     except OSError as error:

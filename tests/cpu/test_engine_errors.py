@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,6 +96,44 @@ def test_watch_restarts_when_the_descriptor_is_replaced(watched, tmp_path: Path)
     assert len(watch.errors_since(mark)) == 1
     watch.stop()
     assert other.read_bytes() == ENQUEUE_ERROR
+
+
+def test_a_replacement_put_back_keeps_output_flowing_and_unwraps(watched) -> None:
+    """The descriptor replaced around checked calls, then put back (AITune's ``control_output`` around builds).
+
+    The put-back descriptor is the watch's earlier pipe: what is written to it still arrives, the next check unwraps
+    it (its guardian ends: no chain of pipes grows per build), and errors are counted again. Seen on the GPU host:
+    every line written to standard error after a second tune was lost.
+    """
+    watch, fd, target = watched
+    watch.mark()
+    os.write(fd, b"before\n")
+    for round_number in range(3):
+        saved = os.dup(fd)
+        sink = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(sink, fd)
+        os.close(sink)
+        watch.mark()  # an engine call inside the window: the watch wraps the sink
+        os.write(fd, b"suppressed\n")
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.write(fd, f"put back {round_number}\n".encode())
+        mark = watch.mark()
+        os.write(fd, ENQUEUE_ERROR)
+        assert len(watch.errors_since(mark)) == 1
+        deadline = time.monotonic() + 10
+        while sum(g.poll() is None for g in watch._retired) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [g for g in watch._retired if g.poll() is None], "retired guardians end once unwrapped"
+    watch.stop()
+    lines = target.read_bytes().splitlines()
+    assert lines.count(ENQUEUE_ERROR.strip()) == 3
+    assert [line for line in lines if line != ENQUEUE_ERROR.strip()] == [
+        b"before",
+        b"put back 0",
+        b"put back 1",
+        b"put back 2",
+    ]
 
 
 def test_output_larger_than_a_pipe_does_not_block_the_writer(watched) -> None:
@@ -232,6 +271,44 @@ def test_real_standard_error_in_a_fresh_process(tmp_path: Path) -> None:
     assert lines[lines.index("before") :] == ["before", ENQUEUE_ERROR.decode().strip(), "after"], result.stderr
 
 
+def test_standard_error_survives_aitunes_output_control_around_checked_calls(tmp_path: Path) -> None:
+    """A fresh process: checked calls inside AITune's ``control_output`` (around every build and validation), twice.
+
+    Everything written to standard error outside those windows reaches it, in order.
+    """
+    script = tmp_path / "windows.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            import torch
+            import aitune_trt_aot  # noqa: F401  (makes `tensorrt` importable for AITune)
+            from aitune.utils.logging import control_output
+            from aitune_trt_aot.engine_errors import CheckedEngines
+
+            checked = CheckedEngines(lambda x: x + 1, "probe")
+            checked(torch.ones(1))
+            print("first", file=sys.stderr, flush=True)
+            for window in range(2):
+                with control_output():
+                    checked(torch.ones(1))
+                    print("hidden", file=sys.stderr, flush=True)
+                print(f"after window {window}", file=sys.stderr, flush=True)
+                checked(torch.ones(1))
+            print("last", file=sys.stderr, flush=True)
+            """
+        )
+    )
+    result = run_python(str(script), timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if line in ("first", "hidden", "after window 0", "after window 1", "last")
+    ]
+    assert lines == ["first", "after window 0", "after window 1", "last"], result.stderr[-2000:]
+
+
 @pytest.mark.parametrize("ending", ["os._exit(3)", "os.kill(os.getpid(), 9)"])
 def test_a_process_that_dies_abruptly_keeps_its_last_words(tmp_path: Path, ending: str) -> None:
     """What was written to the watched standard error just before ``os._exit`` or SIGKILL still reaches it.
@@ -246,7 +323,8 @@ def test_a_process_that_dies_abruptly_keeps_its_last_words(tmp_path: Path, endin
             import os
             from aitune_trt_aot.engine_errors import process_watch
 
-            process_watch().mark()
+            held = [os.open(os.devnull, os.O_RDONLY) for _ in range(16)]  # the pipe's descriptors above 9, as
+            process_watch().mark()  # in a process that imported torch (dash refused those in redirections)
             os.write(2, b"FATAL: the reason this process ends\\n")
             {ending}
             """
