@@ -8,10 +8,12 @@ then this backend's tune time by build step (quantization and calibration includ
 ``results.json`` and ``chart.png`` (if matplotlib is installed) to ``--out``. Every contender is called the way users
 call it (AITune contenders through the tuned ``ait.Module``); the "raw" rows call this backend's loaded artifact
 directly, as the floor, the "load_pt2" row the ``.pt2`` package as a deployment loads it, and the "C++ example"
-rows (contender ``cpp-pt2``) the same package from examples/cpp, with and without CUDA graphs. Load seconds are
-measured by ``ait.load`` in one fresh process per model, followed by the first call at each batch size (worst and
-median in the table). Ratios are what to compare: absolute times vary between machines. 8-bit contenders of this
-backend run each in a benchmark process of their own when others share the run (``own_process_contenders``).
+rows (contender ``cpp-pt2``) the same package from examples/cpp, with and without CUDA graphs. Each call is timed once
+when its contender is ready, then again in ``RETIME_ROUNDS`` rounds with every contender in turn, and a row
+keeps the median of its timings (``retime_in_turn``), so that drift of the host does not fall on one contender. Load
+seconds are measured by ``ait.load`` in one fresh process per model, followed by the first call at each batch size
+(worst and median in the table). Ratios are what to compare: absolute times vary between machines. 8-bit contenders
+of this backend run each in a benchmark process of their own when others share the run (``own_process_contenders``).
 """
 
 from __future__ import annotations
@@ -162,6 +164,35 @@ def time_calls(call: Callable[[], object], warmup: int = 20, repeats: int = 100)
     return statistics.median(samples), samples[int(0.9 * (len(samples) - 1))]
 
 
+# After every contender of a model was timed once, each timed call is timed again this many rounds, all contenders in
+# turn in each round; a row keeps the median of its timings (``retime_in_turn``).
+RETIME_ROUNDS = 3
+
+
+def retime_in_turn(
+    timed: list[tuple[Row, Callable[[], object]]],
+    rounds: int = RETIME_ROUNDS,
+    timer: Callable[[Callable[[], object]], tuple[float, float]] = lambda call: time_calls(call, warmup=5),
+) -> None:
+    """Time each row's call ``rounds`` more times, the rows in turn each round; keep the median of its timings.
+
+    A model's contenders are otherwise timed one after the other, minutes apart; the GPU host's clocks and load drift
+    meanwhile (through-AITune rows moved by about 0.1 ms on an H100 on 2026-12-07, a third of a small model's call).
+    Taking turns spreads such drift over every contender alike.
+    """
+    medians = {id(row): [row.median_ms] for row, _ in timed}
+    p90s = {id(row): [row.p90_ms] for row, _ in timed}
+    for _ in range(rounds):
+        for row, call in timed:
+            median, p90 = timer(call)
+            medians[id(row)].append(median)
+            p90s[id(row)].append(p90)
+    for row, _ in timed:
+        row.median_ms = statistics.median(medians[id(row)])
+        row.p90_ms = statistics.median(p90s[id(row)])
+        row.throughput = row.batch / (row.median_ms / 1e3)
+
+
 def tune_aitune(
     model_name: str,
     backend,
@@ -297,6 +328,8 @@ def measure_model(
         expected = {b: reference(*x) for b, x in inputs.items()}
     rows: list[Row] = []
 
+    timed: list[tuple[Row, Callable[[], object]]] = []  # timed again in turn once every contender ran
+
     def add(contender: str, fn: Callable[..., torch.Tensor], **extra) -> None:
         for b in batches:
             row = Row(model_name, contender, b, **extra)
@@ -307,6 +340,7 @@ def measure_model(
                 row.cosine = accuracy_metrics(output, expected[b])[0]
                 row.median_ms, row.p90_ms = time_calls(lambda b=b: fn(*inputs[b]))
                 row.throughput = b / (row.median_ms / 1e3)
+                timed.append((row, lambda b=b: fn(*inputs[b])))
             except Exception as error:  # a contender failing is a result, not a crash of the benchmark
                 row.note = f"{type(error).__name__}: {str(error)[:120]}"
             rows.append(row)
@@ -387,14 +421,22 @@ def measure_model(
                 profile_calls(f"{model_name} built-in batch {batches[0]}", partial(tuned, *inputs[batches[0]]))
         except Exception as error:
             rows.append(Row(model_name, AITUNE_LABELS["builtin"], 0, note=f"tune failed: {type(error).__name__}"))
+    try:
+        retime_in_turn(timed)
+    except Exception as error:  # the first timings stand
+        print(f"{model_name}: timing in turn failed ({type(error).__name__}: {error})", file=sys.stderr)
     return rows
 
 
-def load_and_first_call_seconds(model_name: str, out: Path, batches: list[int]) -> dict[str, tuple[float, list]]:
+def load_and_first_call_seconds(
+    model_name: str, out: Path, batches: list[int]
+) -> tuple[dict[str, tuple[float, list]], str | None]:
     """Per saved checkpoint of the model, in one fresh process: ``ait.load`` seconds, then each first call's.
 
     The first calls are made at each batch size of ``batches``, in that order (all inside the built range 1..max):
-    the seconds of the first call at each built shape after the load.
+    the seconds of the first call at each built shape after the load. Returns them per contender key, and what went
+    wrong when the process failed (then no times), for the table's note: a message on standard error alone can be
+    lost (docs/known-issues.md, "Standard error lost after a second tune").
     """
     code = f"""
 import json, time, sys
@@ -423,8 +465,10 @@ print(json.dumps(result))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         print(f"load timing for {model_name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
-        return {}
-    return {key: tuple(value) for key, value in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+        last = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or ["no message"]
+        return {}, f"load timing failed (exit {done.returncode}): {last[0][:160]}"
+    loads = {key: tuple(value) for key, value in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+    return loads, None if loads else f"load timing found no {model_name}-*.ait in {out}"
 
 
 def first_call_summary(seconds: list[float]) -> tuple[float, float] | None:
@@ -604,8 +648,10 @@ def main() -> int:
     shared = [c for c in args.contenders if c not in apart]
     for model_name in args.models:
         model_rows = measure_model(model_name, args.batches, args.out, shared, args.profile)
-        loads = load_and_first_call_seconds(model_name, args.out, args.batches)
+        loads, load_failure = load_and_first_call_seconds(model_name, args.out, args.batches)
         for row in model_rows:
+            if load_failure and row.contender in AITUNE_LABELS.values() and row.batch == args.batches[0]:
+                row.note = "; ".join(filter(None, [row.note, load_failure]))
             for key, (seconds, first_calls) in loads.items():
                 if AITUNE_LABELS.get(key) == row.contender:
                     row.load_s, row.first_calls_s = seconds, first_calls

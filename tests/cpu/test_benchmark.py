@@ -103,3 +103,24 @@ def test_the_pt2_tune_profile_splits_the_package_compile_into_its_parts() -> Non
             reused.append("w.wrapper.o")
     assert aot_inductor.AotInductorFormat.save.__name__ == "save"
     assert aot_inductor.reused_objects.__name__ == "reused_objects" and timer.reused == ["w.wrapper.o"]
+
+
+def test_timing_in_turn_times_every_row_each_round_and_keeps_the_median() -> None:
+    """Rounds go through every row in turn; each row keeps the median of its first timing and its rounds."""
+    from benchmarks.run import Row, retime_in_turn
+
+    first, second = Row("mlp", "a", 1), Row("mlp", "b", 8)
+    first.median_ms, first.p90_ms, second.median_ms, second.p90_ms = 9.0, 9.5, 1.0, 1.5
+    order: list[str] = []
+    times = {"a": iter([1.0, 2.0, 3.0]), "b": iter([2.0, 2.0, 2.0])}
+
+    def timer(call) -> tuple[float, float]:
+        name = call()
+        order.append(name)
+        value = next(times[name])
+        return value, value + 0.5
+
+    retime_in_turn([(first, lambda: "a"), (second, lambda: "b")], rounds=3, timer=timer)
+    assert order == ["a", "b", "a", "b", "a", "b"]
+    assert first.median_ms == 2.5 and first.p90_ms == 3.0  # median of 9, 1, 2, 3
+    assert second.median_ms == 2.0 and second.throughput == 8 / (2.0 / 1e3)
