@@ -17,7 +17,8 @@ and the compiler's own ``--version``. Anything else (a precompiled header, the c
 straight into a library, a missing or different stamp, an unreadable input) runs as before. AOTInductor's own steps
 after the link (weights appended to the library) run on the file put back as on a freshly linked one. The stamp is
 removed before a command runs and written, atomically, after its output is kept, so a failed or interrupted command
-never leaves a stamp that vouches for a file.
+never leaves a stamp that vouches for a file. A wrapper compile that does run goes through ``pt2.wrapper_split``
+(AOTInductor's runtime compiled once per machine, then only the model's own code).
 """
 
 from __future__ import annotations
