@@ -338,9 +338,10 @@ def measure_model(
                     output = fn(*inputs[b]).float()
                 row.max_abs_err = float((output - expected[b]).abs().max())
                 row.cosine = accuracy_metrics(output, expected[b])[0]
-                row.median_ms, row.p90_ms = time_calls(lambda b=b: fn(*inputs[b]))
+                call = partial(fn, *inputs[b])
+                row.median_ms, row.p90_ms = time_calls(call)
                 row.throughput = b / (row.median_ms / 1e3)
-                timed.append((row, lambda b=b: fn(*inputs[b])))
+                timed.append((row, call))
             except Exception as error:  # a contender failing is a result, not a crash of the benchmark
                 row.note = f"{type(error).__name__}: {str(error)[:120]}"
             rows.append(row)

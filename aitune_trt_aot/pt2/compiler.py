@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import subprocess
+from pathlib import Path
 
 
 @functools.cache
@@ -13,3 +14,8 @@ def compiler_version(compiler: str) -> bytes:
         return subprocess.run([compiler, "--version"], capture_output=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return b"unknown compiler"
+
+
+def included_files(words: list[str], cwd: str) -> list[Path]:
+    """The files a compile command names after ``-include`` (Inductor's precompiled header's source), under ``cwd``."""
+    return [Path(cwd) / words[i + 1] for i, word in enumerate(words[:-1]) if word == "-include"]

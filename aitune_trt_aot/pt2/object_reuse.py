@@ -36,7 +36,7 @@ import torch
 from torch._inductor.runtime.cache_dir_utils import cache_dir
 
 from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.pt2.compiler import compiler_version
+from aitune_trt_aot.pt2.compiler import compiler_version, included_files
 from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER, compile_in_two
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def inputs_digest(words: list[str], cwd: str) -> str:
     digest.update(compiler_version(words[0]))
     base = Path(cwd)
     sources = [base / w for w in words if w.endswith(SOURCE_SUFFIXES)]
-    included = [base / words[i + 1] for i, w in enumerate(words[:-1]) if w == "-include"]
+    included = included_files(words, cwd)
     beside = sorted({h for s in sources for h in s.parent.iterdir() if h.suffix in HEADER_SUFFIXES})
     for path in [*sources, *included, *beside]:
         digest.update(str(path).encode())

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.pt2.compiler import compiler_version
+from aitune_trt_aot.pt2.compiler import compiler_version, included_files
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +92,8 @@ def runtime_digest(runtime: str, words: list[str], cwd: str) -> str:
     digest.update(shlex.join(_with_paths(words, "SOURCE", "OUTPUT")).encode())
     digest.update(torch.__version__.encode())
     digest.update(compiler_version(words[0]))
-    for i, word in enumerate(words[:-1]):
-        if word == "-include":
-            digest.update((Path(cwd) / words[i + 1]).read_bytes())
+    for path in included_files(words, cwd):
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
