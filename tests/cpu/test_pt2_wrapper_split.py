@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from aitune_trt_aot.pt2.wrapper_split import (
     split_wrapper,
     undefined_model_symbols,
 )
+from tests.support.processes import subprocess_env
 
 HEAD = ["", "#include <torch/csrc/inductor/aoti_include/cpu.h>", INTERFACE_INCLUDE, "#include <vector>", 'extern "C" {']
 MODEL = ["namespace torch::aot_inductor {", "void AOTInductorModel::run_impl() {}", "}"]
@@ -146,3 +149,47 @@ def test_the_first_wrapper_compiles_the_runtime_and_a_second_model_reuses_it(
         for name, model in (("first", first), ("second", second)):
             loaded = torch._inductor.aoti_load_package(str(tmp_path / f"{name}.pt2"))
             assert torch.allclose(loaded(x), model(x), atol=1e-5), name
+
+
+RUNTIME_BUILDER = """
+import shlex, subprocess, sys, time
+from pathlib import Path
+from aitune_trt_aot.pt2.wrapper_split import compile_runtime
+
+folder, pause = Path(sys.argv[1]), float(sys.argv[2])
+
+def run(line, cwd):
+    subprocess.run(shlex.split(line), cwd=cwd, check=True)
+    (folder / "compiled").touch()
+    time.sleep(pause)  # a build killed here has compiled its object, not yet renamed it into place
+
+words = ["g++", "x.wrapper.cpp", "-c", "-o", "x.wrapper.o"]
+compile_runtime("int runtime_answer() { return 42; }\\n", words, str(folder), run, folder / "runtime.o")
+"""
+
+
+def test_the_shared_runtime_object_is_never_half_written_by_killed_or_concurrent_builds(tmp_path: Path) -> None:
+    """The runtime folder is shared by every process of the machine.
+
+    A build killed between its compile and the rename leaves no runtime object; two builds at once both succeed
+    and leave one complete object.
+    """
+    script = tmp_path / "build_runtime.py"
+    script.write_text(RUNTIME_BUILDER)
+    folder = tmp_path / "runtime"
+    folder.mkdir()
+    killed = subprocess.Popen([sys.executable, str(script), str(folder), "60"], env=subprocess_env())
+    try:
+        deadline = time.monotonic() + 120
+        while not (folder / "compiled").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (folder / "compiled").exists(), "the killed build never compiled"
+    finally:
+        killed.kill()
+        killed.wait()
+    assert not (folder / "runtime.o").exists(), "a killed build must not leave the object in place"
+
+    builders = [subprocess.Popen([sys.executable, str(script), str(folder), "0"], env=subprocess_env()) for _ in "ab"]
+    assert [builder.wait(timeout=300) for builder in builders] == [0, 0]
+    symbols = subprocess.run(["nm", str(folder / "runtime.o")], capture_output=True, text=True, check=True).stdout
+    assert "runtime_answer" in symbols
