@@ -3,8 +3,8 @@
 TensorRT engines are not portable: they run only on the GPU architecture, TensorRT release and
 Torch-TensorRT they were built with. Every artifact records :func:`build_environment`; loading refuses,
 before any deserialisation, what :func:`incompatibility` finds, with both sides named. ``.pt2`` packages are
-checked by the same rule (:func:`mismatch` with ``PT2_MUST_MATCH``) in ``pt2.runtime.load_pt2``, against facts
-found there without importing Torch-TensorRT.
+checked by the same rule (:func:`mismatch` with ``PT2_MUST_MATCH``) in ``pt2.runtime.load_pt2`` (``pt2.package``),
+against facts found without importing Torch-TensorRT (``pt2.installed``).
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def inspect_ait(path: Path) -> list[str]:
 
 def inspect_pt2(path: Path) -> list[str]:
     """Report lines for a ``.pt2`` package (its metadata only: no GPU, no library is loaded)."""
-    from aitune_trt_aot.pt2.runtime import (
+    from aitune_trt_aot.pt2.package import (
         CONSTANTS_METADATA_KEY,
         COVERAGE_METADATA_KEY,
         INPUTS_METADATA_KEY,

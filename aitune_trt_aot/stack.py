@@ -41,9 +41,9 @@ Release workarounds:
   named by the hash of its generated code, which one-engine models of the same shapes share; parallel builds
   packaged each other's files (docs/known-issues.md). Delete when AOTInductor packages from a folder of its own
   per build.
-* The ``.pt2`` loader (``aitune_trt_aot.pt2.runtime``): ``share_cxx_runtime`` puts libstdc++ in the global
-  symbol scope before a package opens (the segfault after ``import torch_tensorrt``; delete when AOTInductor's
-  ``wrapper.so`` no longer exports its static libstdc++), and ``load_pt2`` creates
+* The ``.pt2`` loader (``aitune_trt_aot.pt2.runtime``; ``pt2.installed``): ``share_cxx_runtime`` puts libstdc++ in
+  the global symbol scope before a package opens (the segfault after ``import torch_tensorrt``; delete when
+  AOTInductor's ``wrapper.so`` no longer exports its static libstdc++), and ``load_pt2`` creates
   ``torch._C._aoti.AOTIModelPackageLoader`` itself because ``torch._inductor.aoti_load_package`` loads a package a
   second time after any error (delete when it no longer does). That module must not import this one's
   Torch-TensorRT parts. The loader is created single-threaded (``run_single_threaded=True``) so that its calls can be

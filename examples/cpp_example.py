@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
+from aitune_trt_aot.pt2.installed import runtime_library, tensorrt_library
 from aitune_trt_aot.pt2.paths import loaded_library_dirs
-from aitune_trt_aot.pt2.runtime import runtime_library, tensorrt_library
 
 SOURCE_DIR = Path(__file__).resolve().parent / "cpp"
 _ERROR = re.compile(r"^batch (\d+) call \d+: output .* max abs error vs expected (\S+)$", re.MULTILINE)

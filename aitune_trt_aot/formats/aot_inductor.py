@@ -1,6 +1,6 @@
 """``aot_inductor``: one ``.pt2`` AOTInductor package: TensorRT engines plus native code for the rest of the graph.
 
-Runs without AITune and without importing ``torch_tensorrt`` (see ``aitune_trt_aot.pt2.runtime``), in
+Runs without AITune and without importing ``torch_tensorrt`` (see ``aitune_trt_aot.pt2.installed``), in
 Python and in C++ (``torch::inductor::AOTIModelPackageLoader``).
 """
 
@@ -22,14 +22,14 @@ from aitune_trt_aot.compat import build_environment
 from aitune_trt_aot.compiled import CompiledModel
 from aitune_trt_aot.formats.base import ArtifactFormat
 from aitune_trt_aot.pt2.object_reuse import reused_objects
-from aitune_trt_aot.pt2.runtime import (
+from aitune_trt_aot.pt2.package import (
     BUILT_FOR_METADATA_KEY,
     CONSTANTS_METADATA_KEY,
     COVERAGE_METADATA_KEY,
     INPUTS_METADATA_KEY,
     KERNELS_METADATA_KEY,
-    load_pt2,
 )
+from aitune_trt_aot.pt2.runtime import load_pt2
 from aitune_trt_aot.ranges import program_ranges
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from aitune_trt_aot.errors import Pt2LoadError
-from aitune_trt_aot.pt2.runtime import runtime_library, tensorrt_library
+from aitune_trt_aot.pt2.installed import runtime_library, tensorrt_library
 
 _SYSTEM_LIBRARY_DIRS = ("/lib", "/usr/lib", "/lib64", "/usr/lib64")
 

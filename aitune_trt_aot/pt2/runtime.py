@@ -3,12 +3,12 @@
 What a process needs to run such a package: PyTorch (the version that wrote it), a CUDA GPU of the
 architecture it was built on, the TensorRT (or TensorRT-RTX) library, and Torch-TensorRT's runtime
 library ``libtorchtrt_runtime.so``, which registers the ``tensorrt::Engine`` class the engines are
-stored as. The Python ``torch_tensorrt`` package itself is not imported: this module loads the two
+stored as. The Python ``torch_tensorrt`` package itself is not imported: ``pt2.installed`` loads the two
 libraries directly (see docs/pt2.md for what that avoids).
 
 Before anything is deserialised, :func:`load_pt2` checks every entry of the archive against its CRC32 (the
 C++ loader does not) and compares what the package records it was built for with this machine, found from
-installed files only (:func:`installed_environment`).
+installed files only (``pt2.package``, ``pt2.installed``).
 
 Calls then take the same path as the ``.ait`` default: on TensorRT-RTX the package's engines get the kernel
 specialization it records (``pt2.engines``; "eager" where calls are captured), and each input shape's call is
@@ -25,14 +25,9 @@ Example:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import importlib.metadata
-import importlib.util
 import json
 import logging
 import os
-import re
 import threading
 import zipfile
 from pathlib import Path
@@ -42,187 +37,27 @@ import torch
 from torch.utils import _pytree as pytree
 
 from aitune_trt_aot import hints
-from aitune_trt_aot.compat import PT2_MUST_MATCH, device_facts, mismatch
 from aitune_trt_aot.cuda_graphs import CudaGraphRunner, check_cuda_graphs
 from aitune_trt_aot.engine_errors import CheckedEngines
-from aitune_trt_aot.engine_runtime import KERNEL_SPECIALIZATIONS, kernel_strategy
+from aitune_trt_aot.engine_runtime import kernel_strategy
 from aitune_trt_aot.errors import ConfigError, Pt2InputError, Pt2LoadError
-from aitune_trt_aot.files import archive_damage
 from aitune_trt_aot.placement import PinnedRunner, current_device, needs_pinning, resolve_device
 from aitune_trt_aot.pt2.engines import give_settings, package_engines
+from aitune_trt_aot.pt2.installed import installed_torch_tensorrt, load_tensorrt_runtime, share_cxx_runtime
+from aitune_trt_aot.pt2.package import (
+    CONSTANTS_METADATA_KEY,
+    DEFAULT_MODEL_NAME,
+    INPUTS_METADATA_KEY,
+    check_built_for,
+    check_intact,
+    input_ranges_from_metadata,
+    model_names,
+    package_metadata,
+    recorded_kernel_specialization,
+)
 from aitune_trt_aot.ranges import InputRange
 
 logger = logging.getLogger(__name__)
-
-INPUTS_METADATA_KEY = "aitune_trt_aot.inputs"
-COVERAGE_METADATA_KEY = "aitune_trt_aot.coverage"
-BUILT_FOR_METADATA_KEY = "aitune_trt_aot.built_for"
-CONSTANTS_METADATA_KEY = "aitune_trt_aot.constants"
-KERNELS_METADATA_KEY = "aitune_trt_aot.kernel_specialization"  # the config's choice (engine_runtime), "auto" if absent
-DEFAULT_MODEL_NAME = "model"
-# AOTInductor writes the `aot_inductor.metadata` config to <root>/data/aotinductor/<model>/<hash>.wrapper_metadata.json
-# (a copy goes to <hash>.kernel_metadata.json); the C++ loader finds it by this suffix.
-METADATA_SUFFIX = "wrapper_metadata.json"
-
-# The distribution that installs ``torch_tensorrt`` decides the flavour, as in Torch-TensorRT's own import.
-_TORCH_TENSORRT_DISTRIBUTIONS = (("torch-tensorrt-rtx", "TensorRT-RTX"), ("torch-tensorrt", "TensorRT"))
-# Per flavour: the packages whose __init__.py declares the version `tensorrt.__version__` reports (what packages
-# record), then the distributions to ask when none does.
-_TENSORRT_VERSION_SOURCES = {
-    "TensorRT-RTX": (("tensorrt_rtx_bindings", "tensorrt_rtx"), ("tensorrt-rtx-cu13-libs", "tensorrt-rtx-cu13")),
-    "TensorRT": (("tensorrt_bindings", "tensorrt"), ("tensorrt-cu13-libs", "tensorrt-cu13", "tensorrt")),
-}
-_DECLARED_VERSION = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
-
-# TensorRT-RTX first (the only TensorRT installable on some hosts), then standard TensorRT 10.
-_TENSORRT_LIBRARIES = (("tensorrt_rtx_libs", "libtensorrt_rtx.so"), ("tensorrt_libs", "libnvinfer.so"))
-
-
-def _package_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)  # finds without importing
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _installed_package_dir(name: str) -> Path | None:
-    try:
-        return _package_dir(name)
-    except (ImportError, ValueError):  # ValueError: a module in sys.modules without a spec
-        return None
-
-
-def _declared_version(package: str, filename: str = "__init__.py") -> str | None:
-    """The ``__version__ = "..."`` literal in ``package/filename``, read as text (the package is not imported)."""
-    folder = _installed_package_dir(package)
-    try:
-        text = None if folder is None else (folder / filename).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    found = None if text is None else _DECLARED_VERSION.search(text)
-    return None if found is None else found.group(1)
-
-
-def _distribution_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _installed_torch_tensorrt() -> tuple[str | None, str | None]:
-    """``(flavour, version)`` of the installed Torch-TensorRT, from its files; ``(None, None)`` when none is."""
-    if _installed_package_dir("torch_tensorrt") is None:
-        return None, None
-    declared = _declared_version("torch_tensorrt", "_version.py")  # what torch_tensorrt.__version__ gives
-    for distribution, flavour in _TORCH_TENSORRT_DISTRIBUTIONS:
-        version = _distribution_version(distribution)
-        if version is not None:
-            return flavour, declared or version
-    return None, declared
-
-
-def _installed_tensorrt(flavour: str) -> str | None:
-    """The installed TensorRT(-RTX) version of ``flavour`` as ``tensorrt.__version__`` gives it, None if unknown."""
-    packages, distributions = _TENSORRT_VERSION_SOURCES[flavour]
-    for package in packages:
-        version = _declared_version(package)
-        if version is not None:
-            return version
-    for distribution in distributions:
-        version = _distribution_version(distribution)
-        if version is not None:
-            return version
-    return None
-
-
-def installed_environment(device: torch.device | None = None) -> dict[str, Any]:
-    """The facts of this machine as ``compat.build_environment`` records them, without importing Torch-TensorRT.
-
-    The GPU comes from torch (None without CUDA); Torch-TensorRT's flavour and version and TensorRT's version
-    from installed files and package metadata. A fact not found is None, and None facts are not compared.
-    """
-    flavour, torch_tensorrt = _installed_torch_tensorrt()
-    return {
-        **device_facts(device),
-        "tensorrt_flavour": flavour,
-        "tensorrt": None if flavour is None else _installed_tensorrt(flavour),
-        "torch_tensorrt": torch_tensorrt,
-        "torch": torch.__version__,
-    }
-
-
-def _engine_class_registered() -> bool:
-    try:
-        torch.classes.tensorrt.Engine  # noqa: B018 - the lookup is the check
-    except (RuntimeError, AttributeError):
-        return False
-    return True
-
-
-def runtime_library() -> Path:
-    """Torch-TensorRT's runtime library (``torch_tensorrt/lib/libtorchtrt_runtime.so``), found without importing it."""
-    torch_tensorrt_dir = _package_dir("torch_tensorrt")
-    runtime = None if torch_tensorrt_dir is None else torch_tensorrt_dir / "lib" / "libtorchtrt_runtime.so"
-    if runtime is None or not runtime.is_file():
-        raise Pt2LoadError(
-            "Running this .pt2 needs Torch-TensorRT's runtime library (torch_tensorrt/lib/libtorchtrt_runtime.so), "
-            "which holds the TensorRT engine class. Install the torch-tensorrt (or torch-tensorrt-rtx) wheel that "
-            "matches your torch; it is loaded without importing torch_tensorrt."
-        )
-    return runtime
-
-
-def tensorrt_library() -> Path | None:
-    """The TensorRT library of the installed TensorRT(-RTX) pip package, None when none is installed."""
-    for package, stem in _TENSORRT_LIBRARIES:
-        folder = _package_dir(package)
-        if folder is not None:
-            found = sorted(folder.glob(f"{stem}*"))
-            if found:
-                return found[0]
-    return None
-
-
-def share_cxx_runtime() -> None:
-    """Put the process's C++ standard library into the global symbol scope before a package is opened.
-
-    AOTInductor links its generated ``wrapper.so`` with a static copy of libstdc++ whose symbols it exports.
-    Opened while the shared libstdc++ is not global (a process that imported torch and torch_tensorrt, but
-    nothing that loads a library with ``RTLD_GLOBAL``), the wrapper binds most std:: symbols to its own copy
-    and the rest to the shared one; the two copies' locale facets then disagree and the model's constructor
-    crashes (``parse_device_str`` -> ``std::regex``; this is the segfault after ``import torch_tensorrt``).
-    With the shared library global, every std:: symbol resolves to it. docs/pt2.md has the evidence.
-    """
-    ctypes.CDLL(ctypes.util.find_library("stdc++") or "libstdc++.so.6", mode=ctypes.RTLD_GLOBAL)
-
-
-def load_tensorrt_runtime() -> None:
-    """Make ``torch.classes.tensorrt.Engine`` available by loading Torch-TensorRT's runtime library.
-
-    Does nothing when the class is already registered (``torch_tensorrt`` imported, or an earlier call).
-    The TensorRT library is loaded first, globally, from its pip package when one is installed (the runtime
-    library does not carry its path); otherwise it must be on the loader's path (``LD_LIBRARY_PATH``).
-    """
-    if _engine_class_registered():
-        return
-    runtime = runtime_library()
-    tensorrt = tensorrt_library()
-    try:
-        if tensorrt is not None:
-            ctypes.CDLL(str(tensorrt), mode=ctypes.RTLD_GLOBAL)
-        torch.ops.load_library(str(runtime))
-    except OSError as error:
-        raise Pt2LoadError(
-            f"Could not load Torch-TensorRT's runtime library {runtime}: {error}. Install the TensorRT library it "
-            "was built against (tensorrt-rtx-cu13-libs for TensorRT-RTX builds, tensorrt-cu13-libs otherwise) or "
-            "put it on LD_LIBRARY_PATH."
-        ) from error
-
-
-def input_ranges_from_metadata(text: str) -> list[InputRange]:
-    """The ranges a package records under ``INPUTS_METADATA_KEY`` (JSON), named by position: ``tensor 0``, ..."""
-    return [InputRange.from_json(data, f"tensor {index}") for index, data in enumerate(json.loads(text))]
 
 
 def traced_keyword_order(in_spec: pytree.TreeSpec) -> list[str]:
@@ -335,72 +170,6 @@ class Pt2Model:
                 raise Pt2InputError(f"Input tensor {index} is on {tensor.device}; the package runs on {self.device}.")
 
 
-def _model_names(path: Path) -> list[str]:
-    """Names of the models in a package (archive entries ``<archive>/data/aotinductor/<model>/...``)."""
-    with zipfile.ZipFile(path) as archive:
-        parts = [entry.split("/") for entry in archive.namelist()]
-    return sorted({p[p.index("aotinductor") + 1] for p in parts if "aotinductor" in p[:-2]})
-
-
-def _check_intact(path: Path) -> None:
-    """Raise :class:`Pt2LoadError` unless every entry of the archive reads back with its stored CRC32."""
-    damage = archive_damage(path)
-    if damage is not None:
-        entry, why = damage
-        raise Pt2LoadError(
-            f"{path} is damaged or incomplete: its entry {entry} does not read back intact ({why}). Write it again "
-            "with aitune_trt_aot.save_pt2, or restore a good copy."
-        )
-
-
-def package_metadata(path: Path, model_name: str | None = DEFAULT_MODEL_NAME) -> dict[str, str]:
-    """The metadata AOTInductor stored for ``model_name`` (``aot_inductor.metadata`` and its device keys).
-
-    Read from the archive without loading anything: ``<root>/data/aotinductor/<model>/<hash>.wrapper_metadata.json``,
-    the file ``AOTIModelPackageLoader`` reads. ``model_name`` None takes the first model's. Empty when the
-    package has none for that model.
-    """
-    with zipfile.ZipFile(path) as archive:
-        for name in sorted(archive.namelist()):
-            parts = name.split("/")
-            if (
-                parts[-4:-2] == ["data", "aotinductor"]
-                and model_name in (None, parts[-2])
-                and parts[-1].endswith(METADATA_SUFFIX)
-            ):
-                try:
-                    metadata = json.loads(archive.read(name))
-                except ValueError:
-                    metadata = None
-                if not isinstance(metadata, dict):
-                    raise Pt2LoadError(f"{path} is damaged: its metadata {name} is not a JSON object.")
-                return {str(key): str(value) for key, value in metadata.items()}
-    return {}
-
-
-def recorded_environment(metadata: dict[str, str]) -> dict[str, Any] | None:
-    """What a package's metadata says it was built for (``compat.build_environment``), None if it says nothing."""
-    try:
-        recorded = json.loads(metadata.get(BUILT_FOR_METADATA_KEY) or "null")
-    except ValueError:
-        return None
-    return recorded if isinstance(recorded, dict) else None
-
-
-def _check_built_for(path: Path, metadata: dict[str, str], device: torch.device) -> None:
-    recorded = recorded_environment(metadata)
-    if not recorded:
-        return
-    here = installed_environment(device if device.type == "cuda" and torch.cuda.is_available() else None)
-    problem = mismatch(recorded, here, PT2_MUST_MATCH)
-    if problem is not None:
-        raise Pt2LoadError(
-            f"Cannot run {path}: {problem}. Its TensorRT engines and compiled code run only on the GPU architecture "
-            "and the torch, TensorRT and Torch-TensorRT releases they were built with: re-tune and re-export it on "
-            "this machine (aitune_trt_aot.save_pt2), or run it on a machine like the one it was built on."
-        )
-
-
 def load_pt2(
     path: str | os.PathLike[str],
     *,
@@ -444,10 +213,10 @@ def load_pt2(
             f"{path} is not a complete .pt2 package (not a readable zip archive): the file is damaged or was cut "
             "short. Write it again with aitune_trt_aot.save_pt2."
         )
-    _check_intact(path)
+    check_intact(path)
     device = resolve_device(device, error=Pt2LoadError)  # refuses a device this machine does not have
     metadata = package_metadata(path, model_name)
-    _check_built_for(path, metadata, device)
+    check_built_for(path, metadata, device)
     choice = recorded_kernel_specialization(metadata, path)
     cuda_graphs = graphs_for(choice, cuda_graphs, path)
     if not torch.cuda.is_available():
@@ -467,23 +236,14 @@ def load_pt2(
         with current_device(device):
             loader = torch._C._aoti.AOTIModelPackageLoader(str(path), model_name, True, 1, index)
     except RuntimeError as error:
-        names = _model_names(path)
+        names = model_names(path)
         if names and model_name not in names:
             raise Pt2LoadError(f"{path} has no model {model_name!r}; it holds {names}.") from error
         raise Pt2LoadError(f"Could not load {path}: {error}") from error
     model = Pt2Model(loader, path, torch.device("cuda", index), cuda_graphs)
-    if runtime_settings and _installed_torch_tensorrt()[0] == "TensorRT-RTX":  # standard TensorRT has none
+    if runtime_settings and installed_torch_tensorrt()[0] == "TensorRT-RTX":  # standard TensorRT has none
         set_kernel_strategy(model, kernel_strategy(choice, model.graphs is not None))
     return model
-
-
-def recorded_kernel_specialization(metadata: dict[str, str], path: Path) -> str:
-    """The ``kernel_specialization`` a package records (``"auto"`` where it records none, or one unknown here)."""
-    choice = metadata.get(KERNELS_METADATA_KEY, "auto")
-    if choice not in KERNEL_SPECIALIZATIONS:
-        logger.warning("%s records kernel_specialization=%r, unknown here; using 'auto'.", path, choice)
-        return "auto"
-    return choice
 
 
 def graphs_for(choice: str, cuda_graphs: bool | str, path: Path) -> bool | str:

@@ -103,7 +103,8 @@ def test_the_pt2_runtime_imports_with_torch_alone() -> None:
         "        if name.split('.')[0] in ('aitune', 'torch_tensorrt', 'tensorrt', 'tensorrt_rtx'):\n"
         "            raise ImportError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from aitune_trt_aot.pt2.runtime import input_ranges_from_metadata, load_pt2\n"
+        "from aitune_trt_aot.pt2.package import input_ranges_from_metadata\n"
+        "from aitune_trt_aot.pt2.runtime import load_pt2\n"
         '(r,) = input_ranges_from_metadata(\'[{"dims": [[1, 16], [64, 64]], "dtype": "torch.float32"}]\')\n'
         "print(r.describe(), sorted({m.split('.')[0] for m in sys.modules} & {'aitune', 'torch_tensorrt'}))\n"
     )

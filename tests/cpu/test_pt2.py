@@ -27,8 +27,11 @@ from aitune_trt_aot import (
     save_pt2,
 )
 from aitune_trt_aot.checkpoint import CheckpointWriter
+from aitune_trt_aot.pt2 import installed as pt2_installed
+from aitune_trt_aot.pt2 import package as pt2_package
 from aitune_trt_aot.pt2 import runtime as pt2_runtime
-from aitune_trt_aot.pt2.runtime import BUILT_FOR_METADATA_KEY, load_pt2
+from aitune_trt_aot.pt2.package import BUILT_FOR_METADATA_KEY
+from aitune_trt_aot.pt2.runtime import load_pt2
 from aitune_trt_aot.ranges import InputRange, program_ranges
 from aitune_trt_aot.stack import version_tuple
 from tests.support.archives import flip_a_byte_inside
@@ -153,7 +156,7 @@ def installed_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_installed_stack_is_read_from_files_without_importing_it(installed_stack: Path) -> None:
     """Torch-TensorRT's flavour and version and TensorRT's version come from the installed files alone."""
-    here = pt2_runtime.installed_environment()
+    here = pt2_installed.installed_environment()
     assert {key: here[key] for key in INSTALLED} == INSTALLED
     assert here["torch"] == torch.__version__
     assert "torch_tensorrt" not in sys.modules
@@ -162,7 +165,7 @@ def test_installed_stack_is_read_from_files_without_importing_it(installed_stack
 def test_load_pt2_refuses_a_bit_flipped_package(tmp_path: Path) -> None:
     """One flipped bit inside an entry (the zip directory intact) fails the entry's CRC32, before any loading."""
     package = _write_package(tmp_path / "model.pt2", BUILT_FOR | {"torch": torch.__version__})
-    pt2_runtime._check_intact(package)  # passes before the flip
+    pt2_package.check_intact(package)  # passes before the flip
     flip_a_byte_inside(package, "model/data/constants/custom_obj_0")
     assert zipfile.is_zipfile(package)
     with pytest.raises(Pt2LoadError) as error:
@@ -216,7 +219,7 @@ def test_intact_package_built_for_this_stack_gets_as_far_as_the_cuda_check(
     for case, package in packages.items():
         with pytest.raises(Pt2LoadError, match="CUDA is not available here"):
             load_pt2(package)
-        assert (BUILT_FOR_METADATA_KEY in pt2_runtime.package_metadata(package)) == (case == "matching")
+        assert (BUILT_FOR_METADATA_KEY in pt2_package.package_metadata(package)) == (case == "matching")
     assert "torch_tensorrt" not in sys.modules
 
 
@@ -255,13 +258,13 @@ def test_model_names_are_read_from_the_archive(tmp_path: Path) -> None:
         for name in ("a", "b"):
             archive.writestr(f"two/data/aotinductor/{name}/wrapper.cpp", "")
         archive.writestr("two/data/constants/custom_obj_0", "")
-    assert pt2_runtime._model_names(package) == ["a", "b"]
+    assert pt2_package.model_names(package) == ["a", "b"]
 
 
 def test_runtime_library_missing_is_explained() -> None:
     """Without Torch-TensorRT the loader and the CMake helper say which library is needed."""
     try:
-        found = pt2_runtime.runtime_library()
+        found = pt2_installed.runtime_library()
     except Pt2LoadError as error:
         assert "libtorchtrt_runtime.so" in str(error) and "without importing torch_tensorrt" in str(error)
         result = run_python("-m", "aitune_trt_aot.pt2.paths", "--runtime-library")
@@ -401,7 +404,7 @@ def loads_without_cuda(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     monkeypatch.setattr(pt2_runtime, "load_tensorrt_runtime", lambda: None)
     monkeypatch.setattr(pt2_runtime, "share_cxx_runtime", lambda: None)
     monkeypatch.setattr(pt2_runtime, "CudaGraphRunner", _RecordingGraphs)
-    monkeypatch.setattr(pt2_runtime, "_installed_torch_tensorrt", lambda: ("TensorRT-RTX", "2.14.0"))
+    monkeypatch.setattr(pt2_runtime, "installed_torch_tensorrt", lambda: ("TensorRT-RTX", "2.14.0"))
     made.append(engines["custom_obj_0"])  # the first item: the package's one engine
     return made
 
@@ -413,8 +416,8 @@ def _kernels_package(path: Path, kernel_specialization: str | None) -> Path:
         return package
     with zipfile.ZipFile(package) as archive:
         entries = {name: archive.read(name) for name in archive.namelist()}
-    name = next(n for n in entries if n.endswith(pt2_runtime.METADATA_SUFFIX))
-    metadata = json.loads(entries[name]) | {pt2_runtime.KERNELS_METADATA_KEY: kernel_specialization}
+    name = next(n for n in entries if n.endswith(pt2_package.METADATA_SUFFIX))
+    metadata = json.loads(entries[name]) | {pt2_package.KERNELS_METADATA_KEY: kernel_specialization}
     entries[name] = json.dumps(metadata).encode()
     with zipfile.ZipFile(package, "w") as archive:
         for entry, data in entries.items():
@@ -452,7 +455,7 @@ def test_load_pt2_leaves_the_engines_alone_where_asked_or_on_standard_tensorrt(
     engine, *_ = loads_without_cuda
     package = _kernels_package(tmp_path / "model.pt2", "eager")
     load_pt2(package, cuda_graphs=False, runtime_settings=False)
-    monkeypatch.setattr(pt2_runtime, "_installed_torch_tensorrt", lambda: ("TensorRT", "2.14.0"))
+    monkeypatch.setattr(pt2_runtime, "installed_torch_tensorrt", lambda: ("TensorRT", "2.14.0"))
     load_pt2(package)
     assert engine.settings == []
     with pytest.raises(ConfigError, match="cuda_graphs must be True, False or 'auto', got 'always'"):
@@ -492,7 +495,7 @@ def test_the_package_compile_runs_without_the_worker_pool_and_records_the_kernel
     AotInductorFormat().save(compiled, tmp_path / "model.pt2", pickle_protocol=5)
     assert PACKAGE_COMPILE_CONFIGS == {"compile_threads": 1, "aot_inductor.compile_wrapper_opt_level": "O0"}
     assert {key: seen[key] for key in PACKAGE_COMPILE_CONFIGS} == PACKAGE_COMPILE_CONFIGS
-    assert seen["aot_inductor.metadata"][pt2_runtime.KERNELS_METADATA_KEY] == "none"
+    assert seen["aot_inductor.metadata"][pt2_package.KERNELS_METADATA_KEY] == "none"
     assert dict(os.environ) == environment
     assert (inductor_config.compile_threads, inductor_config.aot_inductor.compile_wrapper_opt_level) == (
         threads,

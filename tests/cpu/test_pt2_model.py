@@ -13,17 +13,14 @@ import torch
 
 from aitune_trt_aot import ConfigError, InputShapeError, Pt2InputError, Pt2LoadError, engine_runtime
 from aitune_trt_aot.pt2.engines import KERNEL_STRATEGY_CODES, give_settings
-from aitune_trt_aot.pt2.runtime import (
+from aitune_trt_aot.pt2.package import (
     CONSTANTS_METADATA_KEY,
     COVERAGE_METADATA_KEY,
     INPUTS_METADATA_KEY,
     KERNELS_METADATA_KEY,
-    Pt2Model,
-    graphs_for,
-    load_pt2,
     recorded_kernel_specialization,
-    set_kernel_strategy,
 )
+from aitune_trt_aot.pt2.runtime import Pt2Model, graphs_for, load_pt2, set_kernel_strategy
 from aitune_trt_aot.ranges import InputRange
 from tests.support.fake_pt2 import FakeEngine, FakeLoader, recognise_fake_engines
 

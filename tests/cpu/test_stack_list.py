@@ -89,7 +89,7 @@ def test_the_scan_sees_imports_attributes_and_getattr_but_not_own_names() -> Non
         ("aitune_trt_aot.formats.raw_engines", "rebuild_engine"),
         ("aitune_trt_aot.formats.aot_inductor", "packaging_lock"),
         ("aitune_trt_aot.formats.aot_inductor", "_quiet_fake_engine_warnings"),
-        ("aitune_trt_aot.pt2.runtime", "share_cxx_runtime"),
+        ("aitune_trt_aot.pt2.installed", "share_cxx_runtime"),
         ("aitune_trt_aot.pt2.engines", "KERNEL_STRATEGY_CODES"),
         ("aitune_trt_aot.pt2.engines", "is_tensorrt_engine"),
         ("aitune_trt_aot.formats.aot_inductor", "PACKAGE_COMPILE_CONFIGS"),
