@@ -153,9 +153,7 @@ class ErrorLogWatch:
             os.close(self._forward_fd)  # type: ignore[arg-type]
         if self._alive_fd is not None:
             os.close(self._alive_fd)  # the guardian waits for the parent's copy only
-        for kept in self._replaced.values():
-            os.close(kept)
-        self._replaced = {}
+        self._close_replaced()
         self._guardian, self._retired = None, []  # the parent's
         self._read_fd = self._forward_fd = self._pipe_id = self._poll = self._alive_fd = None
         self._partial = b""
@@ -209,15 +207,19 @@ class ErrorLogWatch:
         else:
             os.close(self._forward_fd)  # type: ignore[arg-type]
         if restore:
-            for kept in self._replaced.values():
-                os.close(kept)
-            self._replaced = {}
+            self._close_replaced()
         if self._alive_fd is not None:
             os.close(self._alive_fd)  # the guardian passes on what writers still holding the pipe write, then ends
             # Kept until it ended (it may still copy children's output), so that it is reaped, never left a zombie.
             self._retired = [g for g in (*self._retired, self._guardian) if g is not None and g.poll() is None]
         self._guardian = None
         self._read_fd = self._forward_fd = self._pipe_id = self._poll = self._alive_fd = None
+
+    def _close_replaced(self) -> None:
+        """Close every kept forward descriptor of replaced pipes and forget them."""
+        for kept in self._replaced.values():
+            os.close(kept)
+        self._replaced = {}
 
     def _keep_replaced(self, pipe_id: tuple[int, int], forward_fd: int) -> None:
         """Remember ``forward_fd`` for ``pipe_id`` (replaced on fd 2), closing the oldest beyond the limit."""

@@ -147,6 +147,11 @@ class Row:
     note: str = ""
     ratios: dict = field(default_factory=dict)
 
+    def record_time(self, median_ms: float, p90_ms: float | None = None) -> None:
+        """Set the row's per-call milliseconds, and the throughput they give at its batch size."""
+        self.median_ms, self.p90_ms = median_ms, p90_ms
+        self.throughput = self.batch / (median_ms / 1e3)
+
 
 def time_calls(call: Callable[[], object], warmup: int = 20, repeats: int = 100) -> tuple[float, float]:
     """Median and p90 milliseconds of ``call`` (CUDA-synchronised per call)."""
@@ -188,9 +193,7 @@ def retime_in_turn(
             medians[id(row)].append(median)
             p90s[id(row)].append(p90)
     for row, _ in timed:
-        row.median_ms = statistics.median(medians[id(row)])
-        row.p90_ms = statistics.median(p90s[id(row)])
-        row.throughput = row.batch / (row.median_ms / 1e3)
+        row.record_time(statistics.median(medians[id(row)]), statistics.median(p90s[id(row)]))
 
 
 def tune_aitune(
@@ -285,9 +288,9 @@ def cpp_rows(
         report = cpp_example.parse(result.stdout)
         for b in inputs:
             row = Row(model_name, CPP_LABELS[graphs], b, artifact_bytes=size)
-            row.median_ms, row.max_abs_err = report.median_ms.get(b), report.errors.get(b)
-            if row.median_ms:
-                row.throughput = b / (row.median_ms / 1e3)
+            row.max_abs_err = report.errors.get(b)
+            if report.median_ms.get(b):
+                row.record_time(report.median_ms[b])
             else:
                 row.note = f"exit {result.returncode}: {result.stderr.strip()[-160:]}"
             rows.append(row)
@@ -339,8 +342,7 @@ def measure_model(
                 row.max_abs_err = float((output - expected[b]).abs().max())
                 row.cosine = accuracy_metrics(output, expected[b])[0]
                 call = partial(fn, *inputs[b])
-                row.median_ms, row.p90_ms = time_calls(call)
-                row.throughput = b / (row.median_ms / 1e3)
+                row.record_time(*time_calls(call))
                 timed.append((row, call))
             except Exception as error:  # a contender failing is a result, not a crash of the benchmark
                 row.note = f"{type(error).__name__}: {str(error)[:120]}"
