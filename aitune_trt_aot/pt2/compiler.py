@@ -19,3 +19,9 @@ def compiler_version(compiler: str) -> bytes:
 def included_files(words: list[str], cwd: str) -> list[Path]:
     """The files a compile command names after ``-include`` (Inductor's precompiled header's source), under ``cwd``."""
     return [Path(cwd) / words[i + 1] for i, word in enumerate(words[:-1]) if word == "-include"]
+
+
+def with_paths(words: list[str], source: str, output: str) -> list[str]:
+    """``words`` with its one C++ source (the word ending ``.cpp``) replaced by ``source``, ``-o``'s by ``output``."""
+    out = words.index("-o") + 1
+    return [output if i == out else source if w.endswith(".cpp") else w for i, w in enumerate(words)]

@@ -9,11 +9,12 @@ its code generation are most of the compile, so compiling the two halves apart s
 
 :func:`split_wrapper` instead makes two sources: the **runtime** (the includes and the interface, with that base class
 instantiated explicitly: identical for every model of one torch build, device and command) and the **model** (the
-same includes, the model's code, the instantiation declared ``extern``). :func:`compile_in_two` compiles the runtime
-into a file named by the digest of its source and command in Inductor's cache folder, once, and reuses it for every
-later model; it compiles the model's half and joins the two (``-r``, a relocatable link) into the object the wrapper
-compile was asked for, so AOTInductor's own link reads it as before. On the CPU machine: the whole wrapper 6.2 s, the
-runtime 5.2 s (once), the model's half 1.5 s (docs/benchmark.md).
+same includes but the container's and the interface's, the model's code, the instantiation declared ``extern``;
+compiled against lighter headers where ``pt2.lean_headers`` can prepare them). :func:`compile_in_two` compiles the
+runtime into a file named by the digest of its source and command in Inductor's cache folder, once, and reuses it for
+every later model; it compiles the model's half and joins the two (``-r``, a relocatable link) into the object the
+wrapper compile was asked for, so AOTInductor's own link reads it as before. On the CPU machine: the whole wrapper
+6.2 s, the runtime 5.2 s (once), the model's half 1.5 s (docs/benchmark.md).
 
 Where the wrapper does not have the expected shape, or a step fails, the wrapper is compiled whole, as AOTInductor
 would; the package's self-check loads and compares every package either way.
@@ -33,7 +34,8 @@ from pathlib import Path
 import torch
 
 from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.pt2.compiler import compiler_version, included_files
+from aitune_trt_aot.pt2.compiler import compiler_version, included_files, with_paths
+from aitune_trt_aot.pt2.lean_headers import LEFT_OUT, lean_headers
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ INTERFACE_END = '} // extern "C"'
 # Present in the head of every AOTInductor wrapper: what tells the head is AOTInductor's interface.
 INTERFACE_INCLUDE = "#include <torch/csrc/inductor/aoti_runtime/model_container.h>"
 MODEL_INCLUDE = "#include <torch/csrc/inductor/aoti_runtime/model.h>"
+# The container's class (inline members over the model's) and the C interface: the runtime's, not the model's.
+RUNTIME_ONLY_INCLUDES = (INTERFACE_INCLUDE, "#include <torch/csrc/inductor/aoti_runtime/interface.h>")
 RUNTIME_FOLDER = "aitune_trt_aot-wrapper-runtime"
 MODEL_SYMBOL = "AOTInductorModel"  # in the mangled names of the model, its base and its container
 _BASE = "AOTInductorModelBase<AOTInductorModel>"
@@ -57,7 +61,7 @@ class WrapperParts:
     """The two sources one wrapper is compiled from."""
 
     runtime: str  # the includes and AOTInductor's interface, the model base class instantiated: the same per model
-    model: str  # the includes and the model's code, the base class declared extern
+    model: str  # the includes but the runtime's and the model's code, the base class declared extern
 
 
 def split_wrapper(code: str) -> WrapperParts | None:
@@ -71,14 +75,9 @@ def split_wrapper(code: str) -> WrapperParts | None:
     if INTERFACE_INCLUDE not in includes or not any(line.strip() for line in tail):
         return None
     runtime = "\n".join(head) + "\n" + INSTANTIATE
-    model = "\n".join([*includes, MODEL_INCLUDE]) + "\n" + DECLARE_EXTERN + "\n".join(tail)
+    model_includes = [line for line in includes if line not in RUNTIME_ONLY_INCLUDES]
+    model = "\n".join([*model_includes, MODEL_INCLUDE]) + "\n" + DECLARE_EXTERN + "\n".join(tail)
     return WrapperParts(runtime=runtime, model=model)
-
-
-def _with_paths(words: list[str], source: str, output: str) -> list[str]:
-    """``words`` with the one C++ source replaced by ``source`` and the word after ``-o`` by ``output``."""
-    out = words.index("-o") + 1
-    return [output if i == out else source if w.endswith(WRAPPER_SUFFIX) else w for i, w in enumerate(words)]
 
 
 def runtime_digest(runtime: str, words: list[str], cwd: str) -> str:
@@ -89,7 +88,7 @@ def runtime_digest(runtime: str, words: list[str], cwd: str) -> str:
     """
     digest = hashlib.sha256()
     digest.update(runtime.encode())
-    digest.update(shlex.join(_with_paths(words, "SOURCE", "OUTPUT")).encode())
+    digest.update(shlex.join(with_paths(words, "SOURCE", "OUTPUT")).encode())
     digest.update(torch.__version__.encode())
     digest.update(compiler_version(words[0]))
     for path in included_files(words, cwd):
@@ -107,28 +106,30 @@ def compile_runtime(runtime: str, words: list[str], cwd: str, run: Run, target: 
     source = target.with_suffix(".cpp")
     write_atomically(source, lambda tmp: tmp.write_text(runtime))
     try:
-        write_atomically(target, lambda tmp: run(shlex.join(_with_paths(words, str(source), str(tmp))), cwd))
+        write_atomically(target, lambda tmp: run(shlex.join(with_paths(words, str(source), str(tmp))), cwd))
     except BaseException:
         source.unlink(missing_ok=True)
         raise
 
 
 def undefined_model_symbols(obj: Path) -> list[str]:
-    """The symbols of AOTInductor's model classes that ``obj`` uses but does not define (``nm -u``).
+    """The symbols ``obj`` uses but does not define (``nm -u``) of AOTInductor's model classes and of ``LEFT_OUT``.
 
     A joined wrapper defines all of them, as the whole wrapper does: one left undefined would pass the link of the
-    shared library and fail only when the package is loaded or called. ``OSError`` or ``CalledProcessError`` when
+    shared library and fail only when the package is loaded or called. ``LEFT_OUT`` is the function whose body the
+    model half's lighter headers leave out (``pt2.lean_headers``). ``OSError`` or ``CalledProcessError`` when
     ``nm`` cannot read the object.
     """
     listed = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True, check=True, timeout=60).stdout
-    return [line.split()[-1] for line in listed.splitlines() if MODEL_SYMBOL in line]
+    return [line.split()[-1] for line in listed.splitlines() if MODEL_SYMBOL in line or LEFT_OUT in line]
 
 
 def compile_in_two(words: list[str], cwd: str, run: Run, folder: Path) -> bool:
     """Compile the wrapper of ``words`` (a compile-only command) as runtime plus model; False if it must go whole.
 
-    ``folder`` keeps the runtime objects. The first wrapper on a machine compiles the runtime and its model's half at
-    the same time. On False the command's output was not written.
+    ``folder`` keeps the runtime objects and the lighter headers. The first wrapper on a machine compiles the runtime,
+    the lighter headers and its model's half (with AOTInductor's headers) at the same time. On False the command's
+    output was not written.
     """
     sources = [w for w in words if w.endswith(WRAPPER_SUFFIX)]
     if len(sources) != 1 or "-c" not in words or "-o" not in words:
@@ -141,13 +142,18 @@ def compile_in_two(words: list[str], cwd: str, run: Run, folder: Path) -> bool:
             logger.debug("%s is not laid out as the split expects; compiling it whole.", source.name)
             return False
         runtime = runtime_object(parts.runtime, words, cwd, folder)
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        lean = lean_headers(words, cwd, folder)
+        with ThreadPoolExecutor(max_workers=2) as pool:
             if runtime.is_file():
                 logger.info("Reusing the AOTInductor runtime object %s.", runtime.name)
                 ready: Future[None] | None = None
             else:
                 ready = pool.submit(compile_runtime, parts.runtime, words, cwd, run, runtime)
-            _compile_model(parts.model, words, cwd, run, source, target, runtime, ready)
+            lean_ready = lean is not None and lean.ready
+            if lean is not None and not lean_ready:  # built for the next models; this one's half does not wait
+                pool.submit(lean.build, cwd, run)
+            model_words = lean.command if lean is not None and lean_ready else words
+            _compile_model(parts.model, model_words, cwd, run, source, target, runtime, ready)
     except Exception as error:  # noqa: BLE001 - any failure of the split means: compile the wrapper whole
         first_line = (str(error).splitlines() or [type(error).__name__])[0]
         logger.info("Compiling %s whole: its split compile failed (%s).", source.name, first_line)
@@ -167,13 +173,14 @@ def _compile_model(
 ) -> None:
     """Compile the model's half beside the wrapper, then join it with the runtime into ``target`` (atomically).
 
-    ``ready`` is the runtime's compile when it runs meanwhile: the join waits for it (and raises what it raised).
+    ``words`` is the model half's command (``pt2.lean_headers``' when its lighter headers are ready). ``ready`` is
+    the runtime's compile when it runs meanwhile: the join waits for it (and raises what it raised).
     """
     model_source = source.with_name(source.name.removesuffix(".cpp") + ".model.cpp")
     model_object = target.with_name(target.name.removesuffix(".o") + ".model.o")
     try:
         write_atomically(model_source, lambda tmp: tmp.write_text(model))
-        run(shlex.join(_with_paths(words, str(model_source), str(model_object))), cwd)
+        run(shlex.join(with_paths(words, str(model_source), str(model_object))), cwd)
         if ready is not None:
             ready.result()
         join = [words[0], "-r", "-nostdlib", str(runtime), str(model_object), "-o"]

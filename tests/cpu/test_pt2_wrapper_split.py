@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch._inductor import cpp_builder
 
+from aitune_trt_aot.pt2.lean_headers import PRECOMPILED
 from aitune_trt_aot.pt2.object_reuse import reused_objects
 from aitune_trt_aot.pt2.wrapper_split import (
     DECLARE_EXTERN,
@@ -35,14 +36,18 @@ MODEL = ["namespace torch::aot_inductor {", "void AOTInductorModel::run_impl() {
 
 
 def test_the_split_puts_the_interface_in_the_runtime_and_the_model_code_after_the_includes() -> None:
-    """Runtime: the head as written plus the explicit instantiation. Model: the head's includes, extern, its code."""
+    """Runtime: the head as written plus the explicit instantiation.
+
+    Model: the head's includes but the container's, the model's header, extern, its code.
+    """
     parts = split_wrapper("\n".join([*HEAD, "int interface();", INTERFACE_END, *MODEL]))
     assert parts is not None
     assert parts.runtime.startswith("\n".join([*HEAD, "int interface();", INTERFACE_END]))
     assert parts.runtime.endswith(INSTANTIATE)
     assert "run_impl" not in parts.runtime
     assert "int interface();" not in parts.model
-    assert parts.model.index(INTERFACE_INCLUDE) < parts.model.index(DECLARE_EXTERN) < parts.model.index("run_impl")
+    assert INTERFACE_INCLUDE not in parts.model
+    assert parts.model.index(HEAD[1]) < parts.model.index(DECLARE_EXTERN) < parts.model.index("run_impl")
     assert parts.model.endswith("\n".join(MODEL))
 
 
@@ -97,8 +102,11 @@ def test_a_model_symbol_left_undefined_is_found(tmp_path: Path) -> None:
     assert undefined_model_symbols(tmp_path / "definer.o") == []
 
 
-def _package(model: nn.Module, path: Path) -> list[str]:
-    """Compile ``model`` (dynamic batch) into a package at ``path``; the names of the files its commands wrote."""
+def _package(model: nn.Module, path: Path, lines: list[str] | None = None) -> list[str]:
+    """Compile ``model`` (dynamic batch) into a package at ``path``; the names of the files its commands wrote.
+
+    ``lines``, where given, receives the command lines run.
+    """
     batch = torch.export.Dim("batch", min=1, max=64)
     program = torch.export.export(model, (torch.randn(4, 16),), dynamic_shapes=({0: batch},))
     written: list[str] = []
@@ -107,6 +115,8 @@ def _package(model: nn.Module, path: Path) -> list[str]:
     def recording(line: str, cwd: str) -> None:
         words = shlex.split(line)
         written.append(Path(words[words.index("-o") + 1]).name if "-o" in words else "?")
+        if lines is not None:
+            lines.append(line)
         original(line, cwd)
 
     cpp_builder._run_compile_cmd = recording
@@ -125,7 +135,8 @@ def test_the_first_wrapper_compiles_the_runtime_and_a_second_model_reuses_it(
 ) -> None:
     """Two models of different shapes: the runtime compiles once, each wrapper its model's half.
 
-    The packages compute their own models; no intermediate is left beside the wrappers.
+    The first build also prepares the lighter headers (``pt2.lean_headers``), which the second model's half compiles
+    against. The packages compute their own models; no intermediate is left beside the wrappers.
     """
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     torch.manual_seed(0)
@@ -138,7 +149,15 @@ def test_the_first_wrapper_compiles_the_runtime_and_a_second_model_reuses_it(
     assert len(runtimes) == 1, runtimes
     assert any(name.endswith(".wrapper.model.o") for name in written), written
 
-    written = _package(second, tmp_path / "second.pt2")
+    lean = [p.parent for p in runtime_folder.glob(f"lean-*/{PRECOMPILED}.gch")]
+    assert len(lean) == 1, sorted(p.name for p in runtime_folder.iterdir())
+
+    lines: list[str] = []
+    written = _package(second, tmp_path / "second.pt2", lines)
+    model_half = [shlex.split(line) for line in lines if ".wrapper.model.cpp" in line]
+    assert len(model_half) == 1, lines
+    assert f"-I{lean[0]}" in model_half[0]
+    assert model_half[0][model_half[0].index("-include") + 1] == str(lean[0] / PRECOMPILED)
     assert sorted(p.name for p in runtime_folder.glob("*.o")) == runtimes, "one runtime serves both"
     assert not any(runtimes[0].removesuffix(".o") in name for name in written), "the runtime is not compiled again"
     assert any(name.endswith(".wrapper.model.o") for name in written), written
