@@ -18,7 +18,8 @@ straight into a library, a missing or different stamp, an unreadable input) runs
 after the link (weights appended to the library) run on the file put back as on a freshly linked one. The stamp is
 removed before a command runs and written, atomically, after its output is kept, so a failed or interrupted command
 never leaves a stamp that vouches for a file. A wrapper compile that does run goes through ``pt2.wrapper_split``
-(AOTInductor's runtime compiled once per machine, then only the model's own code).
+(AOTInductor's runtime compiled once per machine, then only the model's own code); a link that does run uses GNU gold
+where the machine has it (``pt2.compiler.gold_link``; GNU ld if gold fails).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import torch
 from torch._inductor.runtime.cache_dir_utils import cache_dir
 
 from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.pt2.compiler import compiler_version, included_files
+from aitune_trt_aot.pt2.compiler import compiler_version, gold_link, included_files
 from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER, compile_in_two
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,24 @@ def _beside(target: Path, suffix: str) -> Path:
     return target.with_name(target.name + suffix)
 
 
+def _build(words: list[str], cmd_line: str, cwd: str, original: Callable[[str, str], None]) -> None:
+    """Run the command: a wrapper compile in two (``pt2.wrapper_split``), a link with gold, else as written.
+
+    A gold link that fails is run again as written (GNU ld).
+    """
+    if compile_in_two(words, cwd, original, Path(cache_dir()) / RUNTIME_FOLDER):
+        return
+    gold = gold_link(words) if link_target(words) is not None else None
+    if gold is not None:
+        try:
+            original(shlex.join(gold), cwd)
+            return
+        except Exception as error:  # noqa: BLE001 - any failure of gold: the link as AOTInductor wrote it
+            first_line = (str(error).splitlines() or [type(error).__name__])[0]
+            logger.info("Linking with GNU ld: the gold link failed (%s).", first_line)
+    original(cmd_line, cwd)
+
+
 def _skipping(original: Callable[[str, str], None], reused: list[str]) -> Callable[[str, str], None]:
     def run(cmd_line: str, cwd: str) -> None:
         words = shlex.split(cmd_line)
@@ -140,8 +159,7 @@ def _skipping(original: Callable[[str, str], None], reused: list[str]) -> Callab
         except OSError:
             pass  # no stamp, or the kept file cannot be put back: run the command
         stamp.unlink(missing_ok=True)
-        if not compile_in_two(words, cwd, original, Path(cache_dir()) / RUNTIME_FOLDER):
-            original(cmd_line, cwd)
+        _build(words, cmd_line, cwd, original)
         try:
             write_atomically(kept, lambda tmp: shutil.copy2(target, tmp))
             write_atomically(stamp, lambda tmp: tmp.write_text(digest))

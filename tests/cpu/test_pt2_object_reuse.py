@@ -7,12 +7,16 @@ its own model, not the one whose objects it reused.
 
 from __future__ import annotations
 
+import shlex
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from aitune_trt_aot.pt2 import object_reuse
+from aitune_trt_aot.pt2.compiler import GOLD, gold_link
 from aitune_trt_aot.pt2.object_reuse import (
     STAMP_SUFFIX,
     inputs_digest,
@@ -109,3 +113,32 @@ def test_a_links_digest_follows_the_bytes_of_its_objects(tmp_path: Path) -> None
     assert inputs_digest(words, str(tmp_path)) == digest, "the output is not an input"
     second.write_bytes(b"\x7fELF three")
     assert inputs_digest(words, str(tmp_path)) != digest
+
+
+needs_gold = pytest.mark.skipif(shutil.which("ld.gold") is None, reason="this machine has no ld.gold")
+
+
+@needs_gold
+def test_a_link_runs_with_gold_unless_the_command_names_a_linker() -> None:
+    """The gold flag goes right after the compiler; a command that names its linker keeps it."""
+    assert gold_link(["g++", "a.o", "-shared", "-o", "a.so"]) == ["g++", GOLD, "a.o", "-shared", "-o", "a.so"]
+    assert gold_link(["g++", "-fuse-ld=lld", "a.o", "-shared", "-o", "a.so"]) is None
+
+
+@needs_gold
+def test_a_failing_gold_link_runs_again_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gold link fails: the command AOTInductor wrote runs, once; a gold link that succeeds runs alone."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    line = "g++ a.o -shared -o a.so"
+    ran: list[str] = []
+
+    def gold_fails(command: str, cwd: str) -> None:
+        ran.append(command)
+        if GOLD in command:
+            raise RuntimeError("gold: internal error")
+
+    object_reuse._build(shlex.split(line), line, str(tmp_path), gold_fails)
+    assert ran == [f"g++ {GOLD} a.o -shared -o a.so", line]
+    ran.clear()
+    object_reuse._build(shlex.split(line), line, str(tmp_path), lambda command, cwd: ran.append(command))
+    assert ran == [f"g++ {GOLD} a.o -shared -o a.so"]
