@@ -62,7 +62,10 @@ Release workarounds:
   importing torch) whenever the example inputs are on the GPU, although a graph of TensorRT engines has few or no
   Triton kernels for it; delete when AOTInductor starts the pool only for Triton kernels.
   ``aot_inductor.compile_wrapper_opt_level="O0"``: the wrapper only passes handles; keep it only while the GPU
-  benchmark shows it shortens tunes without slowing ``cuda_graphs=False`` calls.
+  benchmark shows it shortens tunes without slowing ``cuda_graphs=False`` calls. ``pattern_matcher=False``: the
+  pattern passes find nothing to rewrite in a graph of engines, and their set-up traces every pattern once per
+  process (0.2-0.6 s of a package compile on the CPU machine); keep it only while the benchmark's ``.pt2`` calls
+  are as fast as with them.
 * The engine-error watch (``engine_errors``): Torch-TensorRT 2.14's runtimes ignore what ``enqueueV3`` returns and
   set no TensorRT error recorder, so a failed engine call is visible only as a line its C++ logger writes to
   standard error; the package reads its own standard error for those lines. Delete when Torch-TensorRT raises on a
@@ -102,6 +105,11 @@ Private names reached into (each where no public API gives the same):
   ``codegen/aoti_runtime/interface.cpp``, which ends with ``} // extern "C"``, compiled once per machine with
   ``AOTInductorModelBase<AOTInductorModel>`` instantiated) plus the model's code (that instantiation declared
   ``extern``); a wrapper laid out otherwise compiles whole. Delete when AOTInductor compiles its runtime once itself.
+  The model's code compiles against ``pt2.lean_headers``: a copy of torch 2.14's ``aoti_runtime/model_base.h``
+  without the body of ``parse_device_str`` (its ``std::regex`` costs every translation unit about 2,500 template
+  instantiations) and a precompiled header built against it; a header of other text keeps AOTInductor's. Delete
+  when AOTInductor's headers stop instantiating ``std::regex`` in an inline function. Links use GNU gold where the
+  machine has it (``pt2.compiler.gold_link``); not a workaround, a choice measured on the GPU host.
 * torch ``torch.utils._pytree`` (the precision boundary, validation, the self-check, the CUDA-graph runner, the
   ``.pt2`` runtime's call specs, ``placement``'s output-device check, ``engine_errors``' input shapes): torch's
   pytree, the form AOTInductor's call specs use. Delete when ``torch.utils.pytree`` offers

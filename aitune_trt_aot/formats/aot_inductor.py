@@ -39,8 +39,14 @@ logger = logging.getLogger(__name__)
 # processes (each importing torch, with a health thread polling every 2 s) whenever the example inputs are on the GPU,
 # although a graph of TensorRT engines has few or no Triton kernels for it; its workers compete with the C++ compiles
 # for the CPU. compile_wrapper_opt_level="O0": the generated wrapper only passes tensor handles between the engines and
-# any PyTorch-run operations (Inductor's default is O1; its kernels keep O3). docs/benchmark.md, "Tune time".
-PACKAGE_COMPILE_CONFIGS: dict[str, Any] = {"compile_threads": 1, "aot_inductor.compile_wrapper_opt_level": "O0"}
+# any PyTorch-run operations (Inductor's default is O1; its kernels keep O3). pattern_matcher=False: the pattern
+# passes have nothing to rewrite in a graph of engines, and their set-up traces every pattern once per process
+# (0.2-0.6 s of a package compile). docs/benchmark.md, "Tune time".
+PACKAGE_COMPILE_CONFIGS: dict[str, Any] = {
+    "compile_threads": 1,
+    "aot_inductor.compile_wrapper_opt_level": "O0",
+    "pattern_matcher": False,
+}
 
 
 @contextmanager

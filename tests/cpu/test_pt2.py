@@ -467,7 +467,7 @@ def test_load_pt2_leaves_the_engines_alone_where_asked_or_on_standard_tensorrt(
 def test_the_package_compile_runs_without_the_worker_pool_and_records_the_kernel_strategy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """AOTInductor's compile gets compile_threads=1 and an -O0 wrapper, for that call only.
+    """AOTInductor's compile gets compile_threads=1, an -O0 wrapper and no pattern passes, for that call only.
 
     The metadata records the config's kernel_specialization for load_pt2.
     """
@@ -493,7 +493,11 @@ def test_the_package_compile_runs_without_the_worker_pool_and_records_the_kernel
         kernel_specialization="none",
     )
     AotInductorFormat().save(compiled, tmp_path / "model.pt2", pickle_protocol=5)
-    assert PACKAGE_COMPILE_CONFIGS == {"compile_threads": 1, "aot_inductor.compile_wrapper_opt_level": "O0"}
+    assert PACKAGE_COMPILE_CONFIGS == {
+        "compile_threads": 1,
+        "aot_inductor.compile_wrapper_opt_level": "O0",
+        "pattern_matcher": False,
+    }
     assert {key: seen[key] for key in PACKAGE_COMPILE_CONFIGS} == PACKAGE_COMPILE_CONFIGS
     assert seen["aot_inductor.metadata"][pt2_package.KERNELS_METADATA_KEY] == "none"
     assert dict(os.environ) == environment
