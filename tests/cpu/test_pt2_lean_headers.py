@@ -24,7 +24,7 @@ from aitune_trt_aot.pt2.lean_headers import (
 )
 
 TORCH_INCLUDE = Path(torch.__file__).parent / "include"
-FUNCTION = "inline void parse_device_str(const std::string& s, int& t) {\n  std::regex re(\"x\");\n  { t = 1; }\n}\n"
+FUNCTION = 'inline void parse_device_str(const std::string& s, int& t) {\n  std::regex re("x");\n  { t = 1; }\n}\n'
 
 
 def test_the_installed_header_loses_the_body_and_the_regex_and_keeps_the_declaration() -> None:
