@@ -36,11 +36,14 @@ inherited standard error) write, until the last of them closes it.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
 import os
 import re
 import select
+import struct
 import subprocess
+import termios
 import threading
 from collections import deque
 from typing import Any
@@ -55,6 +58,12 @@ logger = logging.getLogger(__name__)
 WATCH_ENV = "AITUNE_TRT_AOT_WATCH_ENGINE_ERRORS"
 STDERR_FD = 2
 _READ_SIZE = 1 << 16
+# The drain thread leaves a short write in the pipe this long before taking it: a process that dies right after writing
+# its last words (``os._exit``, ``exit()`` from C, a fatal signal) then leaves them to the guardian instead of losing
+# them between the thread's read and its write. More than _SETTLE_BYTES waiting is taken at once, so a burst of output
+# never waits on a full pipe.
+_SETTLE_SECONDS = 0.05
+_SETTLE_BYTES = 1 << 14
 _KEPT_MESSAGES = 32
 # Forward descriptors of watches whose pipe someone replaced on fd 2 (and may put back): at most this many are kept.
 _KEPT_REPLACED = 8
@@ -185,7 +194,7 @@ class ErrorLogWatch:
         drain_poll = select.poll()  # a poll object must not be used by two threads at once
         drain_poll.register(read_fd, select.POLLIN)
         self._thread = threading.Thread(
-            target=self._drain, args=(drain_poll, self._stop), name="aitune-trt-aot-stderr", daemon=True
+            target=self._drain, args=(drain_poll, self._stop, read_fd), name="aitune-trt-aot-stderr", daemon=True
         )
         self._thread.start()
 
@@ -227,13 +236,15 @@ class ErrorLogWatch:
         while len(self._replaced) > _KEPT_REPLACED:
             os.close(self._replaced.pop(next(iter(self._replaced))))
 
-    def _drain(self, poll: Any, stop: threading.Event) -> None:
+    def _drain(self, poll: Any, stop: threading.Event, read_fd: int) -> None:
         while not stop.is_set():
             try:
                 ready = poll.poll(200)
             except OSError:
                 return
             if ready:
+                if any(events & select.POLLIN for _, events in ready) and _pending(read_fd) < _SETTLE_BYTES:
+                    stop.wait(_SETTLE_SECONDS)
                 with self._lock:
                     if stop.is_set():
                         return
@@ -263,6 +274,14 @@ class ErrorLogWatch:
             if message is not None:
                 self._count += 1
                 self._messages.append((self._count, message))
+
+
+def _pending(fd: int) -> int:
+    """How many bytes wait in the pipe ``fd`` (``FIONREAD``); 0 where that cannot be asked (a closed descriptor)."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
 
 
 def _start_guardian(read_fd: int, forward_fd: int) -> tuple[subprocess.Popen, int] | None:
