@@ -116,9 +116,14 @@ class LeanHeaders:
         return self.folder / PRECOMPILED
 
     @property
+    def compiled_header(self) -> Path:
+        """The precompiled header itself, beside :attr:`header` (GCC looks for it there)."""
+        return self.header.with_name(PRECOMPILED + ".gch")
+
+    @property
     def ready(self) -> bool:
         """Whether the precompiled header was built (on this machine, by any build)."""
-        return self.header.with_name(PRECOMPILED + ".gch").is_file()
+        return self.compiled_header.is_file()
 
     @property
     def command(self) -> list[str]:
@@ -136,7 +141,7 @@ class LeanHeaders:
             write_atomically(copy, lambda tmp: tmp.write_text(self.lean_header))
             write_atomically(self.header, lambda tmp: tmp.write_text(self.precompiled_source))
             write_atomically(
-                self.header.with_name(PRECOMPILED + ".gch"),
+                self.compiled_header,
                 lambda tmp: run(shlex.join(precompile_command(self.shadowed, self.header, tmp)), cwd),
             )
         except Exception as error:  # noqa: BLE001 - any failure: keep AOTInductor's headers, here and later

@@ -149,10 +149,11 @@ def compile_in_two(words: list[str], cwd: str, run: Run, folder: Path) -> bool:
                 ready: Future[None] | None = None
             else:
                 ready = pool.submit(compile_runtime, parts.runtime, words, cwd, run, runtime)
-            lean_ready = lean is not None and lean.ready
-            if lean is not None and not lean_ready:  # built for the next models; this one's half does not wait
+            model_words = words
+            if lean is not None and lean.ready:
+                model_words = lean.command
+            elif lean is not None:  # built for the next models; this one's half does not wait
                 pool.submit(lean.build, cwd, run)
-            model_words = lean.command if lean is not None and lean_ready else words
             _compile_model(parts.model, model_words, cwd, run, source, target, runtime, ready)
     except Exception as error:  # noqa: BLE001 - any failure of the split means: compile the wrapper whole
         first_line = (str(error).splitlines() or [type(error).__name__])[0]
