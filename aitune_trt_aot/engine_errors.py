@@ -45,6 +45,7 @@ import struct
 import subprocess
 import termios
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -64,6 +65,9 @@ _READ_SIZE = 1 << 16
 # never waits on a full pipe.
 _SETTLE_SECONDS = 0.05
 _SETTLE_BYTES = 1 << 14
+# When fd 2 is one of the watch's earlier pipes again, its guardian copies what was written to it meanwhile: the new
+# pipe waits this long at most for that copy to take it all, so that later output does not pass it.
+_PUT_BACK_WAIT_SECONDS = 1.0
 _KEPT_MESSAGES = 32
 # Forward descriptors of watches whose pipe someone replaced on fd 2 (and may put back): at most this many are kept.
 _KEPT_REPLACED = 8
@@ -178,6 +182,8 @@ class ErrorLogWatch:
         self._stop_locked(restore=False)
         current = self._fd_id()
         put_back = self._replaced.pop(current, None) if current is not None else None
+        if put_back is not None:
+            _wait_until_read(self._fd)  # its guardian passes on what was written to it first, before the new pipe's
         read_fd, write_fd = os.pipe()
         # The read end stays blocking: the guardian shares its open file description, and a non-blocking one would end
         # its copy at the first empty read. This process reads only what poll reports (``_pump``).
@@ -243,13 +249,14 @@ class ErrorLogWatch:
             except OSError:
                 return
             if ready:
-                if any(events & select.POLLIN for _, events in ready) and _pending(read_fd) < _SETTLE_BYTES:
+                has_data = any(events & select.POLLIN for _, events in ready)
+                if has_data and _pending(read_fd) < _SETTLE_BYTES:
                     stop.wait(_SETTLE_SECONDS)
                 with self._lock:
                     if stop.is_set():
                         return
                     self._pump()
-                if all(not events & select.POLLIN for _, events in ready):
+                if not has_data:
                     stop.wait(0.2)  # hung up (no writer holds the pipe until fd 2 is put back): no busy loop
 
     def _pump(self) -> None:
@@ -277,11 +284,18 @@ class ErrorLogWatch:
 
 
 def _pending(fd: int) -> int:
-    """How many bytes wait in the pipe ``fd`` (``FIONREAD``); 0 where that cannot be asked (a closed descriptor)."""
+    """How many bytes wait in the pipe of ``fd``, either end (``FIONREAD``); 0 where that cannot be asked."""
     try:
         return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
     except OSError:
         return 0
+
+
+def _wait_until_read(fd: int, timeout: float = _PUT_BACK_WAIT_SECONDS) -> None:
+    """Wait (at most ``timeout`` seconds) until nothing waits in the pipe of ``fd``: its reader took it all."""
+    deadline = time.monotonic() + timeout
+    while _pending(fd) > 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def _start_guardian(read_fd: int, forward_fd: int) -> tuple[subprocess.Popen, int] | None:
