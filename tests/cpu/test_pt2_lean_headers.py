@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -22,6 +24,7 @@ from aitune_trt_aot.pt2.lean_headers import (
     precompile_command,
     without_regex,
 )
+from tests.support.processes import subprocess_env
 
 TORCH_INCLUDE = Path(torch.__file__).parent / "include"
 FUNCTION = 'inline void parse_device_str(const std::string& s, int& t) {\n  std::regex re("x");\n  { t = 1; }\n}\n'
@@ -91,3 +94,50 @@ def test_a_failed_build_leaves_no_precompiled_header_and_is_not_tried_again(tmp_
     assert not lean.ready
     assert sorted(p.name for p in lean.folder.iterdir()) == [FAILED, PRECOMPILED, "torch"]
     assert lean_headers(words, str(tmp_path), tmp_path / "runtime") is None
+
+
+LEAN_BUILDER = """
+import shlex, subprocess, sys, time
+from pathlib import Path
+from aitune_trt_aot.pt2.lean_headers import lean_headers
+
+folder, pause = Path(sys.argv[1]), float(sys.argv[2])
+(folder / "pch.h").write_text("#include <vector>\\n")
+words = ["g++", "a.wrapper.cpp", "-include", "pch.h", f"-I{sys.argv[3]}", "-c", "-o", "a.wrapper.o"]
+
+def run(line, cwd):
+    subprocess.run(shlex.split(line), cwd=cwd, check=True)
+    (folder / "compiled").touch()
+    time.sleep(pause)  # a build killed here has compiled its header, not yet renamed it into place
+
+lean = lean_headers(words, str(folder), folder / "runtime")
+lean.build(str(folder), run)
+assert lean.ready
+"""
+
+
+def test_the_shared_lighter_headers_are_never_half_written_by_killed_or_concurrent_builds(tmp_path: Path) -> None:
+    """The folder is shared by every process of the machine (Inductor's cache folder).
+
+    A build killed between its compile and the rename leaves no precompiled header (so none is used half-written);
+    two builds at once both succeed and leave a usable one.
+    """
+    script = tmp_path / "build_lean.py"
+    script.write_text(LEAN_BUILDER)
+    command = [sys.executable, str(script), str(tmp_path), "60", str(TORCH_INCLUDE)]
+    killed = subprocess.Popen(command, env=subprocess_env())
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "compiled").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "compiled").exists(), "the killed build never compiled"
+    finally:
+        killed.kill()
+        killed.wait()
+    assert not list((tmp_path / "runtime").rglob(f"{PRECOMPILED}.gch")), "a killed build must not leave the .gch"
+
+    command[3] = "0"
+    builders = [subprocess.Popen(command, env=subprocess_env()) for _ in "ab"]
+    assert [builder.wait(timeout=300) for builder in builders] == [0, 0]
+    lean = lean_headers(_command(tmp_path), str(tmp_path), tmp_path / "runtime")
+    assert lean is not None and lean.ready
