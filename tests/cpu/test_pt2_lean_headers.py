@@ -9,7 +9,6 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ from aitune_trt_aot.pt2.lean_headers import (
     precompile_command,
     without_regex,
 )
-from tests.support.processes import subprocess_env
+from tests.support.processes import kill_once_marked, subprocess_env
 
 TORCH_INCLUDE = Path(torch.__file__).parent / "include"
 FUNCTION = 'inline void parse_device_str(const std::string& s, int& t) {\n  std::regex re("x");\n  { t = 1; }\n}\n'
@@ -125,15 +124,7 @@ def test_the_shared_lighter_headers_are_never_half_written_by_killed_or_concurre
     script = tmp_path / "build_lean.py"
     script.write_text(LEAN_BUILDER)
     command = [sys.executable, str(script), str(tmp_path), "60", str(TORCH_INCLUDE)]
-    killed = subprocess.Popen(command, env=subprocess_env())
-    try:
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "compiled").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert (tmp_path / "compiled").exists(), "the killed build never compiled"
-    finally:
-        killed.kill()
-        killed.wait()
+    assert kill_once_marked(command, tmp_path / "compiled"), "the killed build never compiled"
     assert not list((tmp_path / "runtime").rglob(f"{PRECOMPILED}.gch")), "a killed build must not leave the .gch"
 
     command[3] = "0"

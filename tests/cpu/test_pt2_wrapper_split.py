@@ -10,7 +10,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,7 @@ from aitune_trt_aot.pt2.wrapper_split import (
     split_wrapper,
     undefined_model_symbols,
 )
-from tests.support.processes import subprocess_env
+from tests.support.processes import kill_once_marked, subprocess_env
 
 HEAD = ["", "#include <torch/csrc/inductor/aoti_include/cpu.h>", INTERFACE_INCLUDE, "#include <vector>", 'extern "C" {']
 MODEL = ["namespace torch::aot_inductor {", "void AOTInductorModel::run_impl() {}", "}"]
@@ -203,15 +202,8 @@ def test_the_shared_runtime_object_is_never_half_written_by_killed_or_concurrent
     script.write_text(RUNTIME_BUILDER)
     folder = tmp_path / "runtime"
     folder.mkdir()
-    killed = subprocess.Popen([sys.executable, str(script), str(folder), "60"], env=subprocess_env())
-    try:
-        deadline = time.monotonic() + 120
-        while not (folder / "compiled").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert (folder / "compiled").exists(), "the killed build never compiled"
-    finally:
-        killed.kill()
-        killed.wait()
+    command = [sys.executable, str(script), str(folder), "60"]
+    assert kill_once_marked(command, folder / "compiled"), "the killed build never compiled"
     assert not (folder / "runtime.o").exists(), "a killed build must not leave the object in place"
 
     builders = [subprocess.Popen([sys.executable, str(script), str(folder), "0"], env=subprocess_env()) for _ in "ab"]

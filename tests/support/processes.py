@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -146,3 +147,19 @@ def deploy_pt2(package: Path, cases: Path, *flags: str) -> dict:
         env=subprocess_env(),
     )
     return json_tail(result, " ".join(["examples/deploy_pt2.py", *flags]))
+
+
+def kill_once_marked(command: list[str], marker: Path, timeout: float = 120) -> bool:
+    """Start ``command`` (a fresh Python process), SIGKILL it once ``marker`` exists; whether the marker appeared.
+
+    The process is killed in any case (also when the marker never appears within ``timeout`` seconds) and reaped.
+    """
+    process = subprocess.Popen(command, env=subprocess_env())
+    try:
+        deadline = time.monotonic() + timeout
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return marker.exists()
+    finally:
+        process.kill()
+        process.wait()
