@@ -11,11 +11,13 @@ listed in the "reused" column). Inside the package compile (the ``artifact_save`
 
 - ``export``: ``torch.export`` of the engines' graph (the save step minus ``aoti_compile_and_package``);
 - ``codegen``: Inductor's lowering and code generation (``aot_compile`` minus the C++ commands);
-- one entry per C++ command (compile or link, named by what it writes), from ``cpp_builder``; their total counts
+- one entry per C++ command (compile or link, named by what it writes, "(gold)" for a gold link, "(lighter
+  headers)" for a model's half compiled against ``pt2/lean_headers.py``'s), from ``cpp_builder``; their total counts
   time when two ran side by side once (the wrapper's runtime and its model's half, ``pt2/wrapper_split.py``);
 - ``package``: zipping the files into the ``.pt2``.
 
-Prints a markdown table (seconds); ``--cprofile`` adds a cProfile (cumulative) of the last ``aot_inductor`` tune.
+Prints a markdown table (seconds), then what the machine's package compiles remember failed (a gold link, the lighter
+headers) and why; ``--cprofile`` adds a cProfile (cumulative) of the last ``aot_inductor`` tune.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from typing import Any
 import torch
 
 import aitune_trt_aot  # noqa: F401  (registers the backend, makes `tensorrt` importable)
+from aitune_trt_aot.pt2.compiler import GOLD, GOLD_FAILED
+from aitune_trt_aot.pt2.lean_headers import FAILED
+from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER
 from benchmarks.run import tune_aitune
 
 BATCHES = [1, 8, 32]
@@ -74,7 +79,7 @@ class PackageTimer:
                 words = shlex.split(cmd_line)
                 target = words[words.index("-o") + 1] if "-o" in words else words[-1]
                 end = time.perf_counter()
-                self.commands.append((_command_label(Path(target).name), end - start))
+                self.commands.append((_command_label(Path(target).name) + _how(words), end - start))
                 self._spans.append((start, end))
 
         return timed
@@ -148,6 +153,25 @@ def _command_label(name: str) -> str:
     return name.lstrip(".").split(".", 1)[-1] if name.count(".") > 1 else name
 
 
+def _how(words: list[str]) -> str:
+    """How a command ran, where the package compile changed it: gold for a link, the lighter headers for a half."""
+    if GOLD in words:
+        return " (gold)"
+    if any(word.startswith("-I") and f"{RUNTIME_FOLDER}/lean-" in word for word in words):
+        return " (lighter headers)"
+    return ""
+
+
+def remembered_failures() -> list[str]:
+    """What this machine's package compiles remember failed (gold links, lighter headers), and why."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    folder = Path(cache_dir()) / RUNTIME_FOLDER
+    found = [(f"gold link ({path.name})", path) for path in sorted(folder.glob(f"{GOLD_FAILED}-*"))]
+    found += [(f"lighter headers ({path.parent.name})", path) for path in sorted(folder.glob(f"lean-*/{FAILED}"))]
+    return [f"{what}: {path.read_text().strip() or 'no reason recorded'}" for what, path in found]
+
+
 def one_tune(
     model_name: str, output_format: str, cache: str, out: Path, timer: PackageTimer | None, seed: int = 0
 ) -> dict:
@@ -217,6 +241,8 @@ def main() -> int:
             print(lines[-1], file=sys.stderr, flush=True)
     print(f"\n{torch.cuda.get_device_name()}\n")
     print("\n".join(lines))
+    failures = remembered_failures()
+    print("\nFailed on this machine (later builds skip them): " + ("; ".join(failures) if failures else "none"))
     return 0
 
 

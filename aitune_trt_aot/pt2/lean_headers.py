@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.pt2.compiler import compiler_version, with_paths
+from aitune_trt_aot.pt2.compiler import compiler_version, failure_reason, with_paths
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ LEFT_OUT = "parse_device_str"  # the function whose body the copy leaves out
 _DEFINITION = re.compile(r"inline void parse_device_str\([^)]*\)\s*\{")
 _REGEX_INCLUDE = "#include <regex>\n"
 PRECOMPILED = "precompiled.h"
-FAILED = "failed"  # written in a folder whose precompiled header did not compile: later builds do not try again
+FAILED = "failed"  # in a folder whose precompiled header did not compile: why; later builds do not try again
 
 Run = Callable[[str, str], None]  # Inductor's command runner: (command line, working folder)
 
@@ -145,10 +145,10 @@ class LeanHeaders:
                 lambda tmp: run(shlex.join(precompile_command(self.shadowed, self.header, tmp)), cwd),
             )
         except Exception as error:  # noqa: BLE001 - any failure: keep AOTInductor's headers, here and later
-            first_line = (str(error).splitlines() or [type(error).__name__])[0]
-            logger.info("The lighter headers did not precompile (%s); keeping AOTInductor's.", first_line)
+            reason = failure_reason(error)
+            logger.info("The lighter headers did not precompile (%s); keeping AOTInductor's.", reason)
             with contextlib.suppress(OSError):
-                (self.folder / FAILED).touch()
+                (self.folder / FAILED).write_text(reason + "\n")
 
 
 def lean_headers(words: list[str], cwd: str, runtime_folder: Path) -> LeanHeaders | None:

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.pt2.compiler import compiler_version, included_files, with_paths
+from aitune_trt_aot.pt2.compiler import compiler_version, failure_reason, included_files, with_paths
 from aitune_trt_aot.pt2.lean_headers import LEFT_OUT, lean_headers
 
 logger = logging.getLogger(__name__)
@@ -156,8 +156,7 @@ def compile_in_two(words: list[str], cwd: str, run: Run, folder: Path) -> bool:
                 pool.submit(lean.build, cwd, run)
             _compile_model(parts.model, model_words, cwd, run, source, target, runtime, ready)
     except Exception as error:  # noqa: BLE001 - any failure of the split means: compile the wrapper whole
-        first_line = (str(error).splitlines() or [type(error).__name__])[0]
-        logger.info("Compiling %s whole: its split compile failed (%s).", source.name, first_line)
+        logger.info("Compiling %s whole: its split compile failed (%s).", source.name, failure_reason(error))
         return False
     return True
 

@@ -81,7 +81,7 @@ def test_the_lean_command_finds_the_copy_first_and_includes_its_precompiled_head
 
 
 def test_a_failed_build_leaves_no_precompiled_header_and_is_not_tried_again(tmp_path: Path) -> None:
-    """The compile fails: no ``.gch`` (nor a temporary one), a marker; the next model keeps AOTInductor's headers."""
+    """The compile fails: no ``.gch`` (nor a temporary one), a marker saying why; the next model keeps AOTInductor's."""
     words = _command(tmp_path)
     lean = lean_headers(words, str(tmp_path), tmp_path / "runtime")
     assert lean is not None
@@ -92,6 +92,7 @@ def test_a_failed_build_leaves_no_precompiled_header_and_is_not_tried_again(tmp_
     lean.build(str(tmp_path), failing)  # logged, not raised
     assert not lean.ready
     assert sorted(p.name for p in lean.folder.iterdir()) == [FAILED, PRECOMPILED, "torch"]
+    assert (lean.folder / FAILED).read_text() == "error: no such option\n", "the marker says why"
     assert lean_headers(words, str(tmp_path), tmp_path / "runtime") is None
 
 
