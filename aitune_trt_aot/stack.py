@@ -108,10 +108,7 @@ Private names reached into (each where no public API gives the same):
   The model's code compiles against ``pt2.lean_headers``: a copy of torch 2.14's ``aoti_runtime/model_base.h``
   without the body of ``parse_device_str`` (its ``std::regex`` costs every translation unit about 2,500 template
   instantiations) and a precompiled header built against it; a header of other text keeps AOTInductor's. Delete
-  when AOTInductor's headers stop instantiating ``std::regex`` in an inline function. Links use GNU gold where the
-  machine has it (``pt2.compiler.gold_link``; half GNU ld's time on the CPU machine); not a workaround. A gold link
-  that fails is linked again with GNU ld, and the machine's later links skip gold: on the H100 host (2026-12-07,
-  1362be8) every first build's link ran twice, gold's failing, for a reason not yet read there.
+  when AOTInductor's headers stop instantiating ``std::regex`` in an inline function.
 * torch ``torch.utils._pytree`` (the precision boundary, validation, the self-check, the CUDA-graph runner, the
   ``.pt2`` runtime's call specs, ``placement``'s output-device check, ``engine_errors``' input shapes): torch's
   pytree, the form AOTInductor's call specs use. Delete when ``torch.utils.pytree`` offers

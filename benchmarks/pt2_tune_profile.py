@@ -11,13 +11,13 @@ listed in the "reused" column). Inside the package compile (the ``artifact_save`
 
 - ``export``: ``torch.export`` of the engines' graph (the save step minus ``aoti_compile_and_package``);
 - ``codegen``: Inductor's lowering and code generation (``aot_compile`` minus the C++ commands);
-- one entry per C++ command (compile or link, named by what it writes, "(gold)" for a gold link, "(lighter
-  headers)" for a model's half compiled against ``pt2/lean_headers.py``'s), from ``cpp_builder``; their total counts
-  time when two ran side by side once (the wrapper's runtime and its model's half, ``pt2/wrapper_split.py``);
+- one entry per C++ command (compile or link, named by what it writes, "(lighter headers)" for a model's half
+  compiled against ``pt2/lean_headers.py``'s), from ``cpp_builder``; their total counts time when two ran side by
+  side once (the wrapper's runtime and its model's half, ``pt2/wrapper_split.py``);
 - ``package``: zipping the files into the ``.pt2``.
 
-Prints a markdown table (seconds), then what the machine's package compiles remember failed (a gold link, the lighter
-headers) and why; ``--cprofile`` adds a cProfile (cumulative) of the last ``aot_inductor`` tune.
+Prints a markdown table (seconds), then whether the lighter headers failed to build on this machine, and why;
+``--cprofile`` adds a cProfile (cumulative) of the last ``aot_inductor`` tune.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from typing import Any
 import torch
 
 import aitune_trt_aot  # noqa: F401  (registers the backend, makes `tensorrt` importable)
-from aitune_trt_aot.pt2.compiler import GOLD, GOLD_FAILED
 from aitune_trt_aot.pt2.lean_headers import FAILED
 from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER
 from benchmarks.run import tune_aitune
@@ -154,22 +153,20 @@ def _command_label(name: str) -> str:
 
 
 def _how(words: list[str]) -> str:
-    """How a command ran, where the package compile changed it: gold for a link, the lighter headers for a half."""
-    if GOLD in words:
-        return " (gold)"
+    """How a command ran, where the package compile changed it: a model's half against the lighter headers."""
     if any(word.startswith("-I") and f"{RUNTIME_FOLDER}/lean-" in word for word in words):
         return " (lighter headers)"
     return ""
 
 
 def remembered_failures() -> list[str]:
-    """What this machine's package compiles remember failed (gold links, lighter headers), and why."""
+    """What this machine's package compiles remember failed (the lighter headers' builds), and why."""
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 
-    folder = Path(cache_dir()) / RUNTIME_FOLDER
-    found = [(f"gold link ({path.name})", path) for path in sorted(folder.glob(f"{GOLD_FAILED}-*"))]
-    found += [(f"lighter headers ({path.parent.name})", path) for path in sorted(folder.glob(f"lean-*/{FAILED}"))]
-    return [f"{what}: {path.read_text().strip() or 'no reason recorded'}" for what, path in found]
+    found = sorted((Path(cache_dir()) / RUNTIME_FOLDER).glob(f"lean-*/{FAILED}"))
+    return [
+        f"lighter headers ({path.parent.name}): {path.read_text().strip() or 'no reason recorded'}" for path in found
+    ]
 
 
 def one_tune(

@@ -18,8 +18,7 @@ straight into a library, a missing or different stamp, an unreadable input) runs
 after the link (weights appended to the library) run on the file put back as on a freshly linked one. The stamp is
 removed before a command runs and written, atomically, after its output is kept, so a failed or interrupted command
 never leaves a stamp that vouches for a file. A wrapper compile that does run goes through ``pt2.wrapper_split``
-(AOTInductor's runtime compiled once per machine, then only the model's own code); a link that does run uses GNU gold
-where the machine has it (``pt2.compiler.gold_link``; GNU ld if gold fails, and from then on).
+(AOTInductor's runtime compiled once per machine, then only the model's own code).
 """
 
 from __future__ import annotations
@@ -37,13 +36,7 @@ import torch
 from torch._inductor.runtime.cache_dir_utils import cache_dir
 
 from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.pt2.compiler import (
-    compiler_version,
-    failure_reason,
-    gold_link,
-    included_files,
-    remember_gold_failure,
-)
+from aitune_trt_aot.pt2.compiler import compiler_version, included_files
 from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER, compile_in_two
 
 logger = logging.getLogger(__name__)
@@ -126,23 +119,9 @@ def _beside(target: Path, suffix: str) -> Path:
 
 
 def _build(words: list[str], cmd_line: str, cwd: str, original: Callable[[str, str], None]) -> None:
-    """Run the command: a wrapper compile in two (``pt2.wrapper_split``), a link with gold, else as written.
-
-    A gold link that fails is run again as written (GNU ld), and later links skip gold (``pt2.compiler``).
-    """
-    folder = Path(cache_dir()) / RUNTIME_FOLDER
-    if compile_in_two(words, cwd, original, folder):
-        return
-    gold = gold_link(words, folder) if link_target(words) is not None else None
-    if gold is not None:
-        try:
-            original(shlex.join(gold), cwd)
-            return
-        except Exception as error:  # noqa: BLE001 - any failure of gold: the link as AOTInductor wrote it
-            reason = failure_reason(error)
-            logger.info("Linking with GNU ld from now on: the gold link failed (%s).", reason)
-            remember_gold_failure(words, folder, reason)
-    original(cmd_line, cwd)
+    """Run the command: a wrapper compile in two (``pt2.wrapper_split``), else as written."""
+    if not compile_in_two(words, cwd, original, Path(cache_dir()) / RUNTIME_FOLDER):
+        original(cmd_line, cwd)
 
 
 def _skipping(original: Callable[[str, str], None], reused: list[str]) -> Callable[[str, str], None]:

@@ -7,17 +7,12 @@ its own model, not the one whose objects it reused.
 
 from __future__ import annotations
 
-import shlex
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
-from torch._inductor.exc import CppCompileError
 
-from aitune_trt_aot.pt2 import object_reuse
-from aitune_trt_aot.pt2.compiler import GOLD, gold_failure_file, gold_link
 from aitune_trt_aot.pt2.object_reuse import (
     STAMP_SUFFIX,
     inputs_digest,
@@ -26,7 +21,6 @@ from aitune_trt_aot.pt2.object_reuse import (
     reuse_target,
     reused_objects,
 )
-from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER
 
 
 def _model(seed: int) -> nn.Module:
@@ -115,44 +109,3 @@ def test_a_links_digest_follows_the_bytes_of_its_objects(tmp_path: Path) -> None
     assert inputs_digest(words, str(tmp_path)) == digest, "the output is not an input"
     second.write_bytes(b"\x7fELF three")
     assert inputs_digest(words, str(tmp_path)) != digest
-
-
-needs_gold = pytest.mark.skipif(shutil.which("ld.gold") is None, reason="this machine has no ld.gold")
-
-
-@needs_gold
-def test_a_link_runs_with_gold_unless_the_command_names_a_linker(tmp_path: Path) -> None:
-    """The gold flag goes right after the compiler; a command that names its linker keeps it."""
-    assert gold_link(["g++", "a.o", "-shared", "-o", "a.so"], tmp_path) == ["g++", GOLD, "a.o", "-shared", "-o", "a.so"]
-    assert gold_link(["g++", "-fuse-ld=lld", "a.o", "-shared", "-o", "a.so"], tmp_path) is None
-
-
-@needs_gold
-def test_a_failing_gold_link_runs_again_as_written_and_later_links_skip_gold(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A gold link fails: the command AOTInductor wrote runs, once, and gold is not tried again for this compiler.
-
-    The reason is kept (the compiler's output, not Inductor's generic first line); a fresh cache folder uses gold.
-    """
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-    line = "g++ a.o -shared -o a.so"
-    ran: list[str] = []
-
-    def gold_fails(command: str, cwd: str) -> None:
-        ran.append(command)
-        if GOLD in command:
-            raise CppCompileError(shlex.split(command), "/usr/bin/ld.gold: error: cannot find -lcuda\ncollect2: ld")
-
-    object_reuse._build(shlex.split(line), line, str(tmp_path), gold_fails)
-    assert ran == [f"g++ {GOLD} a.o -shared -o a.so", line]
-    remembered = gold_failure_file("g++", tmp_path / "inductor" / RUNTIME_FOLDER)
-    assert remembered.read_text() == "/usr/bin/ld.gold: error: cannot find -lcuda\n"
-    ran.clear()
-    object_reuse._build(shlex.split(line), line, str(tmp_path), gold_fails)
-    assert ran == [line], "gold failed on this machine before: GNU ld at once"
-
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "another"))
-    ran.clear()
-    object_reuse._build(shlex.split(line), line, str(tmp_path), lambda command, cwd: ran.append(command))
-    assert ran == [f"g++ {GOLD} a.o -shared -o a.so"]

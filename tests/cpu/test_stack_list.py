@@ -93,7 +93,6 @@ def test_the_scan_sees_imports_attributes_and_getattr_but_not_own_names() -> Non
         ("aitune_trt_aot.pt2.engines", "KERNEL_STRATEGY_CODES"),
         ("aitune_trt_aot.pt2.engines", "is_tensorrt_engine"),
         ("aitune_trt_aot.formats.aot_inductor", "PACKAGE_COMPILE_CONFIGS"),
-        ("aitune_trt_aot.pt2.compiler", "gold_link"),
         ("aitune_trt_aot.tuned", "tuned_module"),
         ("aitune_trt_aot.safe_save", "destination"),
     ],
