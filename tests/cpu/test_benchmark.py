@@ -144,3 +144,15 @@ def test_timing_in_turn_times_every_row_each_round_and_keeps_the_median() -> Non
     assert order == ["a", "b", "a", "b", "a", "b"]
     assert first.median_ms == 2.5 and first.p90_ms == 3.0  # median of 9, 1, 2, 3
     assert second.median_ms == 2.0 and second.throughput == 8 / (2.0 / 1e3)
+
+
+def test_the_call_overhead_benchmark_prints_its_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``benchmarks.call_overhead`` runs on the CPU and prints one row per step (times not checked)."""
+    from benchmarks import call_overhead
+
+    monkeypatch.setattr("sys.argv", ["call_overhead", "--calls", "10", "--rounds", "1"])
+    assert call_overhead.main() == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(rows) == 4 and "the whole Pt2Model call" in rows[-1], rows

@@ -1,10 +1,15 @@
-"""CPU: which configurations use CUDA graphs, and the default ``"auto"``."""
+"""CPU: which configurations use CUDA graphs, the default ``"auto"``, and how a replay's outputs are copied."""
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import pytest
+import torch
+from torch.utils import _pytree as pytree
 
 from aitune_trt_aot import ConfigError, TorchTensorRTAotBackendConfig
+from aitune_trt_aot.cuda_graphs import cloned
 from aitune_trt_aot.formats import FORMATS
 from aitune_trt_aot.plan import resolve_format, uses_cuda_graphs
 
@@ -48,3 +53,25 @@ def test_cuda_graphs_work_with_every_torch_tensorrt_runtime_format(
         resolved = resolve_format(config.ir, config.output_format)
         assert resolved == artifact_format
         assert uses_cuda_graphs(config, resolved) is expected
+
+
+def test_replay_outputs_are_copied_in_their_structure() -> None:
+    """A replay's outputs come back as copies (new storage, same values), in the structure the runner returned.
+
+    Tensors and flat lists, tuples and dicts of tensors are copied directly; anything else (nested, a named tuple,
+    a non-tensor leaf) goes through pytree, with non-tensors passed on as they are.
+    """
+    a, b = torch.arange(3.0), torch.ones(2)
+    Pair = namedtuple("Pair", "first second")
+    for outputs in (a, [a, b], (a, b), {"a": a, "b": b}, [], Pair(a, b), [a, [b]], (a, 2), {"a": (a,)}):
+        copies = cloned(outputs)
+        assert type(copies) is type(outputs)
+        original_leaves, original_spec = pytree.tree_flatten(outputs)
+        copied_leaves, copied_spec = pytree.tree_flatten(copies)
+        assert copied_spec == original_spec
+        for original, copy in zip(original_leaves, copied_leaves, strict=True):
+            if isinstance(original, torch.Tensor):
+                assert copy is not original and copy.data_ptr() != original.data_ptr()
+                assert torch.equal(copy, original)
+            else:
+                assert copy is original

@@ -64,6 +64,10 @@ def test_call_flattens_like_the_traced_module_and_rebuilds_the_output() -> None:
     assert set(output) == {"x", "bias"}
     assert float(output["x"]) == 4 * 32 and float(output["bias"]) == 4 * 64
     assert model.run_flat([x, bias]) == [x.sum(), bias.sum()]
+    for positional in ((x, bias), (x, torch.nn.Parameter(bias, requires_grad=False))):  # a subclass: pytree's way
+        output = model(*positional)
+        assert [t is u for t, u in zip(loader.calls[-1], positional, strict=True)] == [True, True]
+        assert float(output["x"]) == 4 * 32 and float(output["bias"]) == 4 * 64
 
 
 def test_calls_outside_the_compiled_inputs_never_reach_the_package() -> None:
