@@ -39,6 +39,11 @@ def check_cuda_graphs(value: Any) -> None:
         raise ConfigError(f"cuda_graphs must be True, False or 'auto', got {value!r}.")
 
 
+def plain_tensors(args: tuple, kwargs: dict[str, Any]) -> bool:
+    """Whether a call passes only positional tensors of the plain class: its tensors are ``args``, no pytree walk."""
+    return not kwargs and all(type(a) is torch.Tensor for a in args)
+
+
 def cloned(outputs: Any) -> Any:
     """Copies of a replay's output tensors, in the same structure (the next replay overwrites the graph's own).
 
@@ -93,7 +98,7 @@ class CudaGraphRunner:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Replay the graph for this call's signature, capturing it first when it is new."""
-        if not kwargs and all(type(a) is torch.Tensor for a in args):
+        if plain_tensors(args, kwargs):
             key: Any = tuple((a.shape, a.dtype) for a in args)  # the common case, without a pytree walk
             tensors = list(args)
             spec = None

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-from aitune_trt_aot.cuda_graphs import cloned
+from aitune_trt_aot.cuda_graphs import cloned, plain_tensors
 from aitune_trt_aot.pt2.runtime import Pt2Model
 from aitune_trt_aot.ranges import InputRange
 
@@ -74,7 +74,7 @@ def main() -> int:
     rows = [
         (
             "collect the input tensors (one)",
-            time_it(lambda: [a for a in (x,)] if all(type(a) is torch.Tensor for a in (x,)) else None),
+            time_it(lambda: list((x,)) if plain_tensors((x,), {}) else None),
             time_it(lambda: [leaf for leaf in pytree.tree_leaves(((x,), {})) if isinstance(leaf, torch.Tensor)]),
         ),
         (

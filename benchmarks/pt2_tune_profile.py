@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 import aitune_trt_aot  # noqa: F401  (registers the backend, makes `tensorrt` importable)
-from aitune_trt_aot.pt2.lean_headers import FAILED
+from aitune_trt_aot.pt2.lean_headers import FAILED, LEAN_PREFIX
 from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER
 from benchmarks.run import tune_aitune
 
@@ -154,7 +154,7 @@ def _command_label(name: str) -> str:
 
 def _how(words: list[str]) -> str:
     """How a command ran, where the package compile changed it: a model's half against the lighter headers."""
-    if any(word.startswith("-I") and f"{RUNTIME_FOLDER}/lean-" in word for word in words):
+    if any(word.startswith("-I") and f"{RUNTIME_FOLDER}/{LEAN_PREFIX}" in word for word in words):
         return " (lighter headers)"
     return ""
 
@@ -163,7 +163,7 @@ def remembered_failures() -> list[str]:
     """What this machine's package compiles remember failed (the lighter headers' builds), and why."""
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 
-    found = sorted((Path(cache_dir()) / RUNTIME_FOLDER).glob(f"lean-*/{FAILED}"))
+    found = sorted((Path(cache_dir()) / RUNTIME_FOLDER).glob(f"{LEAN_PREFIX}*/{FAILED}"))
     return [
         f"lighter headers ({path.parent.name}): {path.read_text().strip() or 'no reason recorded'}" for path in found
     ]

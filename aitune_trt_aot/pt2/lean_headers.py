@@ -38,6 +38,7 @@ MODEL_BASE = Path("torch/csrc/inductor/aoti_runtime/model_base.h")
 LEFT_OUT = "parse_device_str"  # the function whose body the copy leaves out
 _DEFINITION = re.compile(r"inline void parse_device_str\([^)]*\)\s*\{")
 _REGEX_INCLUDE = "#include <regex>\n"
+LEAN_PREFIX = "lean-"  # the folders' names: this, then a digest (lean_folder_name)
 PRECOMPILED = "precompiled.h"
 FAILED = "failed"  # in a folder whose precompiled header did not compile: why; later builds do not try again
 
@@ -85,7 +86,7 @@ def lean_folder_name(lean_header: str, precompiled_source: str, words: list[str]
         digest.update(b"\0")
     digest.update(torch.__version__.encode())
     digest.update(compiler_version(words[0]))
-    return "lean-" + digest.hexdigest()[:32]
+    return LEAN_PREFIX + digest.hexdigest()[:32]
 
 
 def precompile_command(words: list[str], header: Path, output: Path) -> list[str]:

@@ -118,12 +118,6 @@ def _beside(target: Path, suffix: str) -> Path:
     return target.with_name(target.name + suffix)
 
 
-def _build(words: list[str], cmd_line: str, cwd: str, original: Callable[[str, str], None]) -> None:
-    """Run the command: a wrapper compile in two (``pt2.wrapper_split``), else as written."""
-    if not compile_in_two(words, cwd, original, Path(cache_dir()) / RUNTIME_FOLDER):
-        original(cmd_line, cwd)
-
-
 def _skipping(original: Callable[[str, str], None], reused: list[str]) -> Callable[[str, str], None]:
     def run(cmd_line: str, cwd: str) -> None:
         words = shlex.split(cmd_line)
@@ -146,7 +140,8 @@ def _skipping(original: Callable[[str, str], None], reused: list[str]) -> Callab
         except OSError:
             pass  # no stamp, or the kept file cannot be put back: run the command
         stamp.unlink(missing_ok=True)
-        _build(words, cmd_line, cwd, original)
+        if not compile_in_two(words, cwd, original, Path(cache_dir()) / RUNTIME_FOLDER):
+            original(cmd_line, cwd)
         try:
             write_atomically(kept, lambda tmp: shutil.copy2(target, tmp))
             write_atomically(stamp, lambda tmp: tmp.write_text(digest))

@@ -37,7 +37,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from aitune_trt_aot import hints
-from aitune_trt_aot.cuda_graphs import CudaGraphRunner, check_cuda_graphs
+from aitune_trt_aot.cuda_graphs import CudaGraphRunner, check_cuda_graphs, plain_tensors
 from aitune_trt_aot.engine_errors import CheckedEngines
 from aitune_trt_aot.engine_runtime import kernel_strategy
 from aitune_trt_aot.errors import ConfigError, Pt2InputError, Pt2LoadError
@@ -107,7 +107,7 @@ class Pt2Model:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the package on ``args``/``kwargs`` (tensors on ``self.device``)."""
-        if not kwargs and all(type(a) is torch.Tensor for a in args):
+        if plain_tensors(args, kwargs):
             flat = list(args)  # the common call, without a pytree walk (1 us, not 9: benchmarks/call_overhead.py)
         else:
             if kwargs:
