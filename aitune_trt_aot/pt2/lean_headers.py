@@ -149,7 +149,7 @@ class LeanHeaders:
             reason = failure_reason(error)
             logger.info("The lighter headers did not precompile (%s); keeping AOTInductor's.", reason)
             with contextlib.suppress(OSError):
-                (self.folder / FAILED).write_text(reason + "\n")
+                write_atomically(self.folder / FAILED, lambda tmp: tmp.write_text(reason + "\n"))
 
 
 def lean_headers(words: list[str], cwd: str, runtime_folder: Path) -> LeanHeaders | None:
