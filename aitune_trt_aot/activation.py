@@ -89,10 +89,11 @@ def activate(
     device: torch.device | None,
     toolkit: Toolkit = GPU_TOOLKIT,
     checksum_verified: bool = False,
+    live_kernel_cache: Any = None,
 ) -> Activation:
     """Check the artifact of ``entry``, check the machine can run it, and load it on ``device`` (default: the entry's).
 
-    ``checksum_verified`` as for :func:`check_artifact`.
+    ``checksum_verified`` as for :func:`check_artifact`; ``live_kernel_cache`` as for :func:`load_runner`.
     """
     device = placement.resolve_device(device or entry.device)  # refuses a device this machine does not have
     check_artifact(entry, device, checksum_verified)
@@ -100,14 +101,18 @@ def activate(
     recorded = None if entry.device is None else torch.device(entry.device)
     if recorded is not None and recorded.index is not None and recorded != device:
         logger.info("Loading %s, recorded for %s, on %s.", entry.artifact.path.name, recorded, device)
-    return load_runner(entry, device, toolkit.stack())
+    return load_runner(entry, device, toolkit.stack(), live_kernel_cache)
 
 
-def load_runner(entry: CheckpointEntry, device: torch.device, stack: Stack) -> Activation:
+def load_runner(
+    entry: CheckpointEntry, device: torch.device, stack: Stack, live_kernel_cache: Any = None
+) -> Activation:
     """The runner ``infer`` calls, from the checked artifact: format load, engine runtime settings, CUDA graphs.
 
     The one place a loaded artifact becomes a runner, after a build and after ``ait.load`` alike: wrap the runner
     here to change what every call runs. ``stack`` decides whether the engines take runtime settings.
+    ``live_kernel_cache``: a kernel cache this process already filled for these engines (``pipeline.early_kernels``),
+    shared instead of the entry's kernel cache file.
     """
     config = entry.config
     artifact_format = FORMATS[entry.artifact_format]
@@ -119,7 +124,7 @@ def load_runner(entry: CheckpointEntry, device: torch.device, stack: Stack) -> A
     captured = uses_cuda_graphs(config, entry.artifact_format)
     setup = None
     if uses_runtime_settings(config, entry.artifact_format, stack):
-        setup = _configure_engines(runner, entry, captured)
+        setup = _configure_engines(runner, entry, captured, live_kernel_cache)
     # Engine calls TensorRT fails raise; graph replays run no TensorRT code and are not checked.
     runner = CheckedEngines(runner, name)
     if captured:
@@ -129,7 +134,9 @@ def load_runner(entry: CheckpointEntry, device: torch.device, stack: Stack) -> A
     return Activation(runner=runner, guard=entry.shape_guard, engine_setup=setup, device=device)
 
 
-def _configure_engines(runner: Any, entry: CheckpointEntry, captured: bool) -> engine_runtime.EngineSetup | None:
+def _configure_engines(
+    runner: Any, entry: CheckpointEntry, captured: bool, live_kernel_cache: Any = None
+) -> engine_runtime.EngineSetup | None:
     """Kernel strategy and kernel cache for the loaded engines; where that fails they keep TensorRT's defaults.
 
     ``captured``: the engines will run inside CUDA graphs (their kernels must not change after capture). A kernel
@@ -138,7 +145,7 @@ def _configure_engines(runner: Any, entry: CheckpointEntry, captured: bool) -> e
     kernels = None if entry.kernel_cache is None else entry.kernel_cache.path
     strategy = engine_runtime.kernel_strategy(entry.config.kernel_specialization, captured)
     try:
-        setup = engine_runtime.apply(runner, strategy, kernels, entry.kernel_cache_checksum)
+        setup = engine_runtime.apply(runner, strategy, kernels, entry.kernel_cache_checksum, live_kernel_cache)
     except Exception as error:  # a Torch-TensorRT release without this API: slower first calls, same results
         logger.warning(
             "Could not set the engines' runtime settings (%s: %s); they run with TensorRT-RTX's defaults.",

@@ -97,8 +97,10 @@ class TorchTensorRTAotBackend(Backend):
         (``torch.export`` or tracing, where the frontend measures it), ``artifact_save``, ``artifact_load`` (on a
         cache hit: copying the cached artifact, then loading it), ``self_check``, ``first_calls`` (the part of the
         self-check spent in the first call at each checked shape: TensorRT-RTX compiles its kernels there, and the
-        CUDA-graph runner captures), ``kernel_cache_save``. What ``ait.tune`` spends beyond the steps is AITune's
-        own work (recording, sample handling, its correctness checks, memory clean-up).
+        CUDA-graph runner captures), ``kernel_cache_save``, ``early_kernels`` (``.pt2``: a twin of the engines
+        compiling the self-check's kernels during ``artifact_save``, beside it, ``pipeline.early_kernels``). What
+        ``ait.tune`` spends beyond the steps is AITune's own work (recording, sample handling, its correctness checks,
+        memory clean-up).
         """
         timings: dict[str, float] = {}
         for result in self._build_results:
@@ -111,7 +113,20 @@ class TorchTensorRTAotBackend(Backend):
                 timings["capture"] = result["capture_seconds"]
             if result.get("first_call_seconds") is not None:
                 timings["first_calls"] = result["first_call_seconds"]
+            if "early_kernels" in result:
+                timings["early_kernels"] = result["early_kernels"]["seconds"]
         return timings
+
+    @property
+    def early_kernel_shapes(self) -> list[list[tuple[int, ...]]]:
+        """The input shapes whose kernels a twin of the engines compiled during the save (``pipeline.early_kernels``).
+
+        Empty where that step did not run (formats with a fast save, a build from the cache or from ``ait.load``).
+        """
+        for result in reversed(self._build_results):
+            if "early_kernels" in result:
+                return [[tuple(shape) for shape in call] for call in result["early_kernels"]["shapes"]]
+        return []
 
     @property
     def checked_shapes(self) -> list[list[tuple[int, ...]]]:

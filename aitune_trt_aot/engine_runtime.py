@@ -140,7 +140,7 @@ def _new_kernel_cache(path: Path | None, checksum: str | None) -> tuple[Any, int
     return cache, 0
 
 
-def _configure(loaded: Any, strategy: str, cache: Any) -> int:
+def configure(loaded: Any, strategy: str, cache: Any) -> int:
     """Give every reachable engine of ``loaded`` the kernel ``strategy`` and the shared ``cache``; count them."""
     from torch_tensorrt.runtime import RuntimeSettings
     from torch_tensorrt.runtime._runtime_cache import _to_torchbind_handle
@@ -181,10 +181,24 @@ class EngineSetup:
 NO_SETUP_REPORT: dict[str, Any] = {"strategy": None, "engines": 0, "kernel_cache_loaded_bytes": 0}
 
 
-def apply(loaded: Any, strategy: str, kernels: Path | None, checksum: str | None) -> EngineSetup:
-    """Give the engines of ``loaded`` the kernel ``strategy`` and one kernel cache, filled from ``kernels``."""
-    cache, loaded_bytes = _new_kernel_cache(kernels, checksum)
-    return EngineSetup(strategy, _configure(loaded, strategy, cache), cache, loaded_bytes)
+def apply(
+    loaded: Any, strategy: str, kernels: Path | None, checksum: str | None, live_cache: Any = None
+) -> EngineSetup:
+    """Give the engines of ``loaded`` the kernel ``strategy`` and one kernel cache, filled from ``kernels``.
+
+    ``live_cache``: a runtime cache other engines of this process filled (``pipeline.early_kernels``), used instead of
+    a new one; ``kernels`` is then not read.
+    """
+    if live_cache is not None:
+        cache, loaded_bytes = live_cache, 0
+    else:
+        cache, loaded_bytes = _new_kernel_cache(kernels, checksum)
+    return EngineSetup(strategy, configure(loaded, strategy, cache), cache, loaded_bytes)
+
+
+def new_kernel_cache() -> Any:
+    """An empty TensorRT-RTX runtime cache, for engines to share."""
+    return _new_kernel_cache(None, None)[0]
 
 
 def kernel_cache_bytes(cache: Any) -> bytes:

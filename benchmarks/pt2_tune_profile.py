@@ -16,6 +16,9 @@ listed in the "reused" column). Inside the package compile (the ``artifact_save`
   side once (the wrapper's runtime and its model's half, ``pt2/wrapper_split.py``);
 - ``package``: zipping the files into the ``.pt2``.
 
+Beside the save: the kernels a twin of the engines compiled meanwhile (``pipeline/early_kernels.py``), then the
+self-check and the part of it spent in first calls (short where the twin compiled their kernels).
+
 Prints a markdown table (seconds), then whether the lighter headers failed to build on this machine, and why;
 ``--cprofile`` adds a cProfile (cumulative) of the last ``aot_inductor`` tune.
 """
@@ -169,6 +172,13 @@ def remembered_failures() -> list[str]:
     ]
 
 
+def _early(steps: dict[str, float], shapes: list) -> str:
+    """The kernels a twin of the engines compiled during the save (``pipeline.early_kernels``): seconds, shapes."""
+    if "early_kernels" not in steps:
+        return "-"
+    return f"{steps['early_kernels']:.2f} ({len(shapes)} shapes)"
+
+
 def one_tune(
     model_name: str, output_format: str, cache: str, out: Path, timer: PackageTimer | None, seed: int = 0
 ) -> dict:
@@ -183,7 +193,15 @@ def one_tune(
         with timer.active():
             tuned, seconds = tune_aitune(model_name, backend, BATCHES, out, output_format, save=False, seed=seed)
     [built] = list(tuned._self_wrapper.backends.values())
-    result = {"tune": seconds, "steps": built.build_seconds, "from_cache": built.built_from_cache}
+    result = {
+        "tune": seconds,
+        "steps": built.build_seconds,
+        "from_cache": built.built_from_cache,
+        "early": built.early_kernel_shapes,
+        "early_problem": next(
+            (r["early_kernels_problem"] for r in built._build_results if "early_kernels_problem" in r), None
+        ),
+    }
     if timer is not None:
         result["package"] = timer.parts()
         result["commands"] = list(timer.commands)
@@ -206,9 +224,11 @@ def main() -> int:
     out = Path(tempfile.mkdtemp(prefix="pt2-profile-"))
     lines = [
         "| model | round | exported_program tune s | aot_inductor tune s | ratio | package compile (save) s | export "
-        "| codegen | C++ commands (each) | reused | package | self-check | second aot_inductor tune s (cache) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| codegen | C++ commands (each) | reused | package | kernels during the save (first calls) "
+        "| self-check (its first calls) | second aot_inductor tune s (cache) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    problems: list[str] = []
     for model_name in args.models:
         for round_number in range(1, args.rounds + 1):
             seed = round_number - 1
@@ -224,7 +244,7 @@ def main() -> int:
                 pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
                 print(f"\n### cProfile: {model_name} aot_inductor tune, round {round_number}\n{text.getvalue()}")
             again = one_tune(model_name, "aot_inductor", cache, out, None, seed)
-            parts = packaged["package"]
+            parts, steps = packaged["package"], packaged["steps"]
             each = ", ".join(f"{name} {seconds:.2f}" for name, seconds in packaged["commands"])
             reuse = f"{again['tune']:.1f}" + ("" if again["from_cache"] else " (not from the cache)")
             lines.append(
@@ -232,12 +252,16 @@ def main() -> int:
                 f"| {packaged['tune'] / exported['tune']:.1f}x | {packaged['steps'].get('artifact_save', 0):.2f} "
                 f"| {parts.get('export', 0):.2f} | {parts.get('codegen', 0):.2f} "
                 f"| {parts['c++ commands']:.2f} ({each}) | {', '.join(packaged['reused']) or '-'} "
-                f"| {parts['package']:.2f} "
-                f"| {packaged['steps'].get('self_check', 0):.2f} | {reuse} |"
+                f"| {parts['package']:.2f} | {_early(packaged['steps'], packaged['early'])} "
+                f"| {steps.get('self_check', 0):.2f} ({steps.get('first_calls', 0):.2f}) | {reuse} |"
             )
             print(lines[-1], file=sys.stderr, flush=True)
+            if packaged["early_problem"]:
+                problems.append(f"{model_name}, round {round_number}: {packaged['early_problem']}")
     print(f"\n{torch.cuda.get_device_name()}\n")
     print("\n".join(lines))
+    if problems:
+        print("\nNo kernels compiled during the save: " + "; ".join(problems))
     failures = remembered_failures()
     print("\nFailed on this machine (later builds skip them): " + ("; ".join(failures) if failures else "none"))
     return 0

@@ -29,7 +29,14 @@ class ExportedProgramFormat(ArtifactFormat):
     runtime_settings = True  # the loaded graph holds its engine objects as attributes
     quantized = True  # the 8-bit layers are inside the engines
 
-    def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
+    def save(
+        self,
+        compiled: CompiledModel,
+        path: Path,
+        *,
+        pickle_protocol: int,
+        on_native_compile: Callable[[], None] | None = None,
+    ) -> None:
         """Serialise the graph as is (engines raw); re-export it from the recorded call where graph surgery fails."""
         torch_tensorrt = require_torch_tensorrt()
         with engines_pickled_raw():

@@ -29,7 +29,14 @@ class TorchScriptFormat(ArtifactFormat):
         "backend does not offer it."
     )
 
-    def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
+    def save(
+        self,
+        compiled: CompiledModel,
+        path: Path,
+        *,
+        pickle_protocol: int,
+        on_native_compile: Callable[[], None] | None = None,
+    ) -> None:
         """Write the scripted module, tracing a Dynamo graph into TorchScript first."""
         if isinstance(compiled.module, torch.jit.ScriptModule):
             torch.jit.save(compiled.module, str(path))

@@ -23,6 +23,7 @@ from aitune_trt_aot.errors import BuildError
 from aitune_trt_aot.pipeline.cache_reuse import store_build
 from aitune_trt_aot.pipeline.capture import Capture, narrowed_capture, prepare_capture
 from aitune_trt_aot.pipeline.compile import compile_model
+from aitune_trt_aot.pipeline.early_kernels import kernels_meanwhile
 from aitune_trt_aot.pipeline.job import Build, BuildJob, StepTracker, untracked
 from aitune_trt_aot.pipeline.job import TorchTensorRTAotBuildStep as Step
 from aitune_trt_aot.pipeline.kernels import keep_kernel_cache
@@ -131,16 +132,29 @@ def _compile_and_check(
     compiled.constants = dict(capture.guard.constants)
     compiled.kernel_specialization = job.config.kernel_specialization
     with track(Step.ARTIFACT_SAVE) as result:
-        artifact = save_artifact(compiled, plan, job)
+        with kernels_meanwhile(compiled, plan, capture.guard, job) as early:  # pipeline/early_kernels.py
+            artifact = save_artifact(compiled, plan, job, early.native_compile_started)
         result["compiled_model_size_bytes"] = artifact.path.stat().st_size
+        if early.found is not None:
+            result["early_kernels"] = early.found.report()
+        elif early.problem is not None:
+            result["early_kernels_problem"] = early.problem
     del compiled  # the in-memory engines: what runs from here on is what was saved
     entry = built_entry(job, plan, artifact, capture.guard, coverage)
+    kernels = early.found
 
     with track(Step.ARTIFACT_LOAD):
-        activation = _load_back(entry, plan, coverage, job, toolkit)
+        activation = _load_back(entry, plan, coverage, job, toolkit, None if kernels is None else kernels.cache)
     with track(Step.SELF_CHECK) as result:
         report = check_against_eager(
-            activation, capture.guard, plan, module, job.samples, job.device, job.config.check_shapes
+            activation,
+            capture.guard,
+            plan,
+            module,
+            job.samples,
+            job.device,
+            job.config.check_shapes,
+            known_first_calls=None if kernels is None else kernels.first_calls,
         )
         result["first_call_seconds"] = report.first_call_seconds
         result["checked_shapes"] = report.checked_shapes
@@ -217,11 +231,20 @@ def _range_search_checks(
 
 
 def _load_back(
-    entry: CheckpointEntry, plan: BuildPlan, coverage: Coverage, job: BuildJob, toolkit: Toolkit
+    entry: CheckpointEntry,
+    plan: BuildPlan,
+    coverage: Coverage,
+    job: BuildJob,
+    toolkit: Toolkit,
+    live_kernel_cache: Any = None,
 ) -> Activation:
-    """Load the artifact just saved (not the in-memory module), so what tuning checks is what production loads."""
+    """Load the artifact just saved (not the in-memory module), so what tuning checks is what production loads.
+
+    ``live_kernel_cache``: the kernels compiled during the save (``early_kernels``), for the loaded engines to share.
+    """
     try:
-        return activate(entry, job.device, toolkit, checksum_verified=True)  # built_entry hashed it just now
+        # built_entry hashed the file just now
+        return activate(entry, job.device, toolkit, checksum_verified=True, live_kernel_cache=live_kernel_cache)
     except Exception as error:
         raise BuildError(
             f"The {plan.artifact_format.name!r} artifact written by {plan.describe()} cannot be loaded back "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from aitune.torch.checkpoint.artifact import ArtifactPath
@@ -15,12 +16,21 @@ from aitune_trt_aot.plan import BuildPlan
 from aitune_trt_aot.shapes import ShapeGuard
 
 
-def save_artifact(compiled: CompiledModel, plan: BuildPlan, job: BuildJob) -> ArtifactPath:
-    """Write ``compiled`` in the plan's format into AITune's folder for this backend; never a half-written file."""
+def save_artifact(
+    compiled: CompiledModel, plan: BuildPlan, job: BuildJob, on_native_compile: Callable[[], None] | None = None
+) -> ArtifactPath:
+    """Write ``compiled`` in the plan's format into AITune's folder for this backend; never a half-written file.
+
+    ``on_native_compile`` as for ``ArtifactFormat.save``.
+    """
     artifact = ArtifactPath(job.cache_dir, f"model{plan.artifact_format.suffix}")
-    write_atomically(
-        artifact.path, partial(plan.artifact_format.save, compiled, pickle_protocol=job.config.pickle_protocol)
+    save = partial(
+        plan.artifact_format.save,
+        compiled,
+        pickle_protocol=job.config.pickle_protocol,
+        on_native_compile=on_native_compile,
     )
+    write_atomically(artifact.path, save)
     return artifact
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,12 +80,15 @@ def compare_with_eager(
     shapes_to_check: int = SELF_CHECK_SHAPES,
     repeats: int = SELF_CHECK_REPEATS,
     range_ends: Sequence[Sample] = (),
+    known_first_calls: Mapping[tuple[tuple[int, ...], ...], float] | None = None,
 ) -> SelfCheckReport:
     """Compare up to ``shapes_to_check`` differently shaped recorded calls, then the ``range_ends`` calls.
 
     Each shape is called ``repeats`` times, because some runtimes change kernels after the first call at a
     shape. A range-end call that eager PyTorch itself cannot run (out of memory, a constraint between inputs
-    the tiling broke) is skipped. ``tolerance`` is what counts as a match (the plan's).
+    the tiling broke) is skipped. ``tolerance`` is what counts as a match (the plan's). ``known_first_calls``: per
+    call's shapes, what a first call there costs when its kernels are not compiled yet (``early_kernels`` measured
+    it on a twin of the engines): recorded for the warm-up instead of this check's shortened first call.
     """
     first_calls: list[float] = []
     checked: list[list[tuple[int, ...]]] = []
@@ -95,8 +98,9 @@ def compare_with_eager(
         if isinstance(outcome, Mismatch):
             return SelfCheckReport(checked, round(sum(first_calls), 3), outcome, warm_calls)
         if outcome:
-            checked.append(list(tensor_shapes(sample)))
-            warm = WarmCall.of(sample, first_calls[-1])
+            shapes = tensor_shapes(sample)
+            checked.append(list(shapes))
+            warm = WarmCall.of(sample, (known_first_calls or {}).get(shapes, first_calls[-1]))
             if warm is not None:
                 warm_calls.append(warm)
     return SelfCheckReport(checked, round(sum(first_calls), 3), None, warm_calls)
@@ -160,15 +164,37 @@ def check_against_eager(
     samples: Sequence[Sample],
     device: torch.device,
     check_shapes: bool,
+    known_first_calls: Mapping[tuple[tuple[int, ...], ...], float] | None = None,
 ) -> SelfCheckReport:
-    """The full self-check of a fresh build: recorded calls, then the calls at both ends of ``guard``'s ranges."""
-    try:
-        range_ends = range_end_calls(guard, samples[0])
-    except Exception as error:  # an input layout the resizing does not handle: check the recorded calls only
-        logger.warning("Self-check: no calls at the range ends (%s: %s).", type(error).__name__, error)
-        range_ends = []
+    """The full self-check of a fresh build: recorded calls, then the calls at both ends of ``guard``'s ranges.
+
+    ``known_first_calls`` as for :func:`compare_with_eager`.
+    """
     engines = engines_of(activation, check_shapes)
-    return compare_with_eager(engines, module, samples, device, plan.tolerance, range_ends=range_ends)
+    return compare_with_eager(
+        engines,
+        module,
+        samples,
+        device,
+        plan.tolerance,
+        range_ends=checked_range_ends(guard, samples[0]),
+        known_first_calls=known_first_calls,
+    )
+
+
+def checked_range_ends(guard: ShapeGuard, sample: Sample, warn: bool = True) -> list[Sample]:
+    """:func:`range_end_calls`, or none where the resizing does not handle the inputs' layout (with a warning)."""
+    try:
+        return range_end_calls(guard, sample)
+    except Exception as error:  # an input layout the resizing does not handle: check the recorded calls only
+        if warn:
+            logger.warning("Self-check: no calls at the range ends (%s: %s).", type(error).__name__, error)
+        return []
+
+
+def checked_calls(guard: ShapeGuard, samples: Sequence[Sample]) -> list[tuple[bool, Sample]]:
+    """The calls :func:`check_against_eager` makes, as ``(recorded?, call)`` (``validation.self_check_calls``)."""
+    return self_check_calls(samples, SELF_CHECK_SHAPES, checked_range_ends(guard, samples[0], warn=False))
 
 
 def refuse_mismatch(

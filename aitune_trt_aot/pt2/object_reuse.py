@@ -118,8 +118,14 @@ def _beside(target: Path, suffix: str) -> Path:
     return target.with_name(target.name + suffix)
 
 
-def _skipping(original: Callable[[str, str], None], reused: list[str]) -> Callable[[str, str], None]:
+def _skipping(
+    original: Callable[[str, str], None], reused: list[str], before_first: Callable[[], None] | None
+) -> Callable[[str, str], None]:
+    first = [before_first] if before_first is not None else []
+
     def run(cmd_line: str, cwd: str) -> None:
+        if first:
+            first.pop()()
         words = shlex.split(cmd_line)
         target = reuse_target(words)
         if target is None:
@@ -153,14 +159,18 @@ def _skipping(original: Callable[[str, str], None], reused: list[str]) -> Callab
 
 
 @contextmanager
-def reused_objects() -> Iterator[list[str]]:
-    """While active, skip Inductor's compiles and links of unchanged inputs; yields the names of those skipped."""
+def reused_objects(before_commands: Callable[[], None] | None = None) -> Iterator[list[str]]:
+    """While active, skip Inductor's compiles and links of unchanged inputs; yields the names of those skipped.
+
+    ``before_commands`` is called once, before the first C++ command (run or skipped): Inductor's code generation is
+    over by then.
+    """
     from torch._inductor import cpp_builder
 
     reused: list[str] = []
     with _PATCH_LOCK:
         original = cpp_builder._run_compile_cmd
-        cpp_builder._run_compile_cmd = _skipping(original, reused)
+        cpp_builder._run_compile_cmd = _skipping(original, reused, before_commands)
         try:
             yield reused
         finally:

@@ -185,7 +185,8 @@ def test_pt2_under_cuda_graphs_gives_the_results_of_calls_without(tmp_path: Path
 
     The single-threaded AOTInductor runner is captured with the engines' kernels specialised eagerly. Across the batch
     sweep the results match eager and the package without graphs: in the tuning process, after ait.load in a fresh
-    process, and through load_pt2 in a fresh process.
+    process, and through load_pt2 in a fresh process. The build compiled those kernels during the package's C++
+    compile, on a twin of the engines, at every shape its self-check then checked (``pipeline.early_kernels``).
     """
     tuned, reference = tune_case("mlp", _pt2_backend())
     backend = the_backend(tuned)
@@ -193,6 +194,13 @@ def test_pt2_under_cuda_graphs_gives_the_results_of_calls_without(tmp_path: Path
     settings = backend.kernel_settings
     print(f"\n[mlp .pt2 under CUDA graphs] engine settings {settings}, kernel cache {backend.kernel_cache_path}")
     assert settings["strategy"] == "eager" and settings["engines"] >= 1, "the engines inside the package were reached"
+    seconds = backend.build_seconds
+    print(
+        f"[mlp .pt2 build] kernels compiled during the save at {backend.early_kernel_shapes} in "
+        f"{seconds.get('early_kernels')} s (save {seconds['artifact_save']} s); the self-check's first calls then "
+        f"took {seconds.get('first_calls')} s"
+    )
+    assert backend.early_kernel_shapes == backend.checked_shapes, "a twin compiled every checked shape's kernels"
     errors = sweep_errors(tuned, reference, "mlp")
     print(f"[mlp .pt2 under CUDA graphs] {graph_count(backend)} graphs, sweep errors vs eager {errors}")
     assert max(errors.values()) <= tolerances.FP32

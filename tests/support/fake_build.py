@@ -201,7 +201,14 @@ class TorchSaveFormat(ArtifactFormat):
         self.load_error = load_error
         self.loads: list[Path] = []
 
-    def save(self, compiled: CompiledModel, path: Path, *, pickle_protocol: int) -> None:
+    def save(
+        self,
+        compiled: CompiledModel,
+        path: Path,
+        *,
+        pickle_protocol: int,
+        on_native_compile: Callable[[], None] | None = None,
+    ) -> None:
         torch.save(compiled.module, path, pickle_protocol=pickle_protocol)
 
     def load(self, path: Path, device: torch.device) -> Callable[..., Any]:
