@@ -65,7 +65,10 @@ Release workarounds:
   benchmark shows it shortens tunes without slowing ``cuda_graphs=False`` calls. ``pattern_matcher=False``: the
   pattern passes find nothing to rewrite in a graph of engines, and their set-up traces every pattern once per
   process (0.2-0.6 s of a package compile on the CPU machine); keep it only while the benchmark's ``.pt2`` calls
-  are as fast as with them.
+  are as fast as with them. ``without_joint_pattern_setup`` replaces torch 2.14's ``joint_graph.lazy_init`` with a
+  no-op during the package compile, because the joint-graph pass sets its patterns up before it reads
+  ``pattern_matcher`` (0.37 s of a first package compile on the CPU machine); delete when that pass checks the flag
+  first, as the post-grad pass does.
 * The engine-error watch (``engine_errors``): Torch-TensorRT 2.14's runtimes ignore what ``enqueueV3`` returns and
   set no TensorRT error recorder, so a failed engine call is visible only as a line its C++ logger writes to
   standard error; the package reads its own standard error for those lines. Delete when Torch-TensorRT raises on a

@@ -41,12 +41,41 @@ logger = logging.getLogger(__name__)
 # for the CPU. compile_wrapper_opt_level="O0": the generated wrapper only passes tensor handles between the engines and
 # any PyTorch-run operations (Inductor's default is O1; its kernels keep O3). pattern_matcher=False: the pattern
 # passes have nothing to rewrite in a graph of engines, and their set-up traces every pattern once per process
-# (0.2-0.6 s of a package compile). docs/benchmark.md, "Tune time".
+# (0.2-0.6 s of a package compile; the joint-graph pass's set-up also needs without_joint_pattern_setup).
+# docs/benchmark.md, "Tune time".
 PACKAGE_COMPILE_CONFIGS: dict[str, Any] = {
     "compile_threads": 1,
     "aot_inductor.compile_wrapper_opt_level": "O0",
     "pattern_matcher": False,
 }
+
+
+@contextmanager
+def without_joint_pattern_setup() -> Iterator[None]:
+    """While active, Inductor's joint-graph pass skips the set-up of the pattern passes ``pattern_matcher=False`` skips.
+
+    Its post-grad pass checks the flag before its set-up; its joint-graph pass (``joint_graph.lazy_init``, once per
+    process) does not, and traces every attention and padding pattern it may never apply: 0.6 s of the first package
+    compile in a process on the CPU machine (docs/benchmark.md). A later compile with the patterns on (the set-up is
+    cached only once it ran) sets them up as before. Not thread-safe across other compiles of the process: hold
+    ``object_reuse``'s lock, as the package compile does; a ``torch.compile`` in another thread meanwhile would run
+    without those patterns (slower code, same results).
+    """
+    from torch._inductor.fx_passes import joint_graph
+
+    original = getattr(joint_graph, "lazy_init", None)
+    if original is None:  # another torch release: nothing to skip
+        yield
+        return
+    joint_graph.lazy_init = _no_pattern_setup
+    try:
+        yield
+    finally:
+        joint_graph.lazy_init = original
+
+
+def _no_pattern_setup(*args: Any, **kwargs: Any) -> None:
+    return None
 
 
 @contextmanager
@@ -126,7 +155,7 @@ class AotInductorFormat(ArtifactFormat):
             )
             configs = _package_configs(program, compiled)
             logger.info("Compiling the AOTInductor package %s", path)
-            with packaging_lock(), reused_objects(before_commands=on_native_compile):
+            with packaging_lock(), reused_objects(before_commands=on_native_compile), without_joint_pattern_setup():
                 torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
 
     def load(self, path: Path, device: torch.device) -> Callable[..., Any]:

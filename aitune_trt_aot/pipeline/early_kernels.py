@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -46,6 +47,7 @@ from aitune_trt_aot.validation import tensor_shapes
 logger = logging.getLogger(__name__)
 
 Shapes = tuple[tuple[int, ...], ...]
+SWITCH_ENV = "AITUNE_TRT_AOT_EARLY_KERNELS"
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,14 @@ class KernelsMeanwhile:
 
 
 def applies(plan: BuildPlan, job: BuildJob) -> bool:
-    """Whether the build compiles kernels during the save: a slow save, engines that share a runtime cache, a GPU."""
+    """Whether the build compiles kernels during the save: a slow save, engines that share a runtime cache, a GPU.
+
+    ``AITUNE_TRT_AOT_EARLY_KERNELS=0`` turns the step off (the self-check then compiles the kernels, as before it).
+    """
     artifact_format = plan.artifact_format
     return (
-        artifact_format.slow_save
+        os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+        and artifact_format.slow_save
         and artifact_format.runtime_settings
         and plan.stack.tensorrt_rtx
         and job.device.type == "cuda"

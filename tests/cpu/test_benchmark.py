@@ -156,3 +156,27 @@ def test_the_call_overhead_benchmark_prints_its_table(
     assert call_overhead.main() == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert len(rows) == 4 and "the whole Pt2Model call" in rows[-1], rows
+
+
+def test_the_package_setup_benchmark_alternates_modes_and_prints_its_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``benchmarks.package_setup`` alternates the two modes after one untimed run; its table has one row each.
+
+    Each run is a fresh process compiling a package (a minute on the CPU machine): here each run's result is given,
+    to check the order and the arithmetic (commands are left out of the time); the real runs are the benchmark's.
+    """
+    from benchmarks import package_setup
+
+    order: list[str] = []
+
+    def one_run(mode: str, cache: str) -> dict[str, float]:
+        order.append(mode)
+        return {"total": 3.0 if mode == "left in" else 2.5, "commands": 2.0}
+
+    monkeypatch.setattr(package_setup, "one_run", one_run)
+    monkeypatch.setattr("sys.argv", ["package_setup", "--rounds", "2"])
+    assert package_setup.main() == 0
+    assert order == ["skipped", "skipped", "left in", "skipped", "left in"]
+    table = capsys.readouterr().out
+    assert "| skipped | 0.50, 0.50 | 0.50 |" in table and "| left in | 1.00, 1.00 | 1.00 |" in table

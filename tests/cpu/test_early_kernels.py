@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -107,3 +108,23 @@ def test_the_package_compile_announces_its_first_cpp_command(tmp_path: Path, mon
             program, package_path=str(tmp_path / "m.pt2"), inductor_configs={"compile_threads": 1}
         )
     assert events[0] == "go" and events.count("go") == 1 and events.count("command") >= 2, events
+
+
+def test_the_step_applies_to_slow_saves_on_rtx_gpus_unless_switched_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``.pt2`` builds on a TensorRT-RTX stack and a GPU; not ``.ait`` ones, CPU builds, or with the switch at 0."""
+    from types import SimpleNamespace
+
+    from aitune_trt_aot.formats import FORMATS
+    from aitune_trt_aot.pipeline.early_kernels import SWITCH_ENV, applies
+
+    def plan(name: str, rtx: bool = True) -> Any:
+        return SimpleNamespace(artifact_format=FORMATS[name], stack=SimpleNamespace(tensorrt_rtx=rtx))
+
+    gpu, cpu = SimpleNamespace(device=torch.device("cuda", 0)), SimpleNamespace(device=torch.device("cpu"))
+    assert applies(plan("aot_inductor"), gpu)
+    assert not applies(plan("exported_program"), gpu) and not applies(plan("aot_inductor", rtx=False), gpu)
+    assert not applies(plan("aot_inductor"), cpu)
+    monkeypatch.setenv(SWITCH_ENV, "0")
+    assert not applies(plan("aot_inductor"), gpu)

@@ -467,11 +467,12 @@ def test_load_pt2_leaves_the_engines_alone_where_asked_or_on_standard_tensorrt(
 def test_the_package_compile_runs_without_the_worker_pool_and_records_the_kernel_strategy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """AOTInductor's compile gets compile_threads=1, an -O0 wrapper and no pattern passes, for that call only.
+    """AOTInductor's compile gets compile_threads=1, an -O0 wrapper, no pattern passes nor their set-up, for that call.
 
     The metadata records the config's kernel_specialization for load_pt2.
     """
     from torch._inductor import config as inductor_config
+    from torch._inductor.fx_passes import joint_graph
 
     from aitune_trt_aot.compiled import CompiledModel, Coverage
     from aitune_trt_aot.formats.aot_inductor import PACKAGE_COMPILE_CONFIGS, AotInductorFormat
@@ -480,9 +481,14 @@ def test_the_package_compile_runs_without_the_worker_pool_and_records_the_kernel
 
     def compile_and_package(program: Any, package_path: str, inductor_configs: dict[str, Any]) -> str:
         seen.update(inductor_configs)
+        seen["joint_graph_setup"] = joint_graph.lazy_init
         return package_path
 
+    def pattern_setup(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the joint-graph pattern set-up ran")
+
     monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", compile_and_package)
+    monkeypatch.setattr(joint_graph, "lazy_init", pattern_setup)
     threads, wrapper_level = inductor_config.compile_threads, inductor_config.aot_inductor.compile_wrapper_opt_level
     environment = dict(os.environ)
     compiled = CompiledModel(
@@ -500,6 +506,8 @@ def test_the_package_compile_runs_without_the_worker_pool_and_records_the_kernel
     }
     assert {key: seen[key] for key in PACKAGE_COMPILE_CONFIGS} == PACKAGE_COMPILE_CONFIGS
     assert seen["aot_inductor.metadata"][pt2_package.KERNELS_METADATA_KEY] == "none"
+    assert seen["joint_graph_setup"] is not pattern_setup and seen["joint_graph_setup"]() is None
+    assert joint_graph.lazy_init is pattern_setup, "the joint-graph pattern set-up is skipped for the package only"
     assert dict(os.environ) == environment
     assert (inductor_config.compile_threads, inductor_config.aot_inductor.compile_wrapper_opt_level) == (
         threads,
