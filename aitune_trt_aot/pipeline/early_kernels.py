@@ -37,7 +37,7 @@ from torch import nn
 
 from aitune_trt_aot import engine_runtime
 from aitune_trt_aot.compiled import CompiledModel
-from aitune_trt_aot.engine_errors import CheckedEngines
+from aitune_trt_aot.engine_errors import CheckedEngines, process_watch
 from aitune_trt_aot.pipeline.job import BuildJob
 from aitune_trt_aot.pipeline.self_check import checked_calls
 from aitune_trt_aot.plan import BuildPlan, uses_cuda_graphs
@@ -183,7 +183,9 @@ def _compile_kernels(twin: nn.Module, strategy: str, job: BuildJob, guard: Shape
             cache = engine_runtime.new_kernel_cache()
             engine_runtime.configure(twin, strategy, cache)
             calls = [call for _, call in checked_calls(guard, job.samples)]
-            seconds = first_calls(CheckedEngines(twin, "the engines' twin"), calls, guard, job.device)
+            watch = process_watch()  # None: switched off (activations warn about that), calls go unchecked
+            runner = twin if watch is None else CheckedEngines(twin, "the engines' twin", watch)
+            seconds = first_calls(runner, calls, guard, job.device)
         step.found = EarlyKernels(cache, seconds, time.perf_counter() - start)
     except Exception as error:  # noqa: BLE001 - any failure: the self-check compiles the kernels, as without this
         step.problem = f"{type(error).__name__}: {error}"
