@@ -69,6 +69,9 @@ Release workarounds:
   no-op during the package compile, because the joint-graph pass sets its patterns up before it reads
   ``pattern_matcher`` (0.37 s of a first package compile on the CPU machine); delete when that pass checks the flag
   first, as the post-grad pass does.
+* ``pt2/link_stubs``: the package library links against stubs of torch's largest libraries because GNU ld loads all
+  of a library's exported symbols (libtorch_cpu.so in torch 2.14: 74,567, most of a 0.6 s link). Delete when torch's
+  libraries hide what AOTInductor's wrappers never use, or AOTInductor links through a small interface library.
 * The engine-error watch (``engine_errors``): Torch-TensorRT 2.14's runtimes ignore what ``enqueueV3`` returns and
   set no TensorRT error recorder, so a failed engine call is visible only as a line its C++ logger writes to
   standard error; the package reads its own standard error for those lines. Delete when Torch-TensorRT raises on a

@@ -12,14 +12,16 @@ listed in the "reused" column). Inside the package compile (the ``artifact_save`
 - ``export``: ``torch.export`` of the engines' graph (the save step minus ``aoti_compile_and_package``);
 - ``codegen``: Inductor's lowering and code generation (``aot_compile`` minus the C++ commands);
 - one entry per C++ command (compile or link, named by what it writes, "(lighter headers)" for a model's half
-  compiled against ``pt2/lean_headers.py``'s), from ``cpp_builder``; their total counts time when two ran side by
+  compiled against ``pt2/lean_headers.py``'s, "(stubs)" for a link against ``pt2/link_stubs.py``'s), from
+  ``cpp_builder``; their total counts time when two ran side by
   side once (the wrapper's runtime and its model's half, ``pt2/wrapper_split.py``);
 - ``package``: zipping the files into the ``.pt2``.
 
 Beside the save: the kernels a twin of the engines compiled meanwhile (``pipeline/early_kernels.py``), then the
 self-check and the part of it spent in first calls (short where the twin compiled their kernels).
 
-Prints a markdown table (seconds), then whether the lighter headers failed to build on this machine, and why;
+Prints a markdown table (seconds), then whether the lighter headers or a link against stubs failed on this machine,
+and why;
 ``--cprofile`` adds a cProfile (cumulative) of the last ``aot_inductor`` tune.
 """
 
@@ -43,6 +45,8 @@ import torch
 
 import aitune_trt_aot  # noqa: F401  (registers the backend, makes `tensorrt` importable)
 from aitune_trt_aot.pt2.lean_headers import FAILED, LEAN_PREFIX
+from aitune_trt_aot.pt2.link_stubs import FAILED as STUBS_FAILED
+from aitune_trt_aot.pt2.link_stubs import STUBS_FOLDER
 from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER
 from benchmarks.run import tune_aitune
 
@@ -86,10 +90,10 @@ class PackageTimer:
 
         return timed
 
-    def _recorded_reuse(self, reused_objects: Callable[[], Any]) -> Callable[[], Any]:
+    def _recorded_reuse(self, reused_objects: Callable[..., Any]) -> Callable[..., Any]:
         @contextmanager
-        def recorded() -> Iterator[list[str]]:
-            with reused_objects() as reused:
+        def recorded(*args: Any, **kwargs: Any) -> Iterator[list[str]]:
+            with reused_objects(*args, **kwargs) as reused:
                 yield reused
             self.reused.extend(reused)
 
@@ -156,20 +160,22 @@ def _command_label(name: str) -> str:
 
 
 def _how(words: list[str]) -> str:
-    """How a command ran, where the package compile changed it: a model's half against the lighter headers."""
+    """How a command ran, where the package compile changed it: lighter headers for a model's half, a stub link."""
     if any(word.startswith("-I") and f"{RUNTIME_FOLDER}/{LEAN_PREFIX}" in word for word in words):
         return " (lighter headers)"
+    if any(word.startswith("-L") and f"{RUNTIME_FOLDER}/{STUBS_FOLDER}" in word for word in words):
+        return " (stubs)"
     return ""
 
 
 def remembered_failures() -> list[str]:
-    """What this machine's package compiles remember failed (the lighter headers' builds), and why."""
+    """What this machine's package compiles remember failed (the lighter headers' builds, stub links), and why."""
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 
-    found = sorted((Path(cache_dir()) / RUNTIME_FOLDER).glob(f"{LEAN_PREFIX}*/{FAILED}"))
-    return [
-        f"lighter headers ({path.parent.name}): {path.read_text().strip() or 'no reason recorded'}" for path in found
-    ]
+    folder = Path(cache_dir()) / RUNTIME_FOLDER
+    found = [("lighter headers", path) for path in sorted(folder.glob(f"{LEAN_PREFIX}*/{FAILED}"))]
+    found += [("link stubs", path) for path in sorted(folder.glob(f"{STUBS_FOLDER}/*/{STUBS_FAILED}"))]
+    return [f"{what} ({path.parent.name}): {path.read_text().strip() or 'no reason recorded'}" for what, path in found]
 
 
 def _early(steps: dict[str, float], shapes: list) -> str:

@@ -18,7 +18,8 @@ straight into a library, a missing or different stamp, an unreadable input) runs
 after the link (weights appended to the library) run on the file put back as on a freshly linked one. The stamp is
 removed before a command runs and written, atomically, after its output is kept, so a failed or interrupted command
 never leaves a stamp that vouches for a file. A wrapper compile that does run goes through ``pt2.wrapper_split``
-(AOTInductor's runtime compiled once per machine, then only the model's own code).
+(AOTInductor's runtime compiled once per machine, then only the model's own code), a link that does run through
+``pt2.link_stubs`` (against small stand-ins of torch's largest libraries).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from torch._inductor.runtime.cache_dir_utils import cache_dir
 
 from aitune_trt_aot.files import write_atomically
 from aitune_trt_aot.pt2.compiler import compiler_version, included_files
+from aitune_trt_aot.pt2.link_stubs import link_with_stubs
 from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER, compile_in_two
 
 logger = logging.getLogger(__name__)
@@ -146,7 +148,12 @@ def _skipping(
         except OSError:
             pass  # no stamp, or the kept file cannot be put back: run the command
         stamp.unlink(missing_ok=True)
-        if not compile_in_two(words, cwd, original, Path(cache_dir()) / RUNTIME_FOLDER):
+        folder = Path(cache_dir()) / RUNTIME_FOLDER
+        if link_target(words) is not None:
+            done = link_with_stubs(words, cwd, original, folder)
+        else:
+            done = compile_in_two(words, cwd, original, folder)
+        if not done:
             original(cmd_line, cwd)
         try:
             write_atomically(kept, lambda tmp: shutil.copy2(target, tmp))

@@ -101,7 +101,9 @@ def test_the_pt2_tune_profile_splits_the_package_compile_into_its_parts() -> Non
         from aitune_trt_aot.formats import aot_inductor
 
         assert aot_inductor.AotInductorFormat.save.__name__ == "timed"
-        with aot_inductor.reused_objects() as reused:  # what the save step reuses is recorded
+        announced: list[bool] = []
+        # what the save step reuses is recorded; the save's own arguments pass through
+        with aot_inductor.reused_objects(before_commands=lambda: announced.append(True)) as reused:
             reused.append("w.wrapper.o")
     assert aot_inductor.AotInductorFormat.save.__name__ == "save"
     assert aot_inductor.reused_objects.__name__ == "reused_objects" and timer.reused == ["w.wrapper.o"]
@@ -110,7 +112,7 @@ def test_the_pt2_tune_profile_splits_the_package_compile_into_its_parts() -> Non
 def test_the_pt2_tune_profile_names_lighter_halves_and_what_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A model half's label says it compiled against the lighter headers; their failed builds are listed with why."""
+    """Labels say a model half used the lighter headers, a link the stubs; what failed is listed with why."""
     from aitune_trt_aot.pt2.lean_headers import FAILED
     from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER
     from benchmarks.pt2_tune_profile import _how, remembered_failures
@@ -123,6 +125,10 @@ def test_the_pt2_tune_profile_names_lighter_halves_and_what_failed(
     (folder / "lean-0123").mkdir(parents=True)
     (folder / "lean-0123" / FAILED).write_text("error: no such option\n")
     assert remembered_failures() == ["lighter headers (lean-0123): error: no such option"]
+    assert _how(["g++", "w.o", "-shared", f"-L{folder}/link-stubs/abc/torch_cpu", "-o", "w.so"]) == " (stubs)"
+    (folder / "link-stubs" / "abc").mkdir(parents=True)
+    (folder / "link-stubs" / "abc" / "failed").write_text("ld: TLS reference mismatches\n")
+    assert remembered_failures()[1] == "link stubs (abc): ld: TLS reference mismatches"
 
 
 def test_timing_in_turn_times_every_row_each_round_and_keeps_the_median() -> None:
@@ -180,3 +186,16 @@ def test_the_package_setup_benchmark_alternates_modes_and_prints_its_table(
     assert order == ["skipped", "skipped", "left in", "skipped", "left in"]
     table = capsys.readouterr().out
     assert "| skipped | 0.50, 0.50 | 0.50 |" in table and "| left in | 1.00, 1.00 | 1.00 |" in table
+
+
+def test_the_link_time_benchmark_times_both_links_of_a_real_package(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``benchmarks.link_time`` compiles a CPU package, then runs its link as written and against stubs."""
+    from benchmarks import link_time
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setattr("sys.argv", ["link_time", "--rounds", "1"])
+    assert link_time.main() == 0
+    out = capsys.readouterr().out
+    assert "stubs of: torch_cpu" in out and "| as written |" in out and "| against stubs |" in out
