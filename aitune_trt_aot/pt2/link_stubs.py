@@ -68,7 +68,7 @@ def searched_libraries(words: list[str]) -> list[tuple[str, Path]]:
     """The ``-l`` libraries of a link command found as shared libraries on its ``-L`` folders, in command order.
 
     As ld searches: each ``-L`` folder in order, ``lib<name>.so`` in the first that has it. Libraries found nowhere on
-    the ``-L`` folders (the system's) are left out.
+    the ``-L`` folders (the system's), or found there as a static archive first, are left out.
     """
     folders: list[Path] = []
     names: list[str] = []
@@ -93,6 +93,8 @@ def searched_libraries(words: list[str]) -> list[tuple[str, Path]]:
             candidate = folder / f"lib{name}.so"
             if candidate.is_file():
                 found.append((name, candidate))
+                break
+            if (folder / f"lib{name}.a").is_file():  # ld takes the static archive of this folder: no stub
                 break
     return found
 

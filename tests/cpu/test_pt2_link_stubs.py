@@ -94,11 +94,14 @@ def test_the_same_references_reuse_their_stubs_without_reading_a_library(
 
 
 def test_libraries_are_found_as_ld_finds_them(tmp_path: Path) -> None:
-    """Each ``-l`` in the first ``-L`` folder that has it, in command order; system libraries are left out."""
-    for folder, name in (("a", "x"), ("b", "x"), ("b", "y")):
+    """Each ``-l`` in the first ``-L`` folder that has it, in command order; system libraries and archives left out."""
+    for folder, name in (("a", "x"), ("b", "x"), ("b", "y"), ("a", "s"), ("b", "s")):
         (tmp_path / folder).mkdir(exist_ok=True)
         (tmp_path / folder / f"lib{name}.so").write_bytes(b"")
-    words = ["g++", "o.o", "-ly", "-l", "x", "-lm", f"-L{tmp_path / 'a'}", "-L", str(tmp_path / "b"), "-l:libz.a"]
+    (tmp_path / "a" / "libs.so").unlink()
+    (tmp_path / "a" / "libs.a").write_bytes(b"")
+    folders = [f"-L{tmp_path / 'a'}", "-L", str(tmp_path / "b")]
+    words = ["g++", "o.o", "-ly", "-l", "x", "-lm", "-ls", *folders, "-l:libz.a"]
     assert searched_libraries(words) == [("y", tmp_path / "b" / "liby.so"), ("x", tmp_path / "a" / "libx.so")]
 
 
