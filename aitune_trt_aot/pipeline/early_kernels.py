@@ -12,6 +12,9 @@ kernels: a second engine instance's first call took 0.107 s instead of 2.46 s (R
 twin waits for the C++ commands because ``torch.export`` and Inductor trace with ``torch.fx``, which patches
 ``nn.Module.__call__`` for every thread while it traces.
 
+The twin shares the weights of the graph's PyTorch-run parts; its engines are a second copy on the GPU until the
+save ends (TensorRT-RTX engines hold their weights), and are dropped before the artifact is loaded back.
+
 Nothing is taken on trust: the self-check still makes every call on the artifact loaded from disk and compares it
 with eager PyTorch; only its kernel compiles moved. The twin's first-call seconds are what a load without those
 kernels pays at each shape, so they, not the self-check's shortened first calls, are recorded for the warm-up at
@@ -121,7 +124,8 @@ def engine_twin(module: nn.Module) -> nn.Module | None:
     """A copy of ``module`` whose Torch-TensorRT engines are new, not yet set up; None where it cannot be made.
 
     ``TorchTensorRTModule`` copies share their engine object (its ``__deepcopy__``): the twin's holders drop it, and
-    :func:`start_engines` makes new ones from the serialised engines they keep. A module that holds engines any other
+    :func:`start_engines` makes new ones from the serialised engines they keep. The parameters and buffers of the
+    parts PyTorch runs are shared, not copied (the twin only runs inference). A module that holds engines any other
     way (graph attributes) has no twin.
     """
     holders = _holders(module)
@@ -129,9 +133,15 @@ def engine_twin(module: nn.Module) -> nn.Module | None:
         return None
     if any(not getattr(holder, "serialized_engine", None) for holder in holders):
         return None
-    twin = copy.deepcopy(module)
+    twin = copy_sharing_weights(module)
     release_engines(twin)
     return twin
+
+
+def copy_sharing_weights(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` that shares its parameters and buffers: for a copy that only runs inference."""
+    shared: dict[int, Any] = {id(tensor): tensor for tensor in (*module.parameters(), *module.buffers())}
+    return copy.deepcopy(module, shared)
 
 
 def start_engines(twin: nn.Module) -> None:

@@ -128,3 +128,15 @@ def test_the_step_applies_to_slow_saves_on_rtx_gpus_unless_switched_off(
     assert not applies(plan("aot_inductor"), cpu)
     monkeypatch.setenv(SWITCH_ENV, "0")
     assert not applies(plan("aot_inductor"), gpu)
+
+
+def test_the_twins_copy_shares_the_weights_of_the_parts_pytorch_runs() -> None:
+    """Modules are copied, parameters and buffers shared: the twin costs no memory for them."""
+    from aitune_trt_aot.pipeline.early_kernels import copy_sharing_weights
+
+    module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4)).eval()
+    twin = copy_sharing_weights(module)
+    assert twin is not module and twin[0] is not module[0]
+    assert twin[0].weight is module[0].weight and twin[1].running_mean is module[1].running_mean
+    x = torch.randn(3, 4)
+    assert torch.equal(twin(x), module(x))
