@@ -1,4 +1,4 @@
-"""The C++ compiler Inductor runs: as the package compile's reuse digests see it, and what a failed command said."""
+"""The C++ compiler Inductor runs: as reuse digests see it, what its commands read, what a failed command said."""
 
 from __future__ import annotations
 
@@ -25,6 +25,22 @@ def with_paths(words: list[str], source: str, output: str) -> list[str]:
     """``words`` with its one C++ source (the word ending ``.cpp``) replaced by ``source``, ``-o``'s by ``output``."""
     out = words.index("-o") + 1
     return [output if i == out else source if w.endswith(".cpp") else w for i, w in enumerate(words)]
+
+
+def linked_objects(words: list[str]) -> list[str]:
+    """The object files a command reads (every ``.o`` word but the one after ``-o``)."""
+    return [w for i, w in enumerate(words) if w.endswith(".o") and (i == 0 or words[i - 1] != "-o")]
+
+
+def undefined_symbols(objects: list[Path]) -> list[str]:
+    """The symbols the ``objects`` use but do not define (``nm -u``, weak references included), as ``nm`` lists them.
+
+    ``OSError`` or ``CalledProcessError`` when ``nm`` cannot read an object.
+    """
+    listed = subprocess.run(
+        ["nm", "-u", *map(str, objects)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    return [line.split()[-1] for line in listed.splitlines() if line.strip() and not line.endswith(":")]
 
 
 def failure_reason(error: BaseException) -> str:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.pt2.compiler import failure_reason
+from aitune_trt_aot.pt2.compiler import failure_reason, linked_objects, undefined_symbols
 
 logger = logging.getLogger(__name__)
 
@@ -97,14 +97,6 @@ def searched_libraries(words: list[str]) -> list[tuple[str, Path]]:
             if (folder / f"lib{name}.a").is_file():  # ld takes the static archive of this folder: no stub
                 break
     return found
-
-
-def undefined_symbols(objects: list[Path]) -> set[str]:
-    """The symbols the ``objects`` use but do not define (``nm -u``, weak references included)."""
-    listed = subprocess.run(
-        ["nm", "-u", *map(str, objects)], capture_output=True, text=True, check=True, timeout=_TOOL_TIMEOUT
-    ).stdout
-    return {line.split()[-1] for line in listed.splitlines() if line.strip() and not line.endswith(":")}
 
 
 @functools.cache
@@ -221,11 +213,11 @@ def stubbed_command(words: list[str], cwd: str, folder: Path) -> StubbedLink | N
     The stubs of one set of libraries and references are built once and kept (``folder``/:data:`STUBS_FOLDER`/key):
     a later link of the same references reads no library. None too where a link against them failed before.
     """
-    objects = [Path(cwd) / w for i, w in enumerate(words) if w.endswith(".o") and (i == 0 or words[i - 1] != "-o")]
+    objects = [Path(cwd) / w for w in linked_objects(words)]
     libraries = searched_libraries(words)
     if not objects or not libraries:
         return None
-    wanted = undefined_symbols(objects)
+    wanted = set(undefined_symbols(objects))
     target = folder / STUBS_FOLDER / stubs_key(words, libraries, wanted)
     if (target / FAILED).is_file():
         return None

@@ -37,7 +37,7 @@ import torch
 from torch._inductor.runtime.cache_dir_utils import cache_dir
 
 from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.pt2.compiler import compiler_version, included_files
+from aitune_trt_aot.pt2.compiler import compiler_version, included_files, linked_objects
 from aitune_trt_aot.pt2.link_stubs import link_with_stubs
 from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER, compile_in_two
 
@@ -65,11 +65,6 @@ def _output(words: list[str], suffix: str) -> Path | None:
     return Path(words[position])
 
 
-def _linked_objects(words: list[str]) -> list[str]:
-    """The object files a command reads (every ``.o`` word but the one after ``-o``)."""
-    return [w for i, w in enumerate(words) if w.endswith(".o") and (i == 0 or words[i - 1] != "-o")]
-
-
 def object_target(words: list[str]) -> Path | None:
     """The object file a compile-only command of one C++ source writes; None for any other command.
 
@@ -85,7 +80,7 @@ def link_target(words: list[str]) -> Path | None:
 
     A command that also compiles a source (C++ or assembly) into the library always runs: the digest reads objects.
     """
-    if "-shared" not in words or "-c" in words or not _linked_objects(words):
+    if "-shared" not in words or "-c" in words or not linked_objects(words):
         return None
     if any(w.endswith((*SOURCE_SUFFIXES, ".S", ".s")) for w in words):
         return None
@@ -110,7 +105,7 @@ def inputs_digest(words: list[str], cwd: str) -> str:
     for path in [*sources, *included, *beside]:
         digest.update(str(path).encode())
         digest.update(path.read_bytes().split(BUILD_NOTES, 1)[0])
-    for path in (base / w for w in _linked_objects(words)):
+    for path in (base / w for w in linked_objects(words)):
         digest.update(str(path).encode())
         digest.update(path.read_bytes())  # whole: compiled bytes carry no build notes
     return digest.hexdigest()

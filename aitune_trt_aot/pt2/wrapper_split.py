@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shlex
-import subprocess
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +33,13 @@ from pathlib import Path
 import torch
 
 from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.pt2.compiler import compiler_version, failure_reason, included_files, with_paths
+from aitune_trt_aot.pt2.compiler import (
+    compiler_version,
+    failure_reason,
+    included_files,
+    undefined_symbols,
+    with_paths,
+)
 from aitune_trt_aot.pt2.lean_headers import LEFT_OUT, lean_headers
 
 logger = logging.getLogger(__name__)
@@ -120,8 +125,7 @@ def undefined_model_symbols(obj: Path) -> list[str]:
     model half's lighter headers leave out (``pt2.lean_headers``). ``OSError`` or ``CalledProcessError`` when
     ``nm`` cannot read the object.
     """
-    listed = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True, check=True, timeout=60).stdout
-    return [line.split()[-1] for line in listed.splitlines() if MODEL_SYMBOL in line or LEFT_OUT in line]
+    return [symbol for symbol in undefined_symbols([obj]) if MODEL_SYMBOL in symbol or LEFT_OUT in symbol]
 
 
 def compile_in_two(words: list[str], cwd: str, run: Run, folder: Path) -> bool:
