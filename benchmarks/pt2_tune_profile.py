@@ -44,8 +44,8 @@ from typing import Any
 import torch
 
 import aitune_trt_aot  # noqa: F401  (registers the backend, makes `tensorrt` importable)
-from aitune_trt_aot.pt2.lean_headers import FAILED, LEAN_PREFIX
-from aitune_trt_aot.pt2.link_stubs import FAILED as STUBS_FAILED
+from aitune_trt_aot.pt2.compiler import FAILED
+from aitune_trt_aot.pt2.lean_headers import LEAN_PREFIX
 from aitune_trt_aot.pt2.link_stubs import STUBS_FOLDER
 from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER
 from benchmarks.run import tune_aitune
@@ -174,7 +174,7 @@ def remembered_failures() -> list[str]:
 
     folder = Path(cache_dir()) / RUNTIME_FOLDER
     found = [("lighter headers", path) for path in sorted(folder.glob(f"{LEAN_PREFIX}*/{FAILED}"))]
-    found += [("link stubs", path) for path in sorted(folder.glob(f"{STUBS_FOLDER}/*/{STUBS_FAILED}"))]
+    found += [("link stubs", path) for path in sorted(folder.glob(f"{STUBS_FOLDER}/*/{FAILED}"))]
     return [f"{what} ({path.parent.name}): {path.read_text().strip() or 'no reason recorded'}" for what, path in found]
 
 

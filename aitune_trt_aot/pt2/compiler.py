@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import functools
+import logging
 import subprocess
 from pathlib import Path
+
+from aitune_trt_aot.files import write_atomically
+
+logger = logging.getLogger(__name__)
+
+# In a folder of things built once per machine (lighter headers, link stubs) that failed: why. Later builds skip them.
+FAILED = "failed"
 
 
 @functools.cache
@@ -53,3 +61,16 @@ def failure_reason(error: BaseException) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower()]
     return "; ".join((errors or lines or [type(error).__name__])[:3])
+
+
+def remember_failure(folder: Path, reason: str) -> None:
+    """Write :data:`FAILED`, holding ``reason``, into ``folder`` (atomically); a write that fails is only logged."""
+    try:
+        write_atomically(folder / FAILED, lambda tmp: tmp.write_text(reason + "\n"))
+    except OSError as error:
+        logger.debug("Could not remember the failure in %s (%s).", folder, error)
+
+
+def failed_before(folder: Path) -> bool:
+    """Whether ``folder`` holds a :data:`FAILED` marker (:func:`remember_failure`)."""
+    return (folder / FAILED).is_file()

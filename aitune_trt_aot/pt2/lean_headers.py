@@ -18,7 +18,6 @@ precompiled header does not compile, the model's half compiles with AOTInductor'
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import re
@@ -30,7 +29,13 @@ from pathlib import Path
 import torch
 
 from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.pt2.compiler import compiler_version, failure_reason, with_paths
+from aitune_trt_aot.pt2.compiler import (
+    compiler_version,
+    failed_before,
+    failure_reason,
+    remember_failure,
+    with_paths,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +45,6 @@ _DEFINITION = re.compile(r"inline void parse_device_str\([^)]*\)\s*\{")
 _REGEX_INCLUDE = "#include <regex>\n"
 LEAN_PREFIX = "lean-"  # the folders' names: this, then a digest (lean_folder_name)
 PRECOMPILED = "precompiled.h"
-FAILED = "failed"  # in a folder whose precompiled header did not compile: why; later builds do not try again
 
 Run = Callable[[str, str], None]  # Inductor's command runner: (command line, working folder)
 
@@ -148,8 +152,7 @@ class LeanHeaders:
         except Exception as error:  # noqa: BLE001 - any failure: keep AOTInductor's headers, here and later
             reason = failure_reason(error)
             logger.info("The lighter headers did not precompile (%s); keeping AOTInductor's.", reason)
-            with contextlib.suppress(OSError):
-                write_atomically(self.folder / FAILED, lambda tmp: tmp.write_text(reason + "\n"))
+            remember_failure(self.folder, reason)  # later builds do not try again
 
 
 def lean_headers(words: list[str], cwd: str, runtime_folder: Path) -> LeanHeaders | None:
@@ -173,7 +176,7 @@ def lean_headers(words: list[str], cwd: str, runtime_folder: Path) -> LeanHeader
         logger.debug("The lighter headers are not available (%s).", error)
         return None
     folder = runtime_folder / lean_folder_name(lean_header, precompiled_source, words)
-    if (folder / FAILED).exists():
+    if failed_before(folder):
         return None
     shadowed = [words[0], f"-I{folder}", *words[1:]]  # the copy is found before AOTInductor's header
     return LeanHeaders(folder, lean_header, precompiled_source, shadowed)

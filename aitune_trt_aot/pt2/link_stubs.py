@@ -20,7 +20,7 @@ references (most packages of one torch build) reads no library.
 Anything unusual keeps AOTInductor's link: a library whose symbols carry versions (``name@VERSION``) or that has no
 ``SONAME``, a tool (``nm``, ``readelf``) that fails, a stub that does not build. A link against stubs that fails runs
 again against the real libraries (:func:`link_with_stubs` returns False), and its stubs' folder remembers it
-(:data:`FAILED`, with the linker's words): later links with the same stubs run as written. One cause nm cannot rule
+(``compiler.FAILED``, with the linker's words): later links with the same stubs run as written. One cause nm cannot rule
 out: a reference to a thread-local variable of the library, which a stub defines as plain data.
 """
 
@@ -38,14 +38,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aitune_trt_aot.files import write_atomically
-from aitune_trt_aot.pt2.compiler import failure_reason, linked_objects, undefined_symbols
+from aitune_trt_aot.pt2.compiler import (
+    failed_before,
+    failure_reason,
+    linked_objects,
+    remember_failure,
+    undefined_symbols,
+)
 
 logger = logging.getLogger(__name__)
 
 STUBS_FOLDER = "link-stubs"
 READY = "stubbed"  # in a folder of stubs, written last: the libraries it holds stubs of, one name a line
-FAILED = "failed"  # in a folder of stubs a link failed against: why; later links with them run as written
 STUB_MIN_SYMBOLS = 1000  # smaller libraries are read fast enough: linked as they are
 # nm's letters for the defined symbols a stub may stand in for: the kind of the stand-in.
 _KINDS = {"T": "function", "i": "function", "W": "weak function"}
@@ -194,17 +198,13 @@ def make_stubs(words: list[str], libraries: list[tuple[str, Path]], wanted: set[
 
 @dataclass(frozen=True)
 class StubbedLink:
-    """A link command with stubs in place of its large libraries, and the folder that holds those stubs."""
+    """A link command with stubs in place of its large libraries, and the folder that holds those stubs.
+
+    A link against them that fails is remembered there (``compiler.remember_failure``): later links run as written.
+    """
 
     command: list[str]
     folder: Path
-
-    def failed(self, reason: str) -> None:
-        """Remember in :attr:`folder` that the link against these stubs failed: later links with them run as written."""
-        try:
-            write_atomically(self.folder / FAILED, lambda tmp: tmp.write_text(reason + "\n"))
-        except OSError as error:
-            logger.debug("Could not remember the failed link against %s (%s).", self.folder, error)
 
 
 def stubbed_command(words: list[str], cwd: str, folder: Path) -> StubbedLink | None:
@@ -219,7 +219,7 @@ def stubbed_command(words: list[str], cwd: str, folder: Path) -> StubbedLink | N
         return None
     wanted = set(undefined_symbols(objects))
     target = folder / STUBS_FOLDER / stubs_key(words, libraries, wanted)
-    if (target / FAILED).is_file():
+    if failed_before(target):
         return None
     if not (target / READY).is_file():
         building = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -257,6 +257,6 @@ def link_with_stubs(words: list[str], cwd: str, run: Callable[[str, str], None],
     except Exception as error:  # noqa: BLE001 - the link as written follows
         reason = failure_reason(error)
         logger.info("The link against stubs failed (%s); linking against torch's libraries.", reason)
-        link.failed(reason)
+        remember_failure(link.folder, reason)
         return False
     return True

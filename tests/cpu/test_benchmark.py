@@ -113,7 +113,7 @@ def test_the_pt2_tune_profile_names_lighter_halves_and_what_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Labels say a model half used the lighter headers, a link the stubs; what failed is listed with why."""
-    from aitune_trt_aot.pt2.lean_headers import FAILED
+    from aitune_trt_aot.pt2.compiler import FAILED
     from aitune_trt_aot.pt2.wrapper_split import RUNTIME_FOLDER
     from benchmarks.pt2_tune_profile import _how, remembered_failures
 

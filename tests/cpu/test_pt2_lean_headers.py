@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
+from aitune_trt_aot.pt2.compiler import FAILED
 from aitune_trt_aot.pt2.lean_headers import (
-    FAILED,
     LEFT_OUT,
     MODEL_BASE,
     PRECOMPILED,

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from aitune_trt_aot.pt2 import link_stubs
+from aitune_trt_aot.pt2.compiler import FAILED
 from aitune_trt_aot.pt2.link_stubs import (
-    FAILED,
     READY,
     STUBS_FOLDER,
     link_with_stubs,
