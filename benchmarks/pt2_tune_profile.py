@@ -13,16 +13,15 @@ listed in the "reused" column). Inside the package compile (the ``artifact_save`
 - ``codegen``: Inductor's lowering and code generation (``aot_compile`` minus the C++ commands);
 - one entry per C++ command (compile or link, named by what it writes, "(lighter headers)" for a model's half
   compiled against ``pt2/lean_headers.py``'s, "(stubs)" for a link against ``pt2/link_stubs.py``'s), from
-  ``cpp_builder``; their total counts time when two ran side by
-  side once (the wrapper's runtime and its model's half, ``pt2/wrapper_split.py``);
+  ``cpp_builder``; their total counts time when two ran side by side once (the wrapper's runtime and its model's
+  half, ``pt2/wrapper_split.py``);
 - ``package``: zipping the files into the ``.pt2``.
 
 Beside the save: the kernels a twin of the engines compiled meanwhile (``pipeline/early_kernels.py``), then the
 self-check and the part of it spent in first calls (short where the twin compiled their kernels).
 
 Prints a markdown table (seconds), then whether the lighter headers or a link against stubs failed on this machine,
-and why;
-``--cprofile`` adds a cProfile (cumulative) of the last ``aot_inductor`` tune.
+and why; ``--cprofile`` adds a cProfile (cumulative) of the last ``aot_inductor`` tune.
 """
 
 from __future__ import annotations
